@@ -1,0 +1,34 @@
+# Two commands: `make run` (set up + run the default pipeline) and `make test` (set up + test).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIPELINE ?=
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint setup clean ui
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	PIP_CONSTRAINT=requirements/constraints.txt $(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/crnn run $(PIPELINE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check crnn flows tests
+	$(BIN)/ruff format --check crnn flows tests
+	$(BIN)/mypy crnn flows
+
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/workspace/mlflow.db
+
+clean:
+	rm -rf $(VENV) workspace .pytest_cache

@@ -1,0 +1,142 @@
+"""The `crnn` command: parses arguments, calls flows or the library, prints. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from crnn.errors import UserError
+
+DEFAULT_CONFIG = "pipelines.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+        return result
+    except UserError as exc:
+        print(f"crnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("crnn: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crnn", description="Train, track, register and score CRNN pipelines."
+    )
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("CRNN_CONFIG", DEFAULT_CONFIG),
+        help="pipelines file (default: ./pipelines.yaml or $CRNN_CONFIG)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="preprocess -> train -> evaluate -> register one pipeline")
+    run.add_argument("pipeline", nargs="?", help="pipeline name (default: default_pipeline)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the pipeline, e.g. --set training.epochs=1 (repeatable)",
+    )
+    run.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    run.set_defaults(handler=cmd_run)
+
+    lst = sub.add_parser("list", help="list pipelines and registered architectures")
+    lst.set_defaults(handler=cmd_list)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of pipelines.yaml")
+    schema.add_argument("--output", "-o", help="write to this file instead of stdout")
+    schema.set_defaults(handler=cmd_schema)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from crnn.config import load_pipeline
+    from crnn.workspace import resolve_workspace
+
+    # validate before anything heavy starts: a bad config fails in milliseconds, in one line
+    config_file, cfg = load_pipeline(args.config, args.pipeline, args.overrides)
+    workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    from flows.local import prepare_local_prefect
+
+    prepare_local_prefect(workspace.root)
+    from flows.retrain import retrain
+
+    summary = retrain(
+        pipeline=cfg.name,
+        config_path=str(args.config),
+        overrides=list(args.overrides),
+        progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_summary(summary)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from crnn.config import load_config
+    from crnn.models import ARCHITECTURES
+
+    config = load_config(args.config)
+    print("pipelines:")
+    for name, p in config.pipelines.items():
+        mark = "*" if name == config.default_pipeline else " "
+        print(f" {mark} {name:<18} {p.data.source:<14} {p.model.head:<15} {p.description}")
+    print("architectures:")
+    for name in ARCHITECTURES.names():
+        print(f"   {name:<18} {ARCHITECTURES.get(name).description}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from crnn.config import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"pipeline {summary['pipeline']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    shards = summary["shards"]
+    reuse = "reused (cache hit)" if shards["reused"] else "built"
+    table.add_row("shards", f"{shards['digest'][:16]}  {reuse}")
+    t = summary["training"]
+    table.add_row("training", f"{t['epochs_run']} epochs, best {t['best_epoch']}, {t['seconds']} s")
+    for key, value in summary["metrics"].items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    reg = summary["registry"]
+    table.add_row("model", f"{reg['model_name']} version {reg['version']} (challenger)")
+    table.add_row("gate", f"{reg['decision']}: {reg['reason']}")
+    table.add_row("champion", f"version {reg['champion_version']}")
+    ml = summary["mlflow"]
+    table.add_row("mlflow run", f"{ml['run_id']} in experiment {ml['experiment']}")
+    table.add_row("workspace", summary["workspace"])
+    console.print(table)
+    console.print(f"Open the MLflow UI: [bold]{ml['ui']}[/bold]  (then http://127.0.0.1:5000)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

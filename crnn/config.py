@@ -1,0 +1,419 @@
+"""Typed configuration: the only reader of pipelines.yaml.
+
+The file is parsed once into frozen pydantic models that forbid unknown keys. Every library function
+receives the small slice it needs (``cfg.training``, ``cfg.preprocessing``), never a dict. An invalid
+file raises :class:`ConfigError` with one line: the key path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from crnn.errors import ConfigError
+
+CONFIG_VERSION = 1
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+class SplitFractions(Frozen):
+    """Fractions of the *source images* assigned to each split (they sum to 1)."""
+
+    train: float = Field(0.6, gt=0, lt=1)
+    val: float = Field(0.2, gt=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitFractions:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must sum to 1, got {total:g}")
+        return self
+
+
+class LineCounts(Frozen):
+    """How many text lines to compose per split."""
+
+    train: int = Field(6000, ge=1)
+    val: int = Field(600, ge=1)
+    test: int = Field(1000, ge=1)
+
+
+class DigitStringsData(Frozen):
+    """Lines of 3-8 real handwritten digits (scikit-learn's bundled 8x8 digits), random spacing."""
+
+    source: Literal["digit_strings"] = "digit_strings"
+    seed: int = Field(0, description="Seed for the split and the composition of lines.")
+    split: SplitFractions = Field(default_factory=SplitFractions)
+    lines: LineCounts = Field(default_factory=LineCounts)
+    min_digits: int = Field(3, ge=1, description="Fewest digits in a line.")
+    max_digits: int = Field(8, ge=1, le=32, description="Most digits in a line.")
+    digit_scale: int = Field(2, ge=1, le=4, description="Upscaling of each 8x8 digit.")
+    max_gap: int = Field(4, ge=0, le=16, description="Largest gap between digits, in pixels.")
+    margin: int = Field(2, ge=0, le=8, description="Blank border around a line, in pixels.")
+
+    @model_validator(mode="after")
+    def _digit_range(self) -> DigitStringsData:
+        if self.min_digits > self.max_digits:
+            raise ValueError(f"min_digits ({self.min_digits}) > max_digits ({self.max_digits})")
+        return self
+
+
+class DigitsData(Frozen):
+    """scikit-learn's bundled 8x8 handwritten digits as a 10-class image classification task."""
+
+    source: Literal["digits"] = "digits"
+    seed: int = Field(0, description="Seed for the stratified split.")
+    split: SplitFractions = Field(default_factory=SplitFractions)
+
+
+DataConfig = Annotated[DigitStringsData | DigitsData, Field(discriminator="source")]
+SEQUENCE_SOURCES = frozenset({"digit_strings"})
+SOURCE_MODELS: dict[str, type[BaseModel]] = {"digit_strings": DigitStringsData, "digits": DigitsData}
+
+
+# -------------------------------------------------------------------------------- preprocessing
+
+
+class AugmentationConfig(Frozen):
+    """Augmented copies of the training split (val/test are never augmented)."""
+
+    copies: int = Field(1, ge=0, le=32, description="Augmented copies per training sample.")
+    seed: int = Field(0, description="Seed: the same seed gives the same augmented shards.")
+    rotation_degrees: float = Field(0.0, ge=0, le=45, description="Max rotation, +/- degrees.")
+    scale: tuple[float, float] = Field((1.0, 1.0), description="Random zoom range (min, max).")
+    translate_px: tuple[float, float] = Field(
+        (0.0, 0.0), description="Max shift (x, y) in pixels; content leaving the frame is cropped."
+    )
+    noise_std: float = Field(0.0, ge=0, le=1, description="Gaussian noise, normalized units.")
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> AugmentationConfig:
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 4:
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 4, got {list(self.scale)}")
+        return self
+
+
+class PreprocessingConfig(Frozen):
+    normalization: Literal["minmax", "symmetric", "standardize"] = Field(
+        "minmax",
+        description="minmax: [0,1]; symmetric: [-1,1]; standardize: zero mean, unit variance. "
+        "Statistics are fit on the training split only.",
+    )
+    augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
+    shard_rows: int = Field(8192, ge=16, description="Most rows in one Parquet shard.")
+
+
+# ---------------------------------------------------------------------------------------- model
+
+
+class ModelConfig(Frozen):
+    """A CRNN: conv blocks -> sequence along the width -> RNN -> head.
+
+    A preset architecture supplies its own defaults; keys set here override them.
+    """
+
+    architecture: str = Field("crnn", description="A registered architecture (`crnn list`).")
+    head: Literal["ctc", "classification"] = Field(
+        "ctc", description="ctc: sequence of characters; classification: one label per input."
+    )
+    conv_channels: tuple[int, ...] = Field((32, 64, 128), min_length=1)
+    pool: tuple[tuple[int, int], ...] = Field(
+        ((2, 2), (2, 2), (2, 1)),
+        description="(height, width) max-pool after each conv block; (1, 1) for none.",
+    )
+    rnn: Literal["lstm", "gru"] = "lstm"
+    rnn_hidden: int = Field(128, ge=1)
+    rnn_layers: int = Field(2, ge=1, le=8)
+    bidirectional: bool = True
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _pool_per_block(self) -> ModelConfig:
+        if len(self.pool) != len(self.conv_channels):
+            raise ValueError(
+                f"pool has {len(self.pool)} entries but conv_channels has "
+                f"{len(self.conv_channels)}: give one (height, width) pool per conv block"
+            )
+        return self
+
+
+# ------------------------------------------------------------------------------------- training
+
+
+class EarlyStoppingConfig(Frozen):
+    monitor: str | None = Field(
+        None, description="Validation metric; default val_cer (ctc) or val_accuracy."
+    )
+    mode: Literal["min", "max"] | None = Field(None, description="Default follows the metric.")
+    patience: int = Field(5, ge=1, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainingConfig(Frozen):
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = Field(2e-3, gt=0, le=10)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only.")
+    schedule: Literal["constant", "cosine", "onecycle", "step"] = "onecycle"
+    step_size: int = Field(10, ge=1, description="Epochs per decay, schedule=step only.")
+    gamma: float = Field(0.1, gt=0, le=1, description="Decay factor, schedule=step only.")
+    grad_clip: float | None = Field(5.0, gt=0, description="Max gradient norm; null for none.")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    seed: int = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    deterministic: bool = Field(False, description="Deterministic algorithms (slower).")
+
+
+class EvaluationConfig(Frozen):
+    sample_predictions: int = Field(24, ge=0, le=512, description="Test samples shown with images.")
+
+
+class RegistryConfig(Frozen):
+    model_name: str | None = Field(None, description="Registered model; default crnn-<pipeline>.")
+    metric: str | None = Field(
+        None, description="Gate metric; default test_sequence_accuracy (ctc) or test_accuracy."
+    )
+    direction: Literal["maximize", "minimize"] = "maximize"
+    min_delta: float = Field(0.0, ge=0, description="Required improvement over the champion.")
+
+
+class TrackingConfig(Frozen):
+    experiment: str | None = Field(None, description="MLflow experiment; default the pipeline.")
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default a SQLite store in the workspace. "
+        "MLFLOW_TRACKING_URI overrides it.",
+    )
+
+
+class PipelineConfig(Frozen):
+    """One named pipeline: data -> preprocessing -> model -> training -> evaluation -> registry."""
+
+    name: str = Field("", description="Filled from the key under `pipelines`.")
+    description: str = ""
+    data: DataConfig
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _resolve_defaults(self) -> PipelineConfig:
+        sequence = self.data.source in SEQUENCE_SOURCES
+        if sequence != (self.model.head == "ctc"):
+            want = "ctc" if sequence else "classification"
+            raise ValueError(
+                f"model.head {self.model.head!r} does not fit data.source "
+                f"{self.data.source!r}: use head: {want}"
+            )
+        es = self.training.early_stopping
+        monitor = es.monitor or ("val_cer" if sequence else "val_accuracy")
+        mode = es.mode or ("min" if monitor.endswith(("loss", "cer")) else "max")
+        training = self.training.model_copy(
+            update={"early_stopping": es.model_copy(update={"monitor": monitor, "mode": mode})}
+        )
+        registry = self.registry.model_copy(
+            update={
+                "model_name": self.registry.model_name or f"crnn-{self.name}",
+                "metric": self.registry.metric
+                or ("test_sequence_accuracy" if sequence else "test_accuracy"),
+            }
+        )
+        tracking = self.tracking.model_copy(
+            update={"experiment": self.tracking.experiment or self.name}
+        )
+        # frozen: assemble the resolved copy rather than mutating
+        return self.model_copy(
+            update={"training": training, "registry": registry, "tracking": tracking}
+        )
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.model.head == "ctc"
+
+
+class PipelinesFile(Frozen):
+    """The whole pipelines.yaml."""
+
+    version: Literal[1] = Field(description="Format version of this file.")
+    workspace: str = Field(
+        "workspace",
+        description="Folder for shards, checkpoints and the MLflow store, relative to this file. "
+        "CRNN_WORKSPACE overrides it.",
+    )
+    default_pipeline: str = Field(description="The pipeline `crnn run` runs when none is named.")
+    pipelines: dict[Annotated[str, Field(pattern=NAME_PATTERN)], PipelineConfig] = Field(
+        min_length=1
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inject_names(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("pipelines"), dict):
+            raw = dict(raw)
+            raw["pipelines"] = {
+                k: {**v, "name": k} if isinstance(v, dict) else v
+                for k, v in raw["pipelines"].items()
+            }
+        return raw
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> PipelinesFile:
+        if self.default_pipeline not in self.pipelines:
+            known = ", ".join(sorted(self.pipelines))
+            raise ValueError(f"default_pipeline {self.default_pipeline!r} is not one of: {known}")
+        return self
+
+
+# -------------------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path) -> PipelinesFile:
+    """Parse and validate pipelines.yaml.
+
+    Raises:
+        ConfigError: one line with the key path, the bad value and what is allowed.
+    """
+    return _validate(_read_yaml(Path(path)), Path(path))
+
+
+def load_pipeline(
+    path: str | Path, name: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[PipelinesFile, PipelineConfig]:
+    """The whole file and one pipeline (``name`` or the default) with ``key.path=value`` overrides.
+
+    Overrides are applied before validation, so a bad one fails like a bad file, naming its key.
+    """
+    path = Path(path)
+    raw = _read_yaml(path)
+    if name is None:
+        name = raw.get("default_pipeline") if isinstance(raw.get("default_pipeline"), str) else None
+    for item in overrides:
+        _apply_override(raw, str(name), item, path)
+    config = _validate(raw, path)
+    name = name or config.default_pipeline
+    if name not in config.pipelines:
+        known = ", ".join(sorted(config.pipelines))
+        raise ConfigError(f"{path}: no pipeline named {name!r}; known: {known}")
+    return config, config.pipelines[name]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; pass --config PATH or create it")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}:{where} {problem}; fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with version, pipelines; got {raw!r:.60}")
+    return raw
+
+
+def _validate(raw: dict[str, Any], path: Path) -> PipelinesFile:
+    try:
+        return PipelinesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
+
+
+def _apply_override(raw: dict[str, Any], pipeline: str, item: str, path: Path) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE, e.g. training.epochs=1")
+    pipelines = raw.get("pipelines")
+    if not isinstance(pipelines, dict) or pipeline not in pipelines:
+        raise ConfigError(f"{path}: no pipeline {pipeline!r} to override; see `crnn list`")
+    node = pipelines[pipeline]
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a mapping")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line from a pydantic error: ``key.path: problem (got value)``, plus a count of others."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    raw_loc = tuple(first["loc"])
+    # pydantic puts the tag of a tagged union (data.source) into the location: drop it
+    loc = [str(p) for i, p in enumerate(raw_loc) if not (i and raw_loc[i - 1] == "data")]
+    where = ".".join(loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        allowed = _allowed_keys(raw_loc[:-1])
+        problem = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    elif first["type"] == "missing":
+        problem = "required key is missing"
+    else:
+        problem = first["msg"].removeprefix("Value error, ")
+        problem += f" (got {json.dumps(first.get('input'), default=str)[:80]})"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{where}: {problem}{more}"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found at ``loc`` (a pydantic error location) under PipelinesFile."""
+    model: Any = PipelinesFile
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if model is PipelinesFile and part == "pipelines":
+            if not parts:
+                return []
+            parts.pop(0)  # the pipeline's name
+            model = PipelineConfig
+        elif model is PipelineConfig and part == "data":
+            model = SOURCE_MODELS.get(parts.pop(0)) if parts else None
+        elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            model = model.model_fields[part].annotation
+        else:
+            return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [n for n in model.model_fields if n != "name"]
+    return []
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of pipelines.yaml, for editors and CI."""
+    schema = PipelinesFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "CRNN pipelines.yaml"
+    return schema
+
+
+def flatten(cfg: BaseModel, prefix: str = "") -> dict[str, str]:
+    """A config slice as flat ``a.b.c -> str`` pairs (MLflow params)."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        else:
+            out[key] = json.dumps(node) if isinstance(node, list | tuple) else str(node)
+
+    walk(cfg.model_dump(mode="json"), prefix)
+    return out
+

@@ -1,0 +1,1 @@
+"""Data: sources (one reader per format), normalization, augmentation, Parquet shards, loading."""

@@ -1,0 +1,138 @@
+"""Preprocessing: source -> normalization (fit on train) -> augmentation -> Parquet shards + manifest.
+
+The shard set is named by a digest of (source digest, preprocessing config, code version); the same
+digest is the cache key: running again with the same inputs reuses the shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+import crnn
+from crnn.config import DigitsData, DigitStringsData, PreprocessingConfig
+from crnn.data.augment import AUGMENTERS, generator_for
+from crnn.data.normalization import Normalizer
+from crnn.data.shards import (
+    MANIFEST_NAME,
+    Manifest,
+    ShardWriter,
+    verify_shards,
+    write_manifest,
+)
+from crnn.data.sources import SPLITS, Chunk, SourceInfo, open_source
+from crnn.errors import DataError
+
+CHUNK_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """A reference to a shard set on disk (what tasks pass around instead of arrays)."""
+
+    manifest_path: Path
+    digest: str
+    reused: bool
+
+    @property
+    def root(self) -> Path:
+        return self.manifest_path.parent
+
+
+@cache
+def code_version() -> str:
+    """Package version + a hash of the data code: shards are rebuilt when that code changes."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return f"{crnn.__version__}+{h.hexdigest()[:12]}"
+
+
+def shard_set_digest(source_digest: str, cfg: PreprocessingConfig, version: str) -> str:
+    payload = json.dumps(
+        {"source": source_digest, "preprocessing": cfg.model_dump(mode="json"), "code": version},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def preprocess(
+    data_cfg: DigitStringsData | DigitsData, cfg: PreprocessingConfig, shards_root: Path
+) -> ShardSet:
+    """Build (or reuse) the shard set for ``data_cfg`` preprocessed by ``cfg`` under ``shards_root``."""
+    source = open_source(data_cfg)
+    info = source.info()
+    digest = shard_set_digest(info.digest, cfg, code_version())
+    root = shards_root / digest[:16]
+    manifest_path = root / MANIFEST_NAME
+    if manifest_path.is_file():
+        try:
+            verify_shards(root, Manifest.from_file(manifest_path))
+            return ShardSet(manifest_path, digest, reused=True)
+        except DataError:
+            pass  # damaged or partial: rebuild below
+    if root.exists():
+        shutil.rmtree(root)  # leftovers of an interrupted run: no manifest lists them
+    root.mkdir(parents=True)
+
+    normalizer = Normalizer(cfg.normalization)
+    for chunk in source.chunks("train", CHUNK_ROWS):
+        normalizer.partial_fit(chunk.inputs)
+
+    writer = ShardWriter(root, info.input_shape, info.target.kind, cfg.shard_rows)
+    counts = {s: {"rows": 0, "original": 0, "augmented": 0} for s in SPLITS}
+    augment = AUGMENTERS.get("image")
+    for split in SPLITS:
+        for index, chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
+            normalized = normalizer.transform(chunk.inputs)
+            _write_chunk(writer, chunk, info, 0, normalized)
+            counts[split]["original"] += len(chunk)
+            copies = cfg.augmentation.copies if split == "train" else 0
+            for copy in range(1, copies + 1):
+                gen = generator_for(cfg.augmentation.seed, index, copy)
+                _write_chunk(writer, chunk, info, copy, augment(normalized, cfg.augmentation, gen))
+                counts[split]["augmented"] += len(chunk)
+            counts[split]["rows"] = counts[split]["original"] + counts[split]["augmented"]
+
+    manifest = Manifest(
+        digest=digest,
+        source={
+            "name": info.name,
+            "description": info.description,
+            "digest": info.digest,
+            "config": info.config,
+        },
+        preprocessing=cfg.model_dump(mode="json"),
+        code_version=code_version(),
+        input_shape=list(info.input_shape),
+        target=info.target.to_dict(),
+        normalization=normalizer.stats_,
+        splits=counts,
+        shards=writer.close(),
+    )
+    return ShardSet(write_manifest(root, manifest), digest, reused=False)
+
+
+def _write_chunk(
+    writer: ShardWriter, chunk: Chunk, info: SourceInfo, aug: int, inputs: np.ndarray
+) -> None:
+    ids = chunk.sample_ids if aug == 0 else [f"{s}~aug{aug}" for s in chunk.sample_ids]
+    if info.target.kind == "sequence":
+        assert chunk.texts is not None
+        writer.write(
+            chunk.split,
+            ids,
+            aug,
+            inputs,
+            targets=[info.target.encode(t) for t in chunk.texts],
+            texts=chunk.texts,
+        )
+    else:
+        writer.write(chunk.split, ids, aug, inputs, labels=chunk.labels)

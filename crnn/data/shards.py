@@ -1,0 +1,189 @@
+"""Parquet shards and their manifest.
+
+A shard holds one row per sample: ``sample_id``, ``split``, ``aug`` (0 = original, k = k-th augmented
+copy), ``input`` (float32 tensor bytes in a fixed-size binary column, shape in schema metadata: a
+batch decodes with one ``np.frombuffer``) and the target: ``target`` (list<int32>), ``text`` and
+``length`` for sequences, ``label`` (int32) for classes. Shards are written atomically; the manifest
+is written last, and readers trust only the shards it lists, with their sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crnn.atomic import atomic_path, atomic_write_text
+from crnn.errors import DataError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+INPUT_COLUMN = "input"
+
+
+def shard_schema(input_shape: tuple[int, ...], target_kind: str) -> pa.Schema:
+    nbytes = int(np.prod(input_shape)) * 4
+    fields = [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("aug", pa.int8(), nullable=False),
+        pa.field(INPUT_COLUMN, pa.binary(nbytes), nullable=False),
+    ]
+    if target_kind == "sequence":
+        fields += [
+            pa.field("target", pa.list_(pa.field("item", pa.int32(), nullable=False)), False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("length", pa.int32(), nullable=False),
+        ]
+    else:
+        fields.append(pa.field("label", pa.int32(), nullable=False))
+    meta = {"crnn.input_shape": json.dumps(list(input_shape)), "crnn.input_dtype": "float32"}
+    return pa.schema(fields, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    path: str  # relative to the manifest's folder
+    split: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Describes a shard set completely: enough to load it, and to rebuild its preprocessing."""
+
+    digest: str
+    source: dict[str, Any]
+    preprocessing: dict[str, Any]
+    code_version: str
+    input_shape: list[int]
+    target: dict[str, Any]
+    normalization: dict[str, Any]
+    splits: dict[str, dict[str, int]]
+    shards: list[ShardRecord]
+    quarantine: dict[str, Any] = field(default_factory=lambda: {"total": 0, "by_reason": {}})
+    format_version: int = FORMAT_VERSION
+    input_dtype: str = "float32"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Manifest:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw["shards"] = [ShardRecord(**s) for s in raw["shards"]]
+            return cls(**raw)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise DataError(f"{path}: unreadable manifest ({exc}); delete the folder to rebuild") from None
+
+    def shard_paths(self, root: Path, split: str) -> list[Path]:
+        return [root / s.path for s in self.shards if s.split == split]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ShardWriter:
+    """Buffers rows per split and writes bounded Parquet shards atomically."""
+
+    def __init__(self, root: Path, input_shape: tuple[int, ...], target_kind: str, shard_rows: int):
+        self.root = root
+        self.schema = shard_schema(input_shape, target_kind)
+        self.target_kind = target_kind
+        self.shard_rows = shard_rows
+        self.records: list[ShardRecord] = []
+        self._pending: dict[str, list[pa.RecordBatch]] = {}
+        self._pending_rows: dict[str, int] = {}
+
+    def write(
+        self,
+        split: str,
+        sample_ids: list[str],
+        aug: int,
+        inputs: np.ndarray,
+        targets: list[list[int]] | None = None,
+        texts: list[str] | None = None,
+        labels: np.ndarray | None = None,
+    ) -> None:
+        """Queue rows; full shards are flushed to disk as they fill."""
+        n = len(sample_ids)
+        flat = np.ascontiguousarray(inputs, dtype=np.float32).reshape(n, -1)
+        columns: dict[str, pa.Array] = {
+            "sample_id": pa.array(sample_ids, pa.string()),
+            "split": pa.array([split] * n, pa.string()),
+            "aug": pa.array(np.full(n, aug, dtype=np.int8)),
+            INPUT_COLUMN: pa.FixedSizeBinaryArray.from_buffers(
+                self.schema.field(INPUT_COLUMN).type, n, [None, pa.py_buffer(flat.tobytes())]
+            ),
+        }
+        if self.target_kind == "sequence":
+            assert targets is not None and texts is not None
+            columns["target"] = pa.array(targets, self.schema.field("target").type)
+            columns["text"] = pa.array(texts, pa.string())
+            columns["length"] = pa.array([len(t) for t in targets], pa.int32())
+        else:
+            assert labels is not None
+            columns["label"] = pa.array(np.asarray(labels, dtype=np.int32))
+        batch = pa.RecordBatch.from_arrays(list(columns.values()), schema=self.schema)
+        self._pending.setdefault(split, []).append(batch)
+        self._pending_rows[split] = self._pending_rows.get(split, 0) + n
+        while self._pending_rows[split] >= self.shard_rows:
+            self._flush(split, self.shard_rows)
+
+    def close(self) -> list[ShardRecord]:
+        """Flush what is left; returns every shard written, in order."""
+        for split in list(self._pending):
+            if self._pending_rows[split]:
+                self._flush(split, self._pending_rows[split])
+        return self.records
+
+    def _flush(self, split: str, rows: int) -> None:
+        table = pa.Table.from_batches(self._pending[split], schema=self.schema)
+        head, rest = table.slice(0, rows), table.slice(rows)
+        self._pending[split] = rest.to_batches()
+        self._pending_rows[split] = rest.num_rows
+        index = sum(1 for r in self.records if r.split == split)
+        name = f"{split}-{index:05d}.parquet"
+        path = self.root / name
+        with atomic_path(path) as tmp:
+            pq.write_table(
+                head,
+                tmp,
+                compression={c: ("none" if c == INPUT_COLUMN else "zstd") for c in head.column_names},
+                use_dictionary=["split"],  # dictionary encoding hurts float tensors
+                row_group_size=min(rows, 4096),
+            )
+        self.records.append(
+            ShardRecord(name, split, rows, path.stat().st_size, file_sha256(path))
+        )
+
+
+def write_manifest(root: Path, manifest: Manifest) -> Path:
+    """Write the manifest last, atomically: from then on the shard set exists."""
+    path = root / MANIFEST_NAME
+    atomic_write_text(path, manifest.to_json())
+    return path
+
+
+def verify_shards(root: Path, manifest: Manifest, check_hash: bool = True) -> None:
+    """Raise DataError naming the first listed shard that is missing or altered."""
+    for rec in manifest.shards:
+        path = root / rec.path
+        if not path.is_file():
+            raise DataError(f"{path}: shard listed in the manifest is missing; delete {root} to rebuild")
+        if path.stat().st_size != rec.bytes or (check_hash and file_sha256(path) != rec.sha256):
+            raise DataError(f"{path}: shard does not match its sha256 in the manifest; delete {root} to rebuild")

@@ -1,0 +1,182 @@
+"""Evaluation metrics: scikit-learn for classification; edit distance (CER) for sequences."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
+
+from crnn.config import EvaluationConfig
+
+GAP = "∅"  # stands for a missing character in an alignment (insertion / deletion)
+
+
+def align(truth: str, pred: str) -> tuple[int, list[tuple[str, str]]]:
+    """Levenshtein distance and one optimal alignment as (true_char, predicted_char) pairs.
+
+    Deleted characters pair with GAP on the predicted side, inserted ones on the true side.
+    A dozen lines of dynamic programming: the core must run with torch/numpy/sklearn only.
+    """
+    n, m = len(truth), len(pred)
+    d = np.zeros((n + 1, m + 1), dtype=np.int32)
+    d[:, 0], d[0, :] = np.arange(n + 1), np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            sub = d[i - 1, j - 1] + (truth[i - 1] != pred[j - 1])
+            d[i, j] = min(sub, d[i - 1, j] + 1, d[i, j - 1] + 1)
+    pairs: list[tuple[str, str]] = []
+    i, j = n, m
+    while i or j:
+        if i and j and d[i, j] == d[i - 1, j - 1] + (truth[i - 1] != pred[j - 1]):
+            pairs.append((truth[i - 1], pred[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and d[i, j] == d[i - 1, j] + 1:
+            pairs.append((truth[i - 1], GAP))
+            i -= 1
+        else:
+            pairs.append((GAP, pred[j - 1]))
+            j -= 1
+    return int(d[n, m]), pairs[::-1]
+
+
+def sequence_metrics(truths: Sequence[str], preds: Sequence[str]) -> dict[str, float]:
+    """sequence_accuracy (exact match) and cer (edits / true characters)."""
+    edits = sum(align(t, p)[0] for t, p in zip(truths, preds, strict=True))
+    chars = sum(len(t) for t in truths)
+    exact = sum(t == p for t, p in zip(truths, preds, strict=True))
+    return {
+        "sequence_accuracy": exact / max(len(truths), 1),
+        "cer": edits / max(chars, 1),
+    }
+
+
+def character_report(truths: Sequence[str], preds: Sequence[str], charset: str) -> dict[str, Any]:
+    """Per-character precision / recall / F1 and confusion matrix over aligned characters."""
+    pairs = [p for t, q in zip(truths, preds, strict=True) for p in align(t, q)[1]]
+    y_true = [a for a, _ in pairs]
+    y_pred = [b for _, b in pairs]
+    labels = [*charset, GAP]
+    return _report(y_true, y_pred, labels, report_labels=list(charset))
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision_macro": float(p),
+        "recall_macro": float(r),
+        "f1_macro": float(f),
+    }
+
+
+def class_report(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+    return _report(list(y_true), list(y_pred), list(classes), report_labels=list(classes))
+
+
+def _report(
+    y_true: list[str], y_pred: list[str], labels: list[str], report_labels: list[str]
+) -> dict[str, Any]:
+    p, r, f, s = precision_recall_fscore_support(
+        y_true, y_pred, labels=report_labels, average="macro", zero_division=0
+    )
+    return {
+        "labels": labels,
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "text": classification_report(
+            y_true, y_pred, labels=report_labels, zero_division=0, digits=4
+        ),
+        "precision_macro": float(p),
+        "recall_macro": float(r),
+        "f1_macro": float(f),
+    }
+
+
+# ------------------------------------------------------------------------ evaluation of a run
+
+
+@dataclass
+class EvalReport:
+    metrics: dict[str, float]  # test_* metrics
+    predictions_path: Path  # Parquet: sample_id, truth, prediction, confidence, correct
+    artifacts: list[Path] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # rows of the sample table
+
+
+def evaluate_checkpoint(
+    checkpoint: Path, manifest_path: Path, out_dir: Path, cfg: EvaluationConfig
+) -> EvalReport:
+    """Score the test split with the checkpoint; write metrics, report, plots and predictions."""
+    from crnn.data.loader import load_split
+    from crnn.inference import Predictor
+    from crnn.plots import plot_confusion_matrix, plot_learning_curves, plot_samples
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor.from_checkpoint(checkpoint)
+    test = load_split(manifest_path, "test")
+    preds = predictor.predict_normalized(test.inputs)
+    target = predictor.target
+    if target.kind == "sequence":
+        assert test.texts is not None
+        truths = test.texts
+        seq = sequence_metrics(truths, preds.outputs)
+        report = character_report(truths, preds.outputs, target.charset)
+        metrics = {
+            "test_sequence_accuracy": seq["sequence_accuracy"],
+            "test_cer": seq["cer"],
+            "test_char_precision_macro": report["precision_macro"],
+            "test_char_recall_macro": report["recall_macro"],
+            "test_char_f1_macro": report["f1_macro"],
+        }
+    else:
+        assert test.labels is not None
+        truths = [target.classes[i] for i in test.labels.tolist()]
+        report = class_report(truths, preds.outputs, target.classes)
+        y_true = np.asarray(truths)
+        metrics = {f"test_{k}": v for k, v in classification_metrics(y_true, np.asarray(preds.outputs)).items()}
+
+    predictions = pd.DataFrame(
+        {
+            "sample_id": test.sample_ids,
+            "truth": truths,
+            "prediction": preds.outputs,
+            "confidence": preds.confidence,
+            "correct": [t == p for t, p in zip(truths, preds.outputs, strict=True)],
+        }
+    )
+    predictions_path = out_dir / "test_predictions.parquet"
+    predictions.to_parquet(predictions_path, index=False)
+    (out_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out_dir / "classification_report.txt").write_text(report["text"])
+    artifacts = [
+        out_dir / "test_metrics.json",
+        out_dir / "classification_report.txt",
+        plot_confusion_matrix(report["confusion_matrix"], report["labels"], out_dir / "confusion_matrix.png"),
+    ]
+    history_path = checkpoint.parent / "history.json"
+    if history_path.is_file():
+        history = json.loads(history_path.read_text())
+        artifacts.append(plot_learning_curves(history, out_dir / "learning_curves.png"))
+
+    samples: list[dict[str, Any]] = []
+    if cfg.sample_predictions:
+        # show mistakes first: they are what a reader of the run wants to see
+        order = np.argsort(predictions["correct"].to_numpy(), kind="stable")[: cfg.sample_predictions]
+        raw = predictor.normalizer.inverse_transform(test.inputs[order].numpy())
+        chosen = predictions.iloc[order]
+        artifacts.append(
+            plot_samples(raw, list(chosen["truth"]), list(chosen["prediction"]), out_dir / "sample_predictions.png")
+        )
+        samples = chosen.to_dict(orient="records")
+    metrics["test_samples"] = float(len(test))
+    return EvalReport(metrics, predictions_path, artifacts, samples)

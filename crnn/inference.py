@@ -1,0 +1,98 @@
+"""Inference from a self-describing checkpoint: raw inputs in, decoded predictions out.
+
+The checkpoint carries the model spec, the weights and the preprocessing (normalization statistics,
+charset or classes), so evaluation, the MLflow pyfunc and batch scoring run the same code on the
+same fitted statistics, without pipelines.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crnn.data.normalization import Normalizer
+from crnn.data.shards import Manifest
+from crnn.data.sources import TargetSpec
+from crnn.models import create_model, ctc_greedy_decode
+from crnn.train import load_checkpoint, resolve_device
+
+
+def checkpoint_meta(manifest: Manifest, architecture: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint carries besides weights: enough to rebuild and feed the model."""
+    target = TargetSpec.from_dict(manifest.target)
+    return {
+        "model": {
+            "architecture": architecture,
+            "kwargs": kwargs,
+            "input_shape": list(manifest.input_shape),
+            "num_classes": target.num_classes,
+        },
+        "preprocessing": {
+            "normalization": manifest.normalization,
+            "target": manifest.target,
+            "input_shape": list(manifest.input_shape),
+            "shard_digest": manifest.digest,
+        },
+    }
+
+
+@dataclass
+class Predictions:
+    outputs: list[str]  # decoded string (sequence) or class name
+    confidence: np.ndarray  # (N,) probability of the output
+
+
+class Predictor:
+    """A model rebuilt from a checkpoint, with the preprocessing it was trained with."""
+
+    def __init__(self, ckpt: dict[str, Any], device: str = "auto") -> None:
+        spec = ckpt["model"]
+        self.device = resolve_device(device)
+        self.model = create_model(
+            spec["architecture"], tuple(spec["input_shape"]), spec["num_classes"], **spec["kwargs"]
+        )
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.model.to(self.device).eval()
+        prep = ckpt["preprocessing"]
+        self.input_shape = tuple(prep["input_shape"])
+        self.normalizer = Normalizer.from_stats(prep["normalization"])
+        self.target = TargetSpec.from_dict(prep["target"])
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
+        return cls(load_checkpoint(Path(path)), device)
+
+    def predict_raw(self, raw: np.ndarray, batch_size: int = 256) -> Predictions:
+        """Predict on raw inputs (N, H, W) or (N, C, H, W), in source units (not normalized)."""
+        x = np.asarray(raw, dtype=np.float32)
+        if x.shape[1:] == self.input_shape[1:]:
+            x = x[:, None]
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(
+                f"inputs of shape {list(x.shape[1:])} do not match the model's "
+                f"{list(self.input_shape)} (or {list(self.input_shape[1:])})"
+            )
+        return self.predict_normalized(torch.from_numpy(self.normalizer.transform(x)), batch_size)
+
+    @torch.no_grad()
+    def predict_normalized(self, x: torch.Tensor, batch_size: int = 256) -> Predictions:
+        """Predict on already-normalized inputs (N, C, H, W), e.g. a shard split."""
+        outputs: list[str] = []
+        confidence: list[np.ndarray] = []
+        for start in range(0, len(x), batch_size):
+            out = self.model(x[start : start + batch_size].to(self.device)).float()
+            probs = out.softmax(-1)
+            if self.target.kind == "sequence":
+                outputs += [self.target.decode(ids) for ids in ctc_greedy_decode(out)]
+                # best-path probability: product of per-frame maxima
+                confidence.append(probs.max(-1).values.log().sum(-1).exp().cpu().numpy())
+            else:
+                best = probs.max(-1)
+                outputs += [self.target.classes[i] for i in best.indices.tolist()]
+                confidence.append(best.values.cpu().numpy())
+        conf = np.concatenate(confidence) if confidence else np.zeros(0, dtype=np.float32)
+        return Predictions(outputs=outputs, confidence=conf)

@@ -1,0 +1,163 @@
+"""The CRNN: conv blocks -> the feature map read as a sequence along the width -> RNN -> head.
+
+The seed's Keras example (Conv2D -> MaxPool -> LSTM) cannot run as written: an LSTM needs a
+sequence. Here the (C, H', W') feature map is turned into W' steps of C*H' features, so the RNN walks
+the image left to right, as in Shi et al. (2015).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from crnn.config import ModelConfig
+from crnn.registry import Registry
+
+
+class ConvBlock(nn.Sequential):
+    """3x3 conv -> batch norm -> ReLU -> optional (h, w) max-pool."""
+
+    def __init__(self, c_in: int, c_out: int, pool: tuple[int, int]) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
+        if tuple(pool) != (1, 1):
+            layers.append(nn.MaxPool2d(kernel_size=tuple(pool), stride=tuple(pool)))
+        super().__init__(*layers)
+
+
+class CRNN(nn.Module):
+    """CNN feature extractor + recurrent layer over the width + CTC or classification head."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        head: str = "ctc",
+        conv_channels: tuple[int, ...] = (32, 64, 128),
+        pool: tuple[tuple[int, int], ...] = ((2, 2), (2, 2), (2, 1)),
+        rnn: str = "lstm",
+        rnn_hidden: int = 128,
+        rnn_layers: int = 2,
+        bidirectional: bool = True,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        blocks, c_in = [], c
+        for c_out, p in zip(conv_channels, pool, strict=True):
+            blocks.append(ConvBlock(c_in, c_out, p))
+            c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        try:
+            with torch.no_grad():
+                _, fc, fh, fw = self.features(torch.zeros(1, c, h, w)).shape
+        except RuntimeError:
+            fh = fw = 0
+        if fh < 1 or fw < 1:
+            raise ValueError(f"input {h}x{w} is too small for pooling {[list(p) for p in pool]}")
+        self.seq_len = fw
+        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[rnn]
+        self.rnn = rnn_cls(
+            input_size=fc * fh,
+            hidden_size=rnn_hidden,
+            num_layers=rnn_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if rnn_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+        width = rnn_hidden * (2 if bidirectional else 1)
+        self.head: nn.Module = CTCHead(width, num_classes) if head == "ctc" else (
+            ClassificationHead(width, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)  # (B, C', H', W')
+        b, c, h, w = f.shape
+        seq = f.permute(0, 3, 1, 2).reshape(b, w, c * h)  # (B, T=W', C'*H')
+        out, _ = self.rnn(seq)  # (B, T, D)
+        return self.head(self.dropout(out))  # ctc: (B, T, K); classification: (B, K)
+
+
+class CTCHead(nn.Module):
+    """Per-frame scores over characters + blank (index 0)."""
+
+    def __init__(self, width: int, num_classes: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(width, num_classes)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.proj(seq)  # (B, T, K)
+
+
+class ClassificationHead(nn.Module):
+    """Mean over time, then a linear layer: one label per input."""
+
+    def __init__(self, width: int, num_classes: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(width, num_classes)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.proj(seq.mean(dim=1))  # (B, T, D) -> (B, K)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture: a module class and the defaults its preset fixes."""
+
+    module: type[nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+ARCHITECTURES: Registry[Architecture] = Registry("architecture")
+ARCHITECTURES.register("crnn")(
+    Architecture(CRNN, description="configurable CRNN; every model key applies")
+)
+ARCHITECTURES.register("crnn_small")(
+    Architecture(
+        CRNN,
+        {"conv_channels": (16, 32, 64), "rnn_hidden": 64, "rnn_layers": 1},
+        "small CRNN for quick runs and tests",
+    )
+)
+ARCHITECTURES.register("crnn_shi2015")(
+    Architecture(
+        CRNN,
+        {
+            "conv_channels": (64, 128, 256, 256, 512, 512, 512),
+            "pool": ((2, 2), (2, 2), (1, 1), (2, 1), (1, 1), (2, 1), (2, 1)),
+            "rnn": "lstm",
+            "rnn_hidden": 256,
+            "rnn_layers": 2,
+            "bidirectional": True,
+        },
+        "Shi et al. 2015 layout: 7 conv 64..512 (all 3x3), 2 BiLSTM of 256; 32-pixel lines",
+    )
+)
+
+
+def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    """Resolved constructor arguments: config defaults < the preset < keys set in the config."""
+    kwargs = cfg.model_dump(exclude={"architecture"})
+    kwargs.update(ARCHITECTURES.get(cfg.architecture).defaults)
+    kwargs.update({k: getattr(cfg, k) for k in cfg.model_fields_set if k != "architecture"})
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
+
+
+def create_model(
+    architecture: str, input_shape: tuple[int, ...], num_classes: int, **kwargs: Any
+) -> nn.Module:
+    """Build a registered architecture (kwargs as returned by :func:`model_kwargs`)."""
+    arch = ARCHITECTURES.get(architecture)
+    if "pool" in kwargs:
+        kwargs["pool"] = tuple(tuple(p) for p in kwargs["pool"])
+    if "conv_channels" in kwargs:
+        kwargs["conv_channels"] = tuple(kwargs["conv_channels"])
+    return arch.module(tuple(input_shape), num_classes, **kwargs)

@@ -1,0 +1,78 @@
+"""Figures saved as PNG for the run's artifacts (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path) -> Path:
+    plt = _pyplot()
+    m = np.asarray(matrix)
+    size = max(4.0, 0.45 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(np.log1p(m), cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(m):
+        if v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+    ax.set_title("confusion matrix (test)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(history: Sequence[dict[str, float]], path: Path) -> Path:
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    keys = [k for k in history[0] if k.startswith("val_") and k != "val_loss"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for k in ("train_loss", "val_loss"):
+        axes[0].plot(epochs, [h[k] for h in history], marker="o", label=k)
+    axes[0].set_yscale("log")
+    for k in keys:
+        axes[1].plot(epochs, [h[k] for h in history], marker="o", label=k)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_samples(
+    images: np.ndarray, truths: Sequence[str], preds: Sequence[str], path: Path
+) -> Path:
+    """A gallery of input images captioned with truth and prediction (red when wrong)."""
+    plt = _pyplot()
+    n = len(images)
+    cols = 4
+    rows = max(1, -(-n // cols))
+    h, w = images.shape[-2:]
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.0, rows * max(0.9, 3.0 * h / w + 0.5)))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, img, t, p in zip(np.atleast_1d(axes).ravel(), images, truths, preds, strict=False):
+        ax.imshow(img.reshape(h, w), cmap="gray_r")
+        ax.set_title(f"{t} -> {p}", fontsize=8, color="black" if t == p else "red")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,35 @@
+"""Everything MLflow: runs, params, metrics, artifacts, datasets, the pyfunc model, the registry.
+
+This package is the only place that imports mlflow (the core runs without it).
+"""
+
+import os
+
+# MLflow reads its log level at import: keep INFO chatter ("Creating initial MLflow database
+# tables...") off the user's console unless they ask for it.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+from crnn.tracking.registry import RegistrationResult, register_with_gate  # noqa: E402
+from crnn.tracking.runs import (  # noqa: E402
+    MlflowCallback,
+    TrackingContext,
+    finish_run,
+    log_dataset_inputs,
+    log_evaluation,
+    log_pyfunc_model,
+    open_tracking,
+    start_run,
+)
+
+__all__ = [
+    "MlflowCallback",
+    "RegistrationResult",
+    "TrackingContext",
+    "finish_run",
+    "log_dataset_inputs",
+    "log_evaluation",
+    "log_pyfunc_model",
+    "open_tracking",
+    "register_with_gate",
+    "start_run",
+]

@@ -1,0 +1,229 @@
+"""MLflow runs: one per pipeline run, logged by run id so any task (or process) can add to it."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+
+import crnn
+from crnn.config import PipelineConfig, TrackingConfig, flatten
+from crnn.data.shards import Manifest
+from crnn.evaluate import EvalReport
+from crnn.train import TrainCallback, TrainResult
+
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+CRNN_PACKAGE = Path(crnn.__file__).parent
+MLFLOW_BATCH = 100  # params / metrics per log_batch call
+
+
+@dataclass(frozen=True)
+class TrackingContext:
+    tracking_uri: str
+    experiment_id: str
+    experiment_name: str
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+
+def resolve_tracking_uri(cfg: TrackingConfig, workspace: Path) -> str:
+    """MLFLOW_TRACKING_URI, else the config's URI, else a SQLite store in the workspace."""
+    import os
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    return uri or f"sqlite:///{(workspace / 'mlflow.db').resolve()}"
+
+
+def open_tracking(cfg: TrackingConfig, workspace: Path) -> TrackingContext:
+    """Connect to the store and get (or create) the experiment.
+
+    With a local store the experiment's artifacts live in the workspace too (not ./mlruns).
+    """
+    uri = resolve_tracking_uri(cfg, workspace)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = cfg.experiment or "crnn"
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        location = None
+        if uri.startswith("sqlite:") or uri.startswith("file:"):
+            location = (workspace.resolve() / "mlartifacts" / name).as_uri()
+        try:
+            exp_id = client.create_experiment(name, artifact_location=location)
+        except mlflow.exceptions.MlflowException:
+            exp_id = client.get_experiment_by_name(name).experiment_id  # created concurrently
+    else:
+        exp_id = exp.experiment_id
+    return TrackingContext(uri, exp_id, name)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=CRNN_PACKAGE,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def start_run(ctx: TrackingContext, cfg: PipelineConfig, config_text: str) -> str:
+    """Create the pipeline's run: tags, the resolved config as params and as an artifact."""
+    client = ctx.client()
+    run = client.create_run(
+        ctx.experiment_id,
+        run_name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={
+            "pipeline": cfg.name,
+            "crnn.version": crnn.__version__,
+            "mlflow.source.git.commit": git_commit(),
+            "mlflow.note.content": cfg.description,
+        },
+    )
+    run_id: str = run.info.run_id
+    params = [Param(k, v[:6000]) for k, v in flatten(cfg).items() if k not in ("name", "description")]
+    for i in range(0, len(params), MLFLOW_BATCH):
+        client.log_batch(run_id, params=params[i : i + MLFLOW_BATCH])
+    client.log_text(run_id, config_text, "config/pipeline.yaml")
+    return run_id
+
+
+def log_dataset_inputs(ctx: TrackingContext, run_id: str, manifest_path: Path, manifest: Manifest) -> None:
+    """Record train/val/test as dataset inputs, named by the shard-set digest (one identity)."""
+    client = ctx.client()
+    digest = manifest.digest[:16]
+    inputs = []
+    for split, counts in manifest.splits.items():
+        ds = Dataset(
+            name=f"{manifest.source['name']}-{split}",
+            digest=digest,
+            source_type="local",
+            source=f'{{"uri": "{manifest_path.resolve().as_posix()}"}}',
+            profile=f'{{"num_rows": {counts["rows"]}}}',
+        )
+        inputs.append(DatasetInput(ds, tags=[InputTag("mlflow.data.context", split)]))
+    client.log_inputs(run_id, datasets=inputs)
+    client.set_tag(run_id, "crnn.shard_digest", manifest.digest)
+    client.log_artifact(run_id, str(manifest_path), "data")
+    quarantined = float(manifest.quarantine.get("total", 0))
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(f"data_{split}_rows", float(c["rows"]), _now(), 0)
+            for split, c in manifest.splits.items()
+        ]
+        + [Metric("data_quarantined", quarantined, _now(), 0)],
+    )
+
+
+class MlflowCallback(TrainCallback):
+    """Per-epoch metrics (one batched call per epoch, never per step) and the training summary."""
+
+    def __init__(self, ctx: TrackingContext, run_id: str) -> None:
+        self.client = ctx.client()
+        self.run_id = run_id
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        ts = _now()
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), ts, epoch) for k, v in metrics.items()]
+        )
+
+    def on_train_end(self, result: TrainResult) -> None:
+        ts = _now()
+        summary = {
+            "best_epoch": float(result.best_epoch),
+            "epochs_run": float(result.epochs_run),
+            "train_seconds": result.seconds,
+        }
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, v, ts, 0) for k, v in summary.items()],
+            tags=[RunTag("crnn.stopped_early", str(result.stopped_early).lower())],
+        )
+
+
+def log_evaluation(ctx: TrackingContext, run_id: str, report: EvalReport) -> None:
+    client = ctx.client()
+    ts = _now()
+    client.log_batch(run_id, metrics=[Metric(k, v, ts, 0) for k, v in report.metrics.items()])
+    for path in [*report.artifacts, report.predictions_path]:
+        client.log_artifact(run_id, str(path), "evaluation")
+    if report.samples:
+        client.log_table(run_id, pd.DataFrame(report.samples), "evaluation/sample_predictions.json")
+
+
+def log_pyfunc_model(
+    ctx: TrackingContext, run_id: str, checkpoint: Path, input_example: np.ndarray, sequence: bool
+) -> str:
+    """Log the model as a pyfunc built from code: raw images in, decoded strings / labels out.
+
+    Weights travel as a state_dict checkpoint (loaded with weights_only=True); the crnn package is
+    bundled as code, so nothing pickled is ever loaded. Returns the model URI.
+    """
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_example.shape[1:]))]),
+        outputs=Schema([ColSpec(DataType.string, "prediction" if not sequence else "text")]),
+    )
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts={"checkpoint": str(checkpoint)},
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=model_requirements(),
+            code_paths=[str(CRNN_PACKAGE)],
+        )
+    # leaving start_run marks the run FINISHED; the pipeline still has steps to log
+    ctx.client().update_run(run_id, status="RUNNING")
+    return str(info.model_uri)
+
+
+def model_requirements() -> list[str]:
+    """Pinned requirements of the inference path (local version labels such as +cpu dropped)."""
+    reqs = []
+    for dist in ("mlflow", "torch", "numpy", "pandas", "pyarrow", "scikit-learn", "pydantic", "pyyaml"):
+        try:
+            reqs.append(f"{dist}=={version(dist).split('+')[0]}")
+        except PackageNotFoundError:
+            reqs.append(dist)
+    return reqs
+
+
+def finish_run(ctx: TrackingContext, run_id: str, ok: bool) -> None:
+    status = RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED)
+    ctx.client().set_terminated(run_id, status=status)
+
+
+def run_url_hint(ctx: TrackingContext) -> str:
+    """How to open the MLflow UI on this store."""
+    if ctx.tracking_uri.startswith(("http://", "https://")):
+        return f"open {ctx.tracking_uri}"
+    return f"mlflow ui --backend-store-uri {ctx.tracking_uri}"
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def run_metrics(ctx: TrackingContext, run_id: str) -> dict[str, Any]:
+    return dict(ctx.client().get_run(run_id).data.metrics)

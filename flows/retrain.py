@@ -1,0 +1,198 @@
+"""The `retrain` flow: preprocess -> train -> evaluate -> register, for one named pipeline.
+
+Tasks are thin wrappers over library functions. They pass references (manifest paths, digests,
+checkpoint paths, MLflow run ids), never arrays. Caching is by data digest inside the library, so
+Prefect's own input hashing is off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from crnn.config import PipelineConfig, load_pipeline
+from crnn.data.loader import load_manifest, load_split
+from crnn.data.preprocess import ShardSet, preprocess
+from crnn.evaluate import EvalReport, evaluate_checkpoint
+from crnn.inference import checkpoint_meta
+from crnn.models import create_model, model_kwargs
+from crnn.train import TrainCallback, TrainResult, train
+from crnn.workspace import Workspace, resolve_workspace
+
+# transient I/O (a tracking server, a network filesystem) is worth a retry; computation is not
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
+
+
+@dataclass(frozen=True)
+class TrackingRef:
+    """Where the run lives: small and serializable, passed between tasks."""
+
+    tracking_uri: str
+    experiment_id: str
+    experiment_name: str
+    run_id: str
+
+
+@task(name="preprocess", cache_policy=NO_CACHE)
+def preprocess_task(cfg: PipelineConfig, workspace: Workspace) -> ShardSet:
+    """Build or reuse the shard set; returns its manifest path and digest."""
+    return preprocess(cfg.data, cfg.preprocessing, workspace.shards)
+
+
+@task(name="start-run", cache_policy=NO_CACHE, **IO_RETRIES)
+def start_run_task(cfg: PipelineConfig, workspace: Workspace, config_text: str) -> TrackingRef:
+    from crnn.tracking import open_tracking, start_run
+
+    ctx = open_tracking(cfg.tracking, workspace.root)
+    run_id = start_run(ctx, cfg, config_text)
+    return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id)
+
+
+@task(name="log-datasets", cache_policy=NO_CACHE, **IO_RETRIES)
+def log_datasets_task(ref: TrackingRef, shards: ShardSet) -> None:
+    from crnn.tracking import log_dataset_inputs
+
+    log_dataset_inputs(_ctx(ref), ref.run_id, shards.manifest_path, load_manifest(shards.manifest_path))
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train_task(
+    cfg: PipelineConfig, shards: ShardSet, ref: TrackingRef, workspace: Workspace, progress: bool
+) -> TrainResult:
+    """Train on the shard set; checkpoints go to the run's folder in the workspace."""
+    from crnn.tracking import MlflowCallback
+
+    manifest = load_manifest(shards.manifest_path)
+    kwargs = model_kwargs(cfg.model)
+    meta = checkpoint_meta(manifest, cfg.model.architecture, kwargs)
+    model = create_model(
+        cfg.model.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kwargs
+    )
+    callbacks: list[TrainCallback] = [MlflowCallback(_ctx(ref), ref.run_id)]
+    if progress:
+        from crnn.console import ConsoleProgress
+
+        callbacks.append(ConsoleProgress())
+    return train(
+        model,
+        load_split(shards.manifest_path, "train"),
+        load_split(shards.manifest_path, "val"),
+        cfg.training,
+        workspace.run_dir(ref.run_id) / "checkpoints",
+        meta,
+        head=cfg.model.head,
+        charset=manifest.target.get("charset", ""),
+        callbacks=callbacks,
+    )
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(
+    cfg: PipelineConfig, shards: ShardSet, trained: TrainResult, ref: TrackingRef, workspace: Workspace
+) -> EvalReport:
+    from crnn.tracking import log_evaluation
+
+    report = evaluate_checkpoint(
+        trained.best_checkpoint,
+        shards.manifest_path,
+        workspace.run_dir(ref.run_id) / "evaluation",
+        cfg.evaluation,
+    )
+    log_evaluation(_ctx(ref), ref.run_id, report)
+    return report
+
+
+@task(name="register", cache_policy=NO_CACHE, **IO_RETRIES)
+def register_task(
+    cfg: PipelineConfig, shards: ShardSet, trained: TrainResult, report: EvalReport, ref: TrackingRef
+) -> dict[str, Any]:
+    """Log the pyfunc model, register it as challenger, and let the gate decide on champion."""
+    from crnn.inference import Predictor
+    from crnn.tracking import log_pyfunc_model, register_with_gate
+
+    ctx = _ctx(ref)
+    example = load_split(shards.manifest_path, "test").inputs[:3, 0].numpy()
+    raw_example = Predictor.from_checkpoint(trained.best_checkpoint).normalizer.inverse_transform(
+        example
+    )
+    model_uri = log_pyfunc_model(ctx, ref.run_id, trained.best_checkpoint, raw_example, cfg.is_sequence)
+    assert cfg.registry.metric is not None
+    result = register_with_gate(
+        ctx, ref.run_id, model_uri, cfg.registry, report.metrics[cfg.registry.metric], shards.digest
+    )
+    return {
+        "model_name": result.model_name,
+        "version": result.version,
+        "promoted": result.decision.promote,
+        "decision": "promoted to champion" if result.decision.promote else "kept champion",
+        "reason": result.decision.reason,
+        "challenger_score": result.decision.challenger,
+        "champion_score": result.decision.champion,
+        "champion_version": result.champion_version,
+        "previous_champion": result.previous_champion,
+        "model_uri": model_uri,
+    }
+
+
+@flow(name="retrain", log_prints=False)
+def retrain(
+    pipeline: str | None = None,
+    config_path: str = "pipelines.yaml",
+    overrides: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Retrain one named pipeline end to end; returns a JSON-able summary."""
+    config_file, cfg = load_pipeline(config_path, pipeline, overrides or ())
+    name = cfg.name
+    workspace = resolve_workspace(config_file.workspace, Path(config_path))
+    config_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+    shards = preprocess_task(cfg, workspace)
+    ref = start_run_task(cfg, workspace, config_text)
+    ok = False
+    try:
+        log_datasets_task(ref, shards)
+        trained = train_task(cfg, shards, ref, workspace, progress)
+        report = evaluate_task(cfg, shards, trained, ref, workspace)
+        registration = register_task(cfg, shards, trained, report, ref)
+        ok = True
+    finally:
+        from crnn.tracking import finish_run
+
+        finish_run(_ctx(ref), ref.run_id, ok)
+    from crnn.tracking.runs import run_url_hint
+
+    return {
+        "pipeline": name,
+        "workspace": str(workspace.root),
+        "shards": {
+            "digest": shards.digest,
+            "manifest": str(shards.manifest_path),
+            "reused": shards.reused,
+        },
+        "training": {
+            "best_epoch": trained.best_epoch,
+            "epochs_run": trained.epochs_run,
+            "seconds": round(trained.seconds, 1),
+            "checkpoint": str(trained.best_checkpoint),
+        },
+        "metrics": report.metrics,
+        "mlflow": {
+            "tracking_uri": ref.tracking_uri,
+            "experiment": ref.experiment_name,
+            "run_id": ref.run_id,
+            "ui": run_url_hint(_ctx(ref)),
+        },
+        "registry": registration,
+    }
+
+
+def _ctx(ref: TrackingRef):  # type: ignore[no-untyped-def]
+    from crnn.tracking import TrackingContext
+
+    return TrackingContext(ref.tracking_uri, ref.experiment_id, ref.experiment_name)

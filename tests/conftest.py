@@ -1,0 +1,56 @@
+"""Shared fixtures: small configs and shard sets built with the real code paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from crnn.config import PipelineConfig, PipelinesFile, load_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_LINES = {
+    "source": "digit_strings",
+    "seed": 0,
+    "lines": {"train": 192, "val": 48, "test": 48},
+    "min_digits": 3,
+    "max_digits": 5,
+    "digit_scale": 1,
+    "max_gap": 2,
+}
+
+
+def tiny_pipelines(workspace: Path, **pipeline_updates: object) -> dict:
+    """A pipelines.yaml mapping with one small, fast digit-strings pipeline named `tiny`."""
+    pipeline = {
+        "description": "tiny test pipeline",
+        "data": dict(TINY_LINES),
+        "preprocessing": {
+            "normalization": "minmax",
+            "augmentation": {"copies": 1, "rotation_degrees": 2, "translate_px": [1, 1]},
+            "shard_rows": 128,
+        },
+        "model": {"architecture": "crnn_small", "head": "ctc", "pool": [[2, 2], [2, 2], [2, 1]]},
+        "training": {"epochs": 2, "batch_size": 32, "lr": 0.003, "seed": 0, "device": "cpu"},
+        "evaluation": {"sample_predictions": 4},
+    }
+    pipeline.update(pipeline_updates)
+    return {
+        "version": 1,
+        "workspace": str(workspace),
+        "default_pipeline": "tiny",
+        "pipelines": {"tiny": pipeline},
+    }
+
+
+def write_config(path: Path, mapping: dict) -> Path:
+    path.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> tuple[PipelinesFile, PipelineConfig]:
+    path = write_config(tmp_path / "pipelines.yaml", tiny_pipelines(tmp_path / "ws"))
+    return load_pipeline(path)

@@ -1,0 +1,92 @@
+import json
+
+import torch
+
+from crnn.data.loader import load_manifest, load_split
+from crnn.data.preprocess import preprocess
+from crnn.inference import Predictor, checkpoint_meta
+from crnn.models import create_model, model_kwargs
+from crnn.train import TrainCallback, infeasible_ctc_samples, load_checkpoint, train
+
+
+class Recorder(TrainCallback):
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+        self.steps = 0
+
+    def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        self.steps += 1
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.epochs.append(metrics)
+
+
+def _setup(cfg, tmp_path):
+    shards = preprocess(cfg.data, cfg.preprocessing, tmp_path / "shards")
+    manifest = load_manifest(shards.manifest_path)
+    kw = model_kwargs(cfg.model)
+    meta = checkpoint_meta(manifest, cfg.model.architecture, kw)
+    model = create_model(cfg.model.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kw)
+    return shards, manifest, meta, model
+
+
+def test_training_learns_and_writes_self_describing_checkpoints(tiny_config, tmp_path) -> None:
+    _, cfg = tiny_config
+    cfg_train = cfg.training.model_copy(update={"epochs": 3})
+    shards, manifest, meta, model = _setup(cfg, tmp_path)
+    rec = Recorder()
+    result = train(
+        model, load_split(shards.manifest_path, "train"), load_split(shards.manifest_path, "val"),
+        cfg_train, tmp_path / "ckpt", meta, head="ctc", charset="0123456789", callbacks=[rec],
+    )
+    assert result.epochs_run == 3 and len(rec.epochs) == 3 and rec.steps == 3 * 12
+    assert rec.epochs[-1]["train_loss"] < rec.epochs[0]["train_loss"]
+    assert {"val_loss", "val_cer", "val_sequence_accuracy"} <= set(rec.epochs[0])
+    ckpt = load_checkpoint(result.best_checkpoint)  # weights_only=True
+    assert ckpt["epoch"] == result.best_epoch
+    assert ckpt["preprocessing"]["shard_digest"] == manifest.digest
+    assert ckpt["preprocessing"]["normalization"] == manifest.normalization
+    assert json.loads((tmp_path / "ckpt" / "history.json").read_text())[-1]["epoch"] == 3
+    assert not list((tmp_path / "ckpt").glob(".*tmp"))  # atomic writes leave no temp files
+    # the checkpoint alone rebuilds the model: same outputs as the trained module
+    predictor = Predictor.from_checkpoint(result.last_checkpoint, device="cpu")
+    x = load_split(shards.manifest_path, "val").inputs[:8]
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(predictor.model(x), model.cpu()(x))
+
+
+def test_early_stopping_stops_when_metric_stalls(tiny_config, tmp_path) -> None:
+    _, cfg = tiny_config
+    es = cfg.training.early_stopping.model_copy(update={"patience": 1, "min_delta": 10.0})
+    cfg_train = cfg.training.model_copy(update={"epochs": 10, "early_stopping": es})
+    shards, _, meta, model = _setup(cfg, tmp_path)
+    result = train(
+        model, load_split(shards.manifest_path, "train"), load_split(shards.manifest_path, "val"),
+        cfg_train, tmp_path / "ckpt", meta, head="ctc", charset="0123456789",
+    )
+    assert result.stopped_early and result.epochs_run == 2 and result.best_epoch == 1
+
+
+def test_classification_training(tmp_path) -> None:
+    from crnn.config import PipelineConfig
+
+    cfg = PipelineConfig.model_validate(
+        {"name": "d", "data": {"source": "digits"}, "model": {"head": "classification", "architecture": "crnn_small", "pool": [[2, 1], [2, 1], [1, 1]]},
+         "training": {"epochs": 3, "device": "cpu"}, "preprocessing": {"augmentation": {"copies": 0}}}
+    )
+    shards, _, meta, model = _setup(cfg, tmp_path)
+    result = train(
+        model, load_split(shards.manifest_path, "train"), load_split(shards.manifest_path, "val"),
+        cfg.training, tmp_path / "ckpt", meta, head="classification",
+    )
+    assert result.history[-1]["val_accuracy"] > 0.8
+
+
+def test_infeasible_ctc_targets_are_counted() -> None:
+    targets = torch.tensor([[1, 2, 3, 0], [1, 1, 1, 1], [2, 2, 0, 0]])
+    lengths = torch.tensor([3, 4, 2])
+    # needs 3, 4 + 3 repeats = 7, and 2 + 1 = 3 frames
+    assert infeasible_ctc_samples(targets, lengths, frames=6) == 1
+    assert infeasible_ctc_samples(targets, lengths, frames=2) == 3
+    assert infeasible_ctc_samples(targets, lengths, frames=7) == 0
