@@ -1,3 +1,3 @@
-"""CRNN pipelines: preprocess, train, evaluate, register and score convolutional recurrent networks."""
+"""CRNN pipelines: preprocess, train, evaluate, register and score CRNN models."""
 
 __version__ = "0.1.0"

@@ -68,10 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # validate before anything heavy starts: a bad config fails in milliseconds, in one line
     config_file, cfg = load_pipeline(args.config, args.pipeline, args.overrides)
     workspace = resolve_workspace(config_file.workspace, Path(args.config))
-    from flows.local import prepare_local_prefect
+    from flows.local import prepare_local_prefect, quiet_user_errors
 
     prepare_local_prefect(workspace.root)
     from flows.retrain import retrain
+
+    quiet_user_errors()
 
     summary = retrain(
         pipeline=cfg.name,

@@ -1,8 +1,8 @@
 """Typed configuration: the only reader of pipelines.yaml.
 
-The file is parsed once into frozen pydantic models that forbid unknown keys. Every library function
-receives the small slice it needs (``cfg.training``, ``cfg.preprocessing``), never a dict. An invalid
-file raises :class:`ConfigError` with one line: the key path, the bad value and what is allowed.
+The file is parsed once into frozen pydantic models that forbid unknown keys. Every library
+function receives the small slice it needs (``cfg.training``, ``cfg.preprocessing``), never a dict.
+An invalid file raises :class:`ConfigError` with one line: key path, bad value, what is allowed.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class SplitFractions(Frozen):
 class LineCounts(Frozen):
     """How many text lines to compose per split."""
 
-    train: int = Field(6000, ge=1)
+    train: int = Field(5000, ge=1)
     val: int = Field(600, ge=1)
     test: int = Field(1000, ge=1)
 
@@ -59,8 +59,8 @@ class DigitStringsData(Frozen):
     lines: LineCounts = Field(default_factory=LineCounts)
     min_digits: int = Field(3, ge=1, description="Fewest digits in a line.")
     max_digits: int = Field(8, ge=1, le=32, description="Most digits in a line.")
-    digit_scale: int = Field(2, ge=1, le=4, description="Upscaling of each 8x8 digit.")
-    max_gap: int = Field(4, ge=0, le=16, description="Largest gap between digits, in pixels.")
+    digit_scale: int = Field(1, ge=1, le=4, description="Upscaling of each 8x8 digit.")
+    max_gap: int = Field(3, ge=0, le=16, description="Largest gap between digits, in pixels.")
     margin: int = Field(2, ge=0, le=8, description="Blank border around a line, in pixels.")
 
     @model_validator(mode="after")
@@ -80,7 +80,10 @@ class DigitsData(Frozen):
 
 DataConfig = Annotated[DigitStringsData | DigitsData, Field(discriminator="source")]
 SEQUENCE_SOURCES = frozenset({"digit_strings"})
-SOURCE_MODELS: dict[str, type[BaseModel]] = {"digit_strings": DigitStringsData, "digits": DigitsData}
+SOURCE_MODELS: dict[str, type[BaseModel]] = {
+    "digit_strings": DigitStringsData,
+    "digits": DigitsData,
+}
 
 
 # -------------------------------------------------------------------------------- preprocessing
@@ -386,7 +389,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
             model = PipelineConfig
         elif model is PipelineConfig and part == "data":
             model = SOURCE_MODELS.get(parts.pop(0)) if parts else None
-        elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+        elif (
+            isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields
+        ):
             model = model.model_fields[part].annotation
         else:
             return []
@@ -416,4 +421,3 @@ def flatten(cfg: BaseModel, prefix: str = "") -> dict[str, str]:
 
     walk(cfg.model_dump(mode="json"), prefix)
     return out
-

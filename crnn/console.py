@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from crnn.train import TrainCallback, TrainResult
 
@@ -16,7 +23,7 @@ class ConsoleProgress(TrainCallback):
     def __init__(self, console: Console = stderr) -> None:
         self.console = console
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
         self.epochs = 0
         self.steps = 0
 

@@ -80,14 +80,16 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
     }
 
 
-def class_report(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+def class_report(
+    y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]
+) -> dict[str, Any]:
     return _report(list(y_true), list(y_pred), list(classes), report_labels=list(classes))
 
 
 def _report(
     y_true: list[str], y_pred: list[str], labels: list[str], report_labels: list[str]
 ) -> dict[str, Any]:
-    p, r, f, s = precision_recall_fscore_support(
+    p, r, f, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=report_labels, average="macro", zero_division=0
     )
     return {
@@ -143,7 +145,10 @@ def evaluate_checkpoint(
         truths = [target.classes[i] for i in test.labels.tolist()]
         report = class_report(truths, preds.outputs, target.classes)
         y_true = np.asarray(truths)
-        metrics = {f"test_{k}": v for k, v in classification_metrics(y_true, np.asarray(preds.outputs)).items()}
+        metrics = {
+            f"test_{k}": v
+            for k, v in classification_metrics(y_true, np.asarray(preds.outputs)).items()
+        }
 
     predictions = pd.DataFrame(
         {
@@ -161,7 +166,9 @@ def evaluate_checkpoint(
     artifacts = [
         out_dir / "test_metrics.json",
         out_dir / "classification_report.txt",
-        plot_confusion_matrix(report["confusion_matrix"], report["labels"], out_dir / "confusion_matrix.png"),
+        plot_confusion_matrix(
+            report["confusion_matrix"], report["labels"], out_dir / "confusion_matrix.png"
+        ),
     ]
     history_path = checkpoint.parent / "history.json"
     if history_path.is_file():
@@ -171,11 +178,18 @@ def evaluate_checkpoint(
     samples: list[dict[str, Any]] = []
     if cfg.sample_predictions:
         # show mistakes first: they are what a reader of the run wants to see
-        order = np.argsort(predictions["correct"].to_numpy(), kind="stable")[: cfg.sample_predictions]
+        order = np.argsort(predictions["correct"].to_numpy(), kind="stable")[
+            : cfg.sample_predictions
+        ]
         raw = predictor.normalizer.inverse_transform(test.inputs[order].numpy())
         chosen = predictions.iloc[order]
         artifacts.append(
-            plot_samples(raw, list(chosen["truth"]), list(chosen["prediction"]), out_dir / "sample_predictions.png")
+            plot_samples(
+                raw,
+                list(chosen["truth"]),
+                list(chosen["prediction"]),
+                out_dir / "sample_predictions.png",
+            )
         )
         samples = chosen.to_dict(orient="records")
     metrics["test_samples"] = float(len(test))

@@ -21,7 +21,9 @@ from crnn.models import create_model, ctc_greedy_decode
 from crnn.train import load_checkpoint, resolve_device
 
 
-def checkpoint_meta(manifest: Manifest, architecture: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_meta(
+    manifest: Manifest, architecture: str, kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """What a checkpoint carries besides weights: enough to rebuild and feed the model."""
     target = TargetSpec.from_dict(manifest.target)
     return {

@@ -35,5 +35,8 @@ def decide_promotion(
             True, challenger, champion, f"beats champion by {gain:+.4f} (> {min_delta:g})"
         )
     return GateDecision(
-        False, challenger, champion, f"improvement {gain:+.4f} is not > {min_delta:g}: kept champion"
+        False,
+        challenger,
+        champion,
+        f"improvement {gain:+.4f} is not > {min_delta:g}: kept champion",
     )

@@ -1,4 +1,4 @@
-"""A small generic registry: things registered by name, unknown names fail listing the known ones."""
+"""A small generic registry: things registered by name; an unknown name lists the known ones."""
 
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar

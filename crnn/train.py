@@ -23,6 +23,7 @@ from torch import nn
 from crnn.atomic import atomic_path, atomic_write_text
 from crnn.config import TrainingConfig
 from crnn.data.loader import Batch, SplitData, iterate_batches
+from crnn.errors import ConfigError
 from crnn.evaluate import sequence_metrics
 from crnn.models.decoding import ctc_greedy_decode
 
@@ -60,7 +61,11 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"training.device is {spec!r} but no CUDA device is available")
+        raise ConfigError(
+            f"training.device is {spec!r} but no CUDA device is available; use auto or cpu"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"training.device is {spec!r} but MPS is not available; use auto or cpu")
     return device
 
 
@@ -224,7 +229,12 @@ def train(
 
 @torch.no_grad()
 def validate(
-    model: nn.Module, data: SplitData, batch_size: int, head: str, charset: str, device: torch.device
+    model: nn.Module,
+    data: SplitData,
+    batch_size: int,
+    head: str,
+    charset: str,
+    device: torch.device,
 ) -> dict[str, float]:
     """val_loss plus val_cer / val_sequence_accuracy (ctc) or val_accuracy (classification)."""
     model.eval()

@@ -1,4 +1,4 @@
-"""The workspace: one folder with all local state (shards, checkpoints, MLflow store and artifacts)."""
+"""The workspace: one folder with all local state (shards, checkpoints, MLflow store, artifacts)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from prefect import flow, task
@@ -24,8 +24,12 @@ from crnn.models import create_model, model_kwargs
 from crnn.train import TrainCallback, TrainResult, train
 from crnn.workspace import Workspace, resolve_workspace
 
+if TYPE_CHECKING:
+    from crnn.tracking import TrackingContext
+
 # transient I/O (a tracking server, a network filesystem) is worth a retry; computation is not
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
+IO_RETRIES = 2
+IO_RETRY_DELAYS: list[float] = [2, 10]
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,9 @@ def preprocess_task(cfg: PipelineConfig, workspace: Workspace) -> ShardSet:
     return preprocess(cfg.data, cfg.preprocessing, workspace.shards)
 
 
-@task(name="start-run", cache_policy=NO_CACHE, **IO_RETRIES)
+@task(
+    name="start-run", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS
+)
 def start_run_task(cfg: PipelineConfig, workspace: Workspace, config_text: str) -> TrackingRef:
     from crnn.tracking import open_tracking, start_run
 
@@ -53,11 +59,18 @@ def start_run_task(cfg: PipelineConfig, workspace: Workspace, config_text: str) 
     return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id)
 
 
-@task(name="log-datasets", cache_policy=NO_CACHE, **IO_RETRIES)
+@task(
+    name="log-datasets",
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+)
 def log_datasets_task(ref: TrackingRef, shards: ShardSet) -> None:
     from crnn.tracking import log_dataset_inputs
 
-    log_dataset_inputs(_ctx(ref), ref.run_id, shards.manifest_path, load_manifest(shards.manifest_path))
+    log_dataset_inputs(
+        _ctx(ref), ref.run_id, shards.manifest_path, load_manifest(shards.manifest_path)
+    )
 
 
 @task(name="train", cache_policy=NO_CACHE)
@@ -93,7 +106,11 @@ def train_task(
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(
-    cfg: PipelineConfig, shards: ShardSet, trained: TrainResult, ref: TrackingRef, workspace: Workspace
+    cfg: PipelineConfig,
+    shards: ShardSet,
+    trained: TrainResult,
+    ref: TrackingRef,
+    workspace: Workspace,
 ) -> EvalReport:
     from crnn.tracking import log_evaluation
 
@@ -107,9 +124,15 @@ def evaluate_task(
     return report
 
 
-@task(name="register", cache_policy=NO_CACHE, **IO_RETRIES)
+@task(
+    name="register", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS
+)
 def register_task(
-    cfg: PipelineConfig, shards: ShardSet, trained: TrainResult, report: EvalReport, ref: TrackingRef
+    cfg: PipelineConfig,
+    shards: ShardSet,
+    trained: TrainResult,
+    report: EvalReport,
+    ref: TrackingRef,
 ) -> dict[str, Any]:
     """Log the pyfunc model, register it as challenger, and let the gate decide on champion."""
     from crnn.inference import Predictor
@@ -120,7 +143,9 @@ def register_task(
     raw_example = Predictor.from_checkpoint(trained.best_checkpoint).normalizer.inverse_transform(
         example
     )
-    model_uri = log_pyfunc_model(ctx, ref.run_id, trained.best_checkpoint, raw_example, cfg.is_sequence)
+    model_uri = log_pyfunc_model(
+        ctx, ref.run_id, trained.best_checkpoint, raw_example, cfg.is_sequence
+    )
     assert cfg.registry.metric is not None
     result = register_with_gate(
         ctx, ref.run_id, model_uri, cfg.registry, report.metrics[cfg.registry.metric], shards.digest
@@ -192,7 +217,7 @@ def retrain(
     }
 
 
-def _ctx(ref: TrackingRef):  # type: ignore[no-untyped-def]
+def _ctx(ref: TrackingRef) -> TrackingContext:
     from crnn.tracking import TrackingContext
 
     return TrackingContext(ref.tracking_uri, ref.experiment_id, ref.experiment_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def tiny_pipelines(workspace: Path, **pipeline_updates: object) -> dict:
     """A pipelines.yaml mapping with one small, fast digit-strings pipeline named `tiny`."""
     pipeline = {
         "description": "tiny test pipeline",
-        "data": dict(TINY_LINES),
+        "data": copy.deepcopy(TINY_LINES),
         "preprocessing": {
             "normalization": "minmax",
             "augmentation": {"copies": 1, "rotation_degrees": 2, "translate_px": [1, 1]},

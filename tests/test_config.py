@@ -120,7 +120,7 @@ def test_overrides_apply_before_validation(tmp_path: Path) -> None:
     path = write_config(tmp_path / "p.yaml", tiny_pipelines(tmp_path))
     _, cfg = load_pipeline(path, None, ["training.epochs=1", "model.rnn=gru"])
     assert cfg.training.epochs == 1 and cfg.model.rnn == "gru"
-    with pytest.raises(ConfigError, match="pipelines.tiny.training.epochs"):
+    with pytest.raises(ConfigError, match=r"pipelines\.tiny\.training\.epochs"):
         load_pipeline(path, None, ["training.epochs=zero"])
     with pytest.raises(ConfigError, match="no pipeline named 'other'; known: tiny"):
         load_pipeline(path, "other")
@@ -131,7 +131,13 @@ def test_json_schema_exports_fields() -> None:
     assert set(schema["required"]) >= {"version", "pipelines", "default_pipeline"}
     defs = schema["$defs"]
     assert "TrainingConfig" in defs and "lr" in defs["TrainingConfig"]["properties"]
-    PipelinesFile.model_validate({"version": 1, "default_pipeline": "a", "pipelines": {"a": {"data": {"source": "digits"}, "model": {"head": "classification"}}}})
+    PipelinesFile.model_validate(
+        {
+            "version": 1,
+            "default_pipeline": "a",
+            "pipelines": {"a": {"data": {"source": "digits"}, "model": {"head": "classification"}}},
+        }
+    )
 
 
 def test_flatten_gives_dotted_params(tiny_config) -> None:

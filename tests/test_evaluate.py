@@ -6,8 +6,16 @@ from crnn.evaluate import GAP, align, character_report, classification_metrics, 
 
 @pytest.mark.parametrize(
     ("truth", "pred", "distance"),
-    [("", "", 0), ("123", "123", 0), ("123", "13", 1), ("123", "1234", 1), ("123", "193", 1),
-     ("kitten", "sitting", 3), ("", "12", 2), ("12", "", 2)],
+    [
+        ("", "", 0),
+        ("123", "123", 0),
+        ("123", "13", 1),
+        ("123", "1234", 1),
+        ("123", "193", 1),
+        ("kitten", "sitting", 3),
+        ("", "12", 2),
+        ("12", "", 2),
+    ],
 )
 def test_edit_distance(truth: str, pred: str, distance: int) -> None:
     d, pairs = align(truth, pred)

@@ -23,7 +23,9 @@ def test_first_version_becomes_champion() -> None:
         (0.025, 0.03, "minimize", 0.01, False),
     ],
 )
-def test_gate(challenger: float, champion: float, direction: str, delta: float, promote: bool) -> None:
+def test_gate(
+    challenger: float, champion: float, direction: str, delta: float, promote: bool
+) -> None:
     d = decide_promotion(challenger, champion, direction, delta)
     assert d.promote is promote
     assert d.challenger == challenger and d.champion == champion

@@ -26,7 +26,9 @@ def _setup(cfg, tmp_path):
     manifest = load_manifest(shards.manifest_path)
     kw = model_kwargs(cfg.model)
     meta = checkpoint_meta(manifest, cfg.model.architecture, kw)
-    model = create_model(cfg.model.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kw)
+    model = create_model(
+        cfg.model.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kw
+    )
     return shards, manifest, meta, model
 
 
@@ -36,8 +38,15 @@ def test_training_learns_and_writes_self_describing_checkpoints(tiny_config, tmp
     shards, manifest, meta, model = _setup(cfg, tmp_path)
     rec = Recorder()
     result = train(
-        model, load_split(shards.manifest_path, "train"), load_split(shards.manifest_path, "val"),
-        cfg_train, tmp_path / "ckpt", meta, head="ctc", charset="0123456789", callbacks=[rec],
+        model,
+        load_split(shards.manifest_path, "train"),
+        load_split(shards.manifest_path, "val"),
+        cfg_train,
+        tmp_path / "ckpt",
+        meta,
+        head="ctc",
+        charset="0123456789",
+        callbacks=[rec],
     )
     assert result.epochs_run == 3 and len(rec.epochs) == 3 and rec.steps == 3 * 12
     assert rec.epochs[-1]["train_loss"] < rec.epochs[0]["train_loss"]
@@ -62,8 +71,14 @@ def test_early_stopping_stops_when_metric_stalls(tiny_config, tmp_path) -> None:
     cfg_train = cfg.training.model_copy(update={"epochs": 10, "early_stopping": es})
     shards, _, meta, model = _setup(cfg, tmp_path)
     result = train(
-        model, load_split(shards.manifest_path, "train"), load_split(shards.manifest_path, "val"),
-        cfg_train, tmp_path / "ckpt", meta, head="ctc", charset="0123456789",
+        model,
+        load_split(shards.manifest_path, "train"),
+        load_split(shards.manifest_path, "val"),
+        cfg_train,
+        tmp_path / "ckpt",
+        meta,
+        head="ctc",
+        charset="0123456789",
     )
     assert result.stopped_early and result.epochs_run == 2 and result.best_epoch == 1
 
@@ -72,13 +87,27 @@ def test_classification_training(tmp_path) -> None:
     from crnn.config import PipelineConfig
 
     cfg = PipelineConfig.model_validate(
-        {"name": "d", "data": {"source": "digits"}, "model": {"head": "classification", "architecture": "crnn_small", "pool": [[2, 1], [2, 1], [1, 1]]},
-         "training": {"epochs": 3, "device": "cpu"}, "preprocessing": {"augmentation": {"copies": 0}}}
+        {
+            "name": "d",
+            "data": {"source": "digits"},
+            "model": {
+                "head": "classification",
+                "architecture": "crnn_small",
+                "pool": [[2, 1], [2, 1], [1, 1]],
+            },
+            "training": {"epochs": 3, "device": "cpu"},
+            "preprocessing": {"augmentation": {"copies": 0}},
+        }
     )
     shards, _, meta, model = _setup(cfg, tmp_path)
     result = train(
-        model, load_split(shards.manifest_path, "train"), load_split(shards.manifest_path, "val"),
-        cfg.training, tmp_path / "ckpt", meta, head="classification",
+        model,
+        load_split(shards.manifest_path, "train"),
+        load_split(shards.manifest_path, "val"),
+        cfg.training,
+        tmp_path / "ckpt",
+        meta,
+        head="classification",
     )
     assert result.history[-1]["val_accuracy"] > 0.8
 

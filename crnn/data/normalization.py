@@ -1,4 +1,4 @@
-"""Normalization fit on the training split only, stored with the shards and bundled with the model."""
+"""Normalization fit on the training split only; stored with the shards, bundled with the model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ METHODS = ("minmax", "symmetric", "standardize")
 
 
 class Normalizer:
-    """Scales raw inputs: ``minmax`` to [0, 1], ``symmetric`` to [-1, 1], ``standardize`` to z-scores.
+    """Scales raw inputs: ``minmax`` to [0, 1], ``symmetric`` to [-1, 1], ``standardize`` to z.
 
     Streaming: call :meth:`partial_fit` on each training chunk, then :meth:`transform` anything.
     Learned statistics live in ``stats_`` (a plain dict: JSON for manifests, safe in checkpoints).

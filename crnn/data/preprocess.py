@@ -1,4 +1,4 @@
-"""Preprocessing: source -> normalization (fit on train) -> augmentation -> Parquet shards + manifest.
+"""Preprocessing: source -> normalization (fit on train) -> augmentation -> shards + manifest.
 
 The shard set is named by a digest of (source digest, preprocessing config, code version); the same
 digest is the cache key: running again with the same inputs reuses the shards.
@@ -66,7 +66,7 @@ def shard_set_digest(source_digest: str, cfg: PreprocessingConfig, version: str)
 def preprocess(
     data_cfg: DigitStringsData | DigitsData, cfg: PreprocessingConfig, shards_root: Path
 ) -> ShardSet:
-    """Build (or reuse) the shard set for ``data_cfg`` preprocessed by ``cfg`` under ``shards_root``."""
+    """Build (or reuse) the shard set of ``data_cfg`` preprocessed by ``cfg`` in ``shards_root``."""
     source = open_source(data_cfg)
     info = source.info()
     digest = shard_set_digest(info.digest, cfg, code_version())

@@ -1,6 +1,6 @@
 """Parquet shards and their manifest.
 
-A shard holds one row per sample: ``sample_id``, ``split``, ``aug`` (0 = original, k = k-th augmented
+A shard holds one row per sample: ``sample_id``, ``split``, ``aug`` (0 = original, k = k-th aug.
 copy), ``input`` (float32 tensor bytes in a fixed-size binary column, shape in schema metadata: a
 batch decodes with one ``np.frombuffer``) and the target: ``target`` (list<int32>), ``text`` and
 ``length`` for sequences, ``label`` (int32) for classes. Shards are written atomically; the manifest
@@ -83,7 +83,9 @@ class Manifest:
             raw["shards"] = [ShardRecord(**s) for s in raw["shards"]]
             return cls(**raw)
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise DataError(f"{path}: unreadable manifest ({exc}); delete the folder to rebuild") from None
+            raise DataError(
+                f"{path}: unreadable manifest ({exc}); delete the folder to rebuild"
+            ) from None
 
     def shard_paths(self, root: Path, split: str) -> list[Path]:
         return [root / s.path for s in self.shards if s.split == split]
@@ -163,13 +165,13 @@ class ShardWriter:
             pq.write_table(
                 head,
                 tmp,
-                compression={c: ("none" if c == INPUT_COLUMN else "zstd") for c in head.column_names},
+                compression={
+                    c: ("none" if c == INPUT_COLUMN else "zstd") for c in head.column_names
+                },
                 use_dictionary=["split"],  # dictionary encoding hurts float tensors
                 row_group_size=min(rows, 4096),
             )
-        self.records.append(
-            ShardRecord(name, split, rows, path.stat().st_size, file_sha256(path))
-        )
+        self.records.append(ShardRecord(name, split, rows, path.stat().st_size, file_sha256(path)))
 
 
 def write_manifest(root: Path, manifest: Manifest) -> Path:
@@ -184,6 +186,10 @@ def verify_shards(root: Path, manifest: Manifest, check_hash: bool = True) -> No
     for rec in manifest.shards:
         path = root / rec.path
         if not path.is_file():
-            raise DataError(f"{path}: shard listed in the manifest is missing; delete {root} to rebuild")
+            raise DataError(
+                f"{path}: shard listed in the manifest is missing; delete {root} to rebuild"
+            )
         if path.stat().st_size != rec.bytes or (check_hash and file_sha256(path) != rec.sha256):
-            raise DataError(f"{path}: shard does not match its sha256 in the manifest; delete {root} to rebuild")
+            raise DataError(
+                f"{path}: shard does not match its sha256 in the manifest; delete {root} to rebuild"
+            )

@@ -42,7 +42,9 @@ class TargetSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TargetSpec:
-        return cls(kind=d["kind"], charset=d.get("charset", ""), classes=tuple(d.get("classes", ())))
+        return cls(
+            kind=d["kind"], charset=d.get("charset", ""), classes=tuple(d.get("classes", ()))
+        )
 
     def encode(self, text: str) -> list[int]:
         """Characters -> CTC class indices (1..len(charset)); 0 is the blank."""
@@ -86,12 +88,12 @@ class Source(Protocol):
 SOURCES: Registry[Any] = Registry("source")
 
 
-def split_indices(labels: np.ndarray, fractions: SplitFractions, seed: int) -> dict[str, np.ndarray]:
+def split_indices(
+    labels: np.ndarray, fractions: SplitFractions, seed: int
+) -> dict[str, np.ndarray]:
     """Stratified split of sample indices into train/val/test (sorted, disjoint, complete)."""
     idx = np.arange(len(labels))
-    rest, test = train_test_split(
-        idx, test_size=fractions.test, stratify=labels, random_state=seed
-    )
+    rest, test = train_test_split(idx, test_size=fractions.test, stratify=labels, random_state=seed)
     val_share = fractions.val / (fractions.train + fractions.val)
     train, val = train_test_split(
         rest, test_size=val_share, stratify=labels[rest], random_state=seed + 1

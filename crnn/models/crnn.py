@@ -1,8 +1,8 @@
 """The CRNN: conv blocks -> the feature map read as a sequence along the width -> RNN -> head.
 
 The seed's Keras example (Conv2D -> MaxPool -> LSTM) cannot run as written: an LSTM needs a
-sequence. Here the (C, H', W') feature map is turned into W' steps of C*H' features, so the RNN walks
-the image left to right, as in Shi et al. (2015).
+sequence. Here the (C, H', W') feature map is turned into W' steps of C*H' features, so the RNN
+walks the image left to right, as in Shi et al. (2015).
 """
 
 from __future__ import annotations
@@ -73,8 +73,10 @@ class CRNN(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         width = rnn_hidden * (2 if bidirectional else 1)
-        self.head: nn.Module = CTCHead(width, num_classes) if head == "ctc" else (
-            ClassificationHead(width, num_classes)
+        self.head: nn.Module = (
+            CTCHead(width, num_classes)
+            if head == "ctc"
+            else (ClassificationHead(width, num_classes))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

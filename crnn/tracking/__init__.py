@@ -9,8 +9,8 @@ import os
 # tables...") off the user's console unless they ask for it.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
-from crnn.tracking.registry import RegistrationResult, register_with_gate  # noqa: E402
-from crnn.tracking.runs import (  # noqa: E402
+from crnn.tracking.registry import RegistrationResult, register_with_gate
+from crnn.tracking.runs import (
     MlflowCallback,
     TrackingContext,
     finish_run,

@@ -50,7 +50,8 @@ def register_with_gate(
     try:
         champ = client.get_model_version_by_alias(name, CHAMPION)
         previous = str(champ.version)
-        champion_score = client.get_run(champ.run_id).data.metrics.get(metric, math.nan)
+        metrics = client.get_run(champ.run_id).data.metrics if champ.run_id else {}
+        champion_score = metrics.get(metric, math.nan)
     except MlflowException:
         pass  # no champion yet
 

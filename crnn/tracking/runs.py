@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -34,15 +35,23 @@ class TrackingContext:
     experiment_id: str
     experiment_name: str
 
+    @property
+    def registry_uri(self) -> str:
+        return USER_REGISTRY_URI or self.tracking_uri
+
     def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
+
+# mlflow.set_tracking_uri() / set_registry_uri() export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI;
+# what the *user* set is read once, here, before this process ever sets them
+USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+USER_REGISTRY_URI = os.environ.get("MLFLOW_REGISTRY_URI")
 
 
 def resolve_tracking_uri(cfg: TrackingConfig, workspace: Path) -> str:
-    """MLFLOW_TRACKING_URI, else the config's URI, else a SQLite store in the workspace."""
-    import os
-
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    """The user's MLFLOW_TRACKING_URI, else the config's URI, else SQLite in the workspace."""
+    uri = USER_TRACKING_URI or cfg.tracking_uri
     return uri or f"sqlite:///{(workspace / 'mlflow.db').resolve()}"
 
 
@@ -52,9 +61,10 @@ def open_tracking(cfg: TrackingConfig, workspace: Path) -> TrackingContext:
     With a local store the experiment's artifacts live in the workspace too (not ./mlruns).
     """
     uri = resolve_tracking_uri(cfg, workspace)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    registry_uri = USER_REGISTRY_URI or uri
+    mlflow.set_tracking_uri(uri)  # the fluent calls (log_model, register_model) use these
+    mlflow.set_registry_uri(registry_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
     name = cfg.experiment or "crnn"
     exp = client.get_experiment_by_name(name)
     if exp is None:
@@ -64,7 +74,10 @@ def open_tracking(cfg: TrackingConfig, workspace: Path) -> TrackingContext:
         try:
             exp_id = client.create_experiment(name, artifact_location=location)
         except mlflow.exceptions.MlflowException:
-            exp_id = client.get_experiment_by_name(name).experiment_id  # created concurrently
+            existing = client.get_experiment_by_name(name)  # created concurrently
+            if existing is None:
+                raise
+            exp_id = existing.experiment_id
     else:
         exp_id = exp.experiment_id
     return TrackingContext(uri, exp_id, name)
@@ -99,14 +112,18 @@ def start_run(ctx: TrackingContext, cfg: PipelineConfig, config_text: str) -> st
         },
     )
     run_id: str = run.info.run_id
-    params = [Param(k, v[:6000]) for k, v in flatten(cfg).items() if k not in ("name", "description")]
+    params = [
+        Param(k, v[:6000]) for k, v in flatten(cfg).items() if k not in ("name", "description")
+    ]
     for i in range(0, len(params), MLFLOW_BATCH):
         client.log_batch(run_id, params=params[i : i + MLFLOW_BATCH])
     client.log_text(run_id, config_text, "config/pipeline.yaml")
     return run_id
 
 
-def log_dataset_inputs(ctx: TrackingContext, run_id: str, manifest_path: Path, manifest: Manifest) -> None:
+def log_dataset_inputs(
+    ctx: TrackingContext, run_id: str, manifest_path: Path, manifest: Manifest
+) -> None:
     """Record train/val/test as dataset inputs, named by the shard-set digest (one identity)."""
     client = ctx.client()
     digest = manifest.digest[:16]
@@ -201,7 +218,16 @@ def log_pyfunc_model(
 def model_requirements() -> list[str]:
     """Pinned requirements of the inference path (local version labels such as +cpu dropped)."""
     reqs = []
-    for dist in ("mlflow", "torch", "numpy", "pandas", "pyarrow", "scikit-learn", "pydantic", "pyyaml"):
+    for dist in (
+        "mlflow",
+        "torch",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "scikit-learn",
+        "pydantic",
+        "pyyaml",
+    ):
         try:
             reqs.append(f"{dist}=={version(dist).split('+')[0]}")
         except PackageNotFoundError:

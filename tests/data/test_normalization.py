@@ -7,9 +7,7 @@ from crnn.data.preprocess import preprocess
 from crnn.data.sources import open_source
 
 
-@pytest.mark.parametrize(
-    ("method", "lo", "hi"), [("minmax", 0.0, 1.0), ("symmetric", -1.0, 1.0)]
-)
+@pytest.mark.parametrize(("method", "lo", "hi"), [("minmax", 0.0, 1.0), ("symmetric", -1.0, 1.0)])
 def test_ranges(method: str, lo: float, hi: float) -> None:
     x = np.random.default_rng(0).uniform(3, 19, size=(50, 4, 4)).astype(np.float32)
     y = Normalizer(method).fit(x).transform(x)
@@ -46,13 +44,17 @@ def test_unfitted_and_unknown_method() -> None:
 def test_preprocessing_fits_statistics_on_the_training_split_only(tiny_config, tmp_path) -> None:
     _, cfg = tiny_config
     cfg = cfg.model_copy(
-        update={"preprocessing": cfg.preprocessing.model_copy(update={"normalization": "standardize"})}
+        update={
+            "preprocessing": cfg.preprocessing.model_copy(update={"normalization": "standardize"})
+        }
     )
     shards = preprocess(cfg.data, cfg.preprocessing, tmp_path / "shards")
     stats = load_manifest(shards.manifest_path).normalization
     source = open_source(cfg.data)
     train = np.concatenate([c.inputs for c in source.chunks("train", 1000)])
-    every = np.concatenate([c.inputs for s in ("train", "val", "test") for c in source.chunks(s, 1000)])
+    every = np.concatenate(
+        [c.inputs for s in ("train", "val", "test") for c in source.chunks(s, 1000)]
+    )
     assert stats["mean"] == pytest.approx(float(train.mean()), rel=1e-6)
     assert stats["count"] == train.size
     assert stats["mean"] != pytest.approx(float(every.mean()), rel=1e-6)

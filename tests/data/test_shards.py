@@ -65,7 +65,9 @@ def test_same_inputs_reuse_and_any_change_rebuilds(tiny_config, tmp_path) -> Non
     assert shard_set_digest("s", cfg.preprocessing, "v") != shard_set_digest(
         "s", cfg.preprocessing.model_copy(update={"augmentation": aug}), "v"
     )
-    assert shard_set_digest("s", cfg.preprocessing, "v1") != shard_set_digest("s", cfg.preprocessing, "v2")
+    assert shard_set_digest("s", cfg.preprocessing, "v1") != shard_set_digest(
+        "s", cfg.preprocessing, "v2"
+    )
 
 
 def test_augmented_shards_are_deterministic(tiny_config, tmp_path) -> None:

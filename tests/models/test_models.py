@@ -47,7 +47,9 @@ def test_gru_and_unidirectional() -> None:
 
 def test_too_small_input_and_unknown_architecture() -> None:
     with pytest.raises(ValueError, match="too small"):
-        create_model("crnn_shi2015", (1, 8, 8), 11, **model_kwargs(ModelConfig(architecture="crnn_shi2015")))
+        create_model(
+            "crnn_shi2015", (1, 8, 8), 11, **model_kwargs(ModelConfig(architecture="crnn_shi2015"))
+        )
     with pytest.raises(KeyError, match="known: crnn, crnn_shi2015, crnn_small"):
         create_model("resnet", SHAPE, 11)
 

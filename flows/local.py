@@ -1,0 +1,52 @@
+"""Local, serverless Prefect: settings applied before Prefect is imported.
+
+With no PREFECT_API_URL, flows run against Prefect's in-process ("ephemeral") SQLite server. Two of
+its background services write to SQLite while the server is torn down at process exit and print
+"database is locked" tracebacks (PrefectHQ/prefect#18934, #19771): the telemetry heartbeat (which
+also fails offline) and the server-side task-run recorder. Measured over 20 runs each: 2-6
+tracebacks per run with them, none without. Locally both are off; flow and task states, results
+and logs are unaffected (only task-run rows in the local Prefect database are not kept). A real
+Prefect server (PREFECT_API_URL) is left exactly as configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from crnn.errors import UserError
+
+EPHEMERAL_SETTINGS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
+}
+
+
+def prepare_local_prefect(workspace: Path) -> None:
+    """Keep Prefect's local state in the workspace and its in-process server quiet."""
+    if "prefect" in sys.modules or os.environ.get("PREFECT_API_URL"):
+        return  # too late to change settings, or a server is configured: leave it alone
+    os.environ.setdefault("PREFECT_HOME", str(workspace / "prefect"))
+    for key, value in EPHEMERAL_SETTINGS.items():
+        os.environ.setdefault(key, value)
+
+
+class UserErrorWithoutTraceback(logging.Filter):
+    """Prefect logs a failed task with its traceback; for a user's error one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_user_errors() -> None:
+    """Attach the filter to every handler of Prefect's loggers (call after importing Prefect)."""
+    names = ["prefect", *[n for n in logging.root.manager.loggerDict if n.startswith("prefect")]]
+    for name in names:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, UserErrorWithoutTraceback) for f in handler.filters):
+                handler.addFilter(UserErrorWithoutTraceback())

@@ -1,0 +1,215 @@
+"""End to end: the real `retrain` Prefect flow on a tiny config, a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crnn.config import load_pipeline
+from crnn.data.sources import open_source
+from tests.conftest import REPO, tiny_pipelines, write_config
+
+pytestmark = pytest.mark.integration
+
+GATE = {"model_name": "crnn-tiny", "metric": "test_cer", "direction": "minimize", "min_delta": 0.0}
+
+
+@pytest.fixture(scope="module")
+def prefect_harness(tmp_path_factory):
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    mapping = tiny_pipelines(tmp_path / "ws", registry=dict(GATE))
+    tiny = mapping["pipelines"]["tiny"]
+    # enough steps (~200) to leave CTC's all-blank plateau, so the champion is a real model
+    tiny["data"]["lines"]["train"] = 400
+    tiny["training"].update(epochs=4, batch_size=16, schedule="constant")
+    return write_config(tmp_path / "pipelines.yaml", mapping)
+
+
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """The environment a user's fresh shell would have: in-process tests export server URIs."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    for leaked in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(leaked, None)
+    return env
+
+
+def _mlflow_client(summary: dict):
+    from mlflow import MlflowClient
+
+    uri = summary["mlflow"]["tracking_uri"]
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_retrain_flow_registers_gates_and_reuses_shards(prefect_harness, config_path: Path) -> None:
+    from flows.retrain import retrain
+
+    first = retrain(config_path=str(config_path), progress=False)
+    assert not first["shards"]["reused"]
+    reg1 = first["registry"]
+    assert (reg1["version"], reg1["promoted"], reg1["champion_version"]) == ("1", True, "1")
+
+    client = _mlflow_client(first)
+    run = client.get_run(first["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["training.epochs"] == "4"
+    assert run.data.tags["crnn.shard_digest"] == first["shards"]["digest"]
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 4  # one point per epoch
+    assert first["metrics"]["test_cer"] < 0.6  # learned something: blank output scores 1.0
+    assert run.data.metrics["test_cer"] == pytest.approx(first["metrics"]["test_cer"])
+    contexts = {
+        t.value for d in run.inputs.dataset_inputs for t in d.tags if t.key == "mlflow.data.context"
+    }
+    assert contexts == {"train", "val", "test"}
+    assert {d.dataset.digest for d in run.inputs.dataset_inputs} == {first["shards"]["digest"][:16]}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    for name in (
+        "confusion_matrix.png",
+        "learning_curves.png",
+        "classification_report.txt",
+        "test_predictions.parquet",
+        "sample_predictions.png",
+        "sample_predictions.json",
+    ):
+        assert f"evaluation/{name}" in artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "config")} == {
+        "config/pipeline.yaml"
+    }
+
+    # same inputs again: shards reused, version 2 registered, the gate decides and says why
+    second = retrain(config_path=str(config_path), progress=False)
+    assert second["shards"]["reused"] and second["shards"]["digest"] == first["shards"]["digest"]
+    reg2 = second["registry"]
+    assert reg2["version"] == "2" and reg2["previous_champion"] == "1"
+    better = reg2["challenger_score"] < reg2["champion_score"]  # test_cer: lower is better
+    assert reg2["promoted"] is better
+    tags = client.get_model_version("crnn-tiny", "2").tags
+    assert tags["gate.decision"] == ("promoted" if better else "rejected")
+    assert float(tags["gate.champion_score"]) == pytest.approx(reg1["challenger_score"], abs=1e-6)
+    assert str(client.get_model_version_by_alias("crnn-tiny", "challenger").version) == "2"
+    champion = str(client.get_model_version_by_alias("crnn-tiny", "champion").version)
+
+    # a deliberately weaker config never takes champion
+    weak = retrain(
+        config_path=str(config_path),
+        overrides=["training.epochs=1", "training.lr=0.00001"],
+        progress=False,
+    )
+    reg3 = weak["registry"]
+    assert reg3["version"] == "3" and not reg3["promoted"]
+    assert reg3["challenger_score"] > reg3["champion_score"]
+    assert str(client.get_model_version_by_alias("crnn-tiny", "champion").version) == champion
+    assert client.get_model_version("crnn-tiny", "3").tags["gate.decision"] == "rejected"
+
+
+def test_cli_json_run_and_champion_pyfunc_in_a_fresh_process(
+    tmp_path: Path, config_path: Path
+) -> None:
+    env = clean_env(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "crnn.cli", "--config", str(config_path), "run", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "database is locked" not in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["registry"]["decision"] == "promoted to champion"
+    assert summary["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path / 'ws' / 'mlflow.db'}"
+    assert Path(summary["workspace"]) == tmp_path / "ws"
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlartifacts").exists()
+
+    # raw test images from the source, scored by models:/crnn-tiny@champion in another process
+    _, cfg = load_pipeline(config_path)
+    chunk = next(open_source(cfg.data).chunks("test", 10_000))
+    np.save(tmp_path / "raw.npy", chunk.inputs)
+    script = (
+        "import json, sys, numpy as np, mlflow\n"
+        f"mlflow.set_tracking_uri({summary['mlflow']['tracking_uri']!r})\n"
+        "m = mlflow.pyfunc.load_model('models:/crnn-tiny@champion')\n"
+        f"print(json.dumps(list(m.predict(np.load({str(tmp_path / 'raw.npy')!r})))))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    evaluated = pd.read_parquet(
+        Path(summary["workspace"])
+        / "runs"
+        / summary["mlflow"]["run_id"]
+        / "evaluation"
+        / "test_predictions.parquet"
+    )
+    assert list(evaluated["sample_id"]) == chunk.sample_ids
+    assert served == list(evaluated["prediction"])
+    assert any(p != "" for p in served)
+
+
+def test_repo_default_pipeline_is_the_one_make_run_uses() -> None:
+    _, cfg = load_pipeline(REPO / "pipelines.yaml")
+    assert cfg.name == "digit-strings" and cfg.model.head == "ctc"
+
+
+def test_user_error_inside_a_task_is_one_line_without_traceback(
+    tmp_path: Path, config_path: Path
+) -> None:
+    import torch
+
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS, so device=mps is not an error here")
+    env = clean_env(tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crnn.cli",
+            "--config",
+            str(config_path),
+            "run",
+            "--set",
+            "training.device=mps",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("crnn: error:")]
+    assert errors == [
+        "crnn: error: training.device is 'mps' but MPS is not available; use auto or cpu"
+    ]
+    # the MLflow run of the failed pipeline is marked failed, not left running
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'ws' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
