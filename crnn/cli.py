@@ -128,7 +128,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     t = summary["training"]
     table.add_row("training", f"{t['epochs_run']} epochs, best {t['best_epoch']}, {t['seconds']} s")
     for key, value in summary["metrics"].items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(key, f"{value:.0f}" if float(value).is_integer() else f"{value:.4f}")
     reg = summary["registry"]
     table.add_row("model", f"{reg['model_name']} version {reg['version']} (challenger)")
     table.add_row("gate", f"{reg['decision']}: {reg['reason']}")

@@ -32,22 +32,27 @@ def _setup(cfg, tmp_path):
     return shards, manifest, meta, model
 
 
+def _train(cfg, train_cfg, shards, meta, model, tmp_path, **kwargs):
+    head = cfg.model.head
+    return train(
+        model,
+        load_split(shards.manifest_path, "train"),
+        load_split(shards.manifest_path, "val"),
+        train_cfg,
+        tmp_path / "ckpt",
+        meta,
+        head=head,
+        charset="0123456789" if head == "ctc" else "",
+        **kwargs,
+    )
+
+
 def test_training_learns_and_writes_self_describing_checkpoints(tiny_config, tmp_path) -> None:
     _, cfg = tiny_config
     cfg_train = cfg.training.model_copy(update={"epochs": 3})
     shards, manifest, meta, model = _setup(cfg, tmp_path)
     rec = Recorder()
-    result = train(
-        model,
-        load_split(shards.manifest_path, "train"),
-        load_split(shards.manifest_path, "val"),
-        cfg_train,
-        tmp_path / "ckpt",
-        meta,
-        head="ctc",
-        charset="0123456789",
-        callbacks=[rec],
-    )
+    result = _train(cfg, cfg_train, shards, meta, model, tmp_path, callbacks=[rec])
     assert result.epochs_run == 3 and len(rec.epochs) == 3 and rec.steps == 3 * 12
     assert rec.epochs[-1]["train_loss"] < rec.epochs[0]["train_loss"]
     assert {"val_loss", "val_cer", "val_sequence_accuracy"} <= set(rec.epochs[0])
@@ -70,16 +75,7 @@ def test_early_stopping_stops_when_metric_stalls(tiny_config, tmp_path) -> None:
     es = cfg.training.early_stopping.model_copy(update={"patience": 1, "min_delta": 10.0})
     cfg_train = cfg.training.model_copy(update={"epochs": 10, "early_stopping": es})
     shards, _, meta, model = _setup(cfg, tmp_path)
-    result = train(
-        model,
-        load_split(shards.manifest_path, "train"),
-        load_split(shards.manifest_path, "val"),
-        cfg_train,
-        tmp_path / "ckpt",
-        meta,
-        head="ctc",
-        charset="0123456789",
-    )
+    result = _train(cfg, cfg_train, shards, meta, model, tmp_path)
     assert result.stopped_early and result.epochs_run == 2 and result.best_epoch == 1
 
 
@@ -100,15 +96,7 @@ def test_classification_training(tmp_path) -> None:
         }
     )
     shards, _, meta, model = _setup(cfg, tmp_path)
-    result = train(
-        model,
-        load_split(shards.manifest_path, "train"),
-        load_split(shards.manifest_path, "val"),
-        cfg.training,
-        tmp_path / "ckpt",
-        meta,
-        head="classification",
-    )
+    result = _train(cfg, cfg.training, shards, meta, model, tmp_path)
     assert result.history[-1]["val_accuracy"] > 0.8
 
 

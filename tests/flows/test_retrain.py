@@ -48,6 +48,19 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`crnn ARGS` in a fresh process, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "crnn.cli", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path),
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+
+
 def _mlflow_client(summary: dict):
     from mlflow import MlflowClient
 
@@ -120,15 +133,7 @@ def test_cli_json_run_and_champion_pyfunc_in_a_fresh_process(
     tmp_path: Path, config_path: Path
 ) -> None:
     env = clean_env(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "crnn.cli", "--config", str(config_path), "run", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+    proc = run_cli(tmp_path, "--config", str(config_path), "run", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "database is locked" not in proc.stderr
     summary = json.loads(proc.stdout)
@@ -182,25 +187,7 @@ def test_user_error_inside_a_task_is_one_line_without_traceback(
 
     if torch.backends.mps.is_available():
         pytest.skip("this machine has MPS, so device=mps is not an error here")
-    env = clean_env(tmp_path)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crnn.cli",
-            "--config",
-            str(config_path),
-            "run",
-            "--set",
-            "training.device=mps",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+    proc = run_cli(tmp_path, "--config", str(config_path), "run", "--set", "training.device=mps")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("crnn: error:")]
