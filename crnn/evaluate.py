@@ -113,6 +113,7 @@ class EvalReport:
     predictions_path: Path  # Parquet: sample_id, truth, prediction, confidence, correct
     artifacts: list[Path] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)  # rows of the sample table
+    sample_images: np.ndarray | None = None  # (N, H, W) inputs of those rows, source units
 
 
 def evaluate_checkpoint(
@@ -176,6 +177,7 @@ def evaluate_checkpoint(
         artifacts.append(plot_learning_curves(history, out_dir / "learning_curves.png"))
 
     samples: list[dict[str, Any]] = []
+    raw = None
     if cfg.sample_predictions:
         # show mistakes first: they are what a reader of the run wants to see
         order = np.argsort(predictions["correct"].to_numpy(), kind="stable")[
@@ -193,4 +195,4 @@ def evaluate_checkpoint(
         )
         samples = chosen.to_dict(orient="records")
     metrics["test_samples"] = float(len(test))
-    return EvalReport(metrics, predictions_path, artifacts, samples)
+    return EvalReport(metrics, predictions_path, artifacts, samples, raw)

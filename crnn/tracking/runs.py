@@ -185,7 +185,18 @@ def log_evaluation(ctx: TrackingContext, run_id: str, report: EvalReport) -> Non
     for path in [*report.artifacts, report.predictions_path]:
         client.log_artifact(run_id, str(path), "evaluation")
     if report.samples:
-        client.log_table(run_id, pd.DataFrame(report.samples), "evaluation/sample_predictions.json")
+        table = pd.DataFrame(report.samples)
+        if report.sample_images is not None:
+            table.insert(0, "image", [mlflow.Image(to_uint8(x)) for x in report.sample_images])
+        client.log_table(run_id, table, "evaluation/sample_predictions.json")
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Scale one image to 0..255 for display (dark ink on white, as the gallery shows it)."""
+    x = np.asarray(image, dtype=np.float32).reshape(image.shape[-2:])
+    lo, hi = float(x.min()), float(x.max())
+    scaled = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    return (255 - scaled * 255).astype(np.uint8)
 
 
 def log_pyfunc_model(

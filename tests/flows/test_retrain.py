@@ -102,6 +102,10 @@ def test_retrain_flow_registers_gates_and_reuses_shards(prefect_harness, config_
     assert {a.path for a in client.list_artifacts(run.info.run_id, "config")} == {
         "config/pipeline.yaml"
     }
+    table = client.load_table(
+        run.info.experiment_id, "evaluation/sample_predictions.json", run_ids=[run.info.run_id]
+    )
+    assert len(table) == 4 and {"image", "truth", "prediction", "confidence"} <= set(table.columns)
 
     # same inputs again: shards reused, version 2 registered, the gate decides and says why
     second = retrain(config_path=str(config_path), progress=False)
