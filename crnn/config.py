@@ -184,6 +184,9 @@ class TrainingConfig(Frozen):
 
 class EvaluationConfig(Frozen):
     sample_predictions: int = Field(24, ge=0, le=512, description="Test samples shown with images.")
+    baseline: Literal["svc"] | None = Field(
+        None, description="A classical baseline scored on the same split (classification only)."
+    )
 
 
 class RegistryConfig(Frozen):
@@ -220,6 +223,8 @@ class PipelineConfig(Frozen):
     @model_validator(mode="after")
     def _resolve_defaults(self) -> PipelineConfig:
         sequence = self.data.source in SEQUENCE_SOURCES
+        if sequence and self.evaluation.baseline:
+            raise ValueError("evaluation.baseline needs a classification pipeline; remove it")
         if sequence != (self.model.head == "ctc"):
             want = "ctc" if sequence else "classification"
             raise ValueError(

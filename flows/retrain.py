@@ -120,6 +120,10 @@ def evaluate_task(
         workspace.run_dir(ref.run_id) / "evaluation",
         cfg.evaluation,
     )
+    if cfg.evaluation.baseline == "svc":
+        from crnn.baselines import svc_baseline
+
+        report.metrics.update(svc_baseline(shards.manifest_path, cfg.training.seed))
     log_evaluation(_ctx(ref), ref.run_id, report)
     return report
 

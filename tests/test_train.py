@@ -107,3 +107,23 @@ def test_infeasible_ctc_targets_are_counted() -> None:
     assert infeasible_ctc_samples(targets, lengths, frames=6) == 1
     assert infeasible_ctc_samples(targets, lengths, frames=2) == 3
     assert infeasible_ctc_samples(targets, lengths, frames=7) == 0
+
+
+def test_svc_baseline_scores_the_same_test_split(tmp_path) -> None:
+    from crnn.baselines import svc_baseline
+    from crnn.config import PipelineConfig
+
+    cfg = PipelineConfig.model_validate(
+        {
+            "name": "d",
+            "data": {"source": "digits"},
+            "model": {"head": "classification"},
+            "preprocessing": {"augmentation": {"copies": 1, "rotation_degrees": 10}},
+            "evaluation": {"baseline": "svc"},
+        }
+    )
+    shards = preprocess(cfg.data, cfg.preprocessing, tmp_path / "shards")
+    metrics = svc_baseline(shards.manifest_path)
+    assert metrics["baseline_svc_test_accuracy"] > 0.95  # an RBF SVC on sklearn digits: ~0.99
+    train = load_split(shards.manifest_path, "train")
+    assert int((train.aug == 0).sum()) * 2 == len(train)  # augmented copies are excluded

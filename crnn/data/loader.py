@@ -25,6 +25,7 @@ class SplitData:
     target_lengths: torch.Tensor | None = None  # (N,) int64, sequences
     texts: list[str] | None = None
     labels: torch.Tensor | None = None  # (N,) int64, classes
+    aug: torch.Tensor | None = None  # (N,) int8: 0 original, k the k-th augmented copy
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -73,6 +74,7 @@ def load_split(manifest_path: Path, split: str) -> SplitData:
     data = SplitData(
         sample_ids=table.column("sample_id").to_pylist(),
         inputs=torch.from_numpy(decode_inputs(table.column(INPUT_COLUMN), shape)),
+        aug=torch.from_numpy(table.column("aug").to_numpy().copy()),
     )
     if sequence:
         lengths = table.column("length").to_numpy().astype(np.int64)
