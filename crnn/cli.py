@@ -68,6 +68,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     # validate before anything heavy starts: a bad config fails in milliseconds, in one line
     config_file, cfg = load_pipeline(args.config, args.pipeline, args.overrides)
     workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    from crnn.data.sources import check_source
+    from crnn.errors import DataError
+
+    try:
+        check_source(cfg.data)
+    except DataError as exc:
+        raise DataError(
+            f"pipeline {cfg.name!r}: {exc} (in {args.config} or with --set data.path=DIR)"
+        ) from None
     from flows.local import prepare_local_prefect, quiet_user_errors
 
     prepare_local_prefect(workspace.root)

@@ -78,11 +78,55 @@ class DigitsData(Frozen):
     split: SplitFractions = Field(default_factory=SplitFractions)
 
 
-DataConfig = Annotated[DigitStringsData | DigitsData, Field(discriminator="source")]
+class FileSourceBase(Frozen):
+    """A source read from files the user points at with ``path``."""
+
+    path: str | None = Field(
+        None, description="Where the data lives (a folder); relative paths are from the config."
+    )
+    seed: int = Field(0, description="Seed of the split.")
+
+
+class MnistIdxData(FileSourceBase):
+    """MNIST-family IDX files as published: ``*-images-idx3-ubyte[.gz]``, ``*-labels-idx1-ubyte``.
+
+    ``train-*`` files give train and val (``val_fraction``, stratified), ``t10k-*`` give test.
+    """
+
+    source: Literal["mnist_idx"] = "mnist_idx"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    classes: tuple[str, ...] = Field(tuple(str(d) for d in range(10)), min_length=2)
+
+
+class Cifar10Data(FileSourceBase):
+    """CIFAR-10 "python version": ``data_batch_1..5``, ``test_batch``, ``batches.meta``."""
+
+    source: Literal["cifar10"] = "cifar10"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    grayscale: bool = Field(False, description="Convert to one channel.")
+
+
+class ImageFolderData(FileSourceBase):
+    """One folder per class (PNG / JPEG, any size and mode), optionally under train/ val/ test/.
+
+    Without split folders, the images are split with ``split`` fractions, stratified by class.
+    """
+
+    source: Literal["image_folder"] = "image_folder"
+    image_size: tuple[int, int] = Field((32, 32), description="(height, width) after resizing.")
+    mode: Literal["grayscale", "rgb"] = "grayscale"
+    split: SplitFractions = Field(default_factory=SplitFractions)
+
+
+SourceConfig = DigitStringsData | DigitsData | MnistIdxData | Cifar10Data | ImageFolderData
+DataConfig = Annotated[SourceConfig, Field(discriminator="source")]
 SEQUENCE_SOURCES = frozenset({"digit_strings"})
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "digit_strings": DigitStringsData,
     "digits": DigitsData,
+    "mnist_idx": MnistIdxData,
+    "cifar10": Cifar10Data,
+    "image_folder": ImageFolderData,
 }
 
 
@@ -117,6 +161,12 @@ class PreprocessingConfig(Frozen):
     )
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
     shard_rows: int = Field(8192, ge=16, description="Most rows in one Parquet shard.")
+    max_quarantine_fraction: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Fail when more than this fraction of input records is quarantined.",
+    )
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -299,7 +349,18 @@ def load_config(path: str | Path) -> PipelinesFile:
     Raises:
         ConfigError: one line with the key path, the bad value and what is allowed.
     """
-    return _validate(_read_yaml(Path(path)), Path(path))
+    raw = _read_yaml(Path(path))
+    _resolve_data_paths(raw, Path(path))
+    return _validate(raw, Path(path))
+
+
+def _resolve_data_paths(raw: dict[str, Any], path: Path) -> None:
+    """Relative ``data.path`` values are relative to the config file's folder."""
+    pipelines = raw.get("pipelines")
+    for pipeline in pipelines.values() if isinstance(pipelines, dict) else ():
+        data = pipeline.get("data") if isinstance(pipeline, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("path"), str):
+            data["path"] = str((path.resolve().parent / data["path"]).resolve())
 
 
 def load_pipeline(
@@ -315,6 +376,7 @@ def load_pipeline(
         name = raw.get("default_pipeline") if isinstance(raw.get("default_pipeline"), str) else None
     for item in overrides:
         _apply_override(raw, str(name), item, path)
+    _resolve_data_paths(raw, path)
     config = _validate(raw, path)
     name = name or config.default_pipeline
     if name not in config.pipelines:

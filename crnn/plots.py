@@ -60,6 +60,15 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: Path) -> Pat
     return path
 
 
+def display_image(image: np.ndarray) -> np.ndarray:
+    """(H, W), (1, H, W) or (3, H, W) in any units -> (H, W) or (H, W, 3) in [0, 1]."""
+    x = np.asarray(image, dtype=np.float32)
+    x = x[0] if x.ndim == 3 and x.shape[0] == 1 else x
+    x = x.transpose(1, 2, 0) if x.ndim == 3 else x
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
 def plot_samples(
     images: np.ndarray, truths: Sequence[str], preds: Sequence[str], path: Path
 ) -> Path:
@@ -69,11 +78,12 @@ def plot_samples(
     cols = 4
     rows = max(1, -(-n // cols))
     h, w = images.shape[-2:]
+    gray = images.ndim == 3 or images.shape[1] == 1
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.0, rows * max(0.9, 3.0 * h / w + 0.5)))
     for ax in np.atleast_1d(axes).ravel():
         ax.axis("off")
     for ax, img, t, p in zip(np.atleast_1d(axes).ravel(), images, truths, preds, strict=False):
-        ax.imshow(img.reshape(h, w), cmap="gray_r")
+        ax.imshow(display_image(img), cmap="gray_r" if gray else None)
         ax.set_title(f"{t} -> {p}", fontsize=8, color="black" if t == p else "red")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

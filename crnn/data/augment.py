@@ -28,9 +28,11 @@ def generator_for(seed: int, *stream: int) -> torch.Generator:
 
 @AUGMENTERS.register("image")
 def augment_images(x: np.ndarray, cfg: AugmentationConfig, gen: torch.Generator) -> np.ndarray:
-    """Augment a batch of normalized single-channel images (N, H, W); returns a new array."""
-    n, h, w = x.shape
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None]  # (N, 1, H, W)
+    """Augment normalized images (N, H, W) or (N, C, H, W); returns a new array of that shape."""
+    shape = x.shape
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    t = t[:, None] if t.ndim == 3 else t  # (N, C, H, W)
+    n, c, h, w = t.shape
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=gen)
@@ -49,8 +51,8 @@ def augment_images(x: np.ndarray, cfg: AugmentationConfig, gen: torch.Generator)
         ],
         dim=1,
     )  # (N, 2, 3), maps output coords to input coords
-    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
     out = F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if cfg.noise_std > 0:
         out = out + cfg.noise_std * torch.randn(out.shape, generator=gen)
-    return out[:, 0].numpy()
+    return out.reshape(shape).numpy()

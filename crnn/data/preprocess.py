@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 import crnn
-from crnn.config import DigitsData, DigitStringsData, PreprocessingConfig
+from crnn.config import PreprocessingConfig, SourceConfig
 from crnn.data.augment import AUGMENTERS, generator_for
 from crnn.data.normalization import Normalizer
+from crnn.data.quarantine import Quarantined, summarize, validate_chunk, write_quarantine
 from crnn.data.shards import (
     MANIFEST_NAME,
     Manifest,
@@ -63,9 +64,7 @@ def shard_set_digest(source_digest: str, cfg: PreprocessingConfig, version: str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def preprocess(
-    data_cfg: DigitStringsData | DigitsData, cfg: PreprocessingConfig, shards_root: Path
-) -> ShardSet:
+def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Path) -> ShardSet:
     """Build (or reuse) the shard set of ``data_cfg`` preprocessed by ``cfg`` in ``shards_root``."""
     source = open_source(data_cfg)
     info = source.info()
@@ -84,13 +83,20 @@ def preprocess(
 
     normalizer = Normalizer(cfg.normalization)
     for chunk in source.chunks("train", CHUNK_ROWS):
-        normalizer.partial_fit(chunk.inputs)
+        valid = validate_chunk(chunk, info.target)[0]
+        if len(valid):
+            normalizer.partial_fit(valid.inputs)
 
     writer = ShardWriter(root, info.input_shape, info.target.kind, cfg.shard_rows)
     counts = {s: {"rows": 0, "original": 0, "augmented": 0} for s in SPLITS}
+    quarantined: list[Quarantined] = []
     augment = AUGMENTERS.get("image")
     for split in SPLITS:
-        for index, chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
+        for index, raw_chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
+            chunk, bad = validate_chunk(raw_chunk, info.target)
+            quarantined += raw_chunk.quarantined + bad
+            if not len(chunk):
+                continue
             normalized = normalizer.transform(chunk.inputs)
             _write_chunk(writer, chunk, info, 0, normalized)
             counts[split]["original"] += len(chunk)
@@ -101,6 +107,17 @@ def preprocess(
                 counts[split]["augmented"] += len(chunk)
             counts[split]["rows"] = counts[split]["original"] + counts[split]["augmented"]
 
+    quarantine_path = write_quarantine(root, quarantined)
+    records_in = sum(c["original"] for c in counts.values()) + len(quarantined)
+    if records_in == 0:
+        raise DataError(f"{info.description}: no input records found; check data.path")
+    fraction = len(quarantined) / records_in
+    if fraction > cfg.max_quarantine_fraction:
+        raise DataError(
+            f"{len(quarantined)} of {records_in} input records quarantined ({fraction:.1%} > "
+            f"preprocessing.max_quarantine_fraction {cfg.max_quarantine_fraction:.1%}); "
+            f"reasons in {quarantine_path}"
+        )
     manifest = Manifest(
         digest=digest,
         source={
@@ -116,6 +133,11 @@ def preprocess(
         normalization=normalizer.stats_,
         splits=counts,
         shards=writer.close(),
+        quarantine={
+            **summarize(quarantined),
+            "input_records": records_in,
+            "file": quarantine_path.name,
+        },
     )
     return ShardSet(write_manifest(root, manifest), digest, reused=False)
 

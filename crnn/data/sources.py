@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from crnn.config import DigitsData, DigitStringsData, SplitFractions
+from crnn.config import DigitsData, DigitStringsData, SourceConfig, SplitFractions
+from crnn.data.quarantine import Quarantined
 from crnn.registry import Registry
 
 SPLITS = ("train", "val", "test")
@@ -67,13 +68,18 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Raw samples of one split: ``inputs`` is (N, H, W) float32 in source units."""
+    """Raw samples of one split: ``inputs`` is (N, H, W) or (N, C, H, W) float32, source units.
+
+    ``quarantined`` holds the records of this stretch of input that a reader could not turn into
+    samples (unreadable or truncated files...): they are counted, never dropped silently.
+    """
 
     split: str
     sample_ids: list[str]
     inputs: np.ndarray
     texts: list[str] | None = None
     labels: np.ndarray | None = None
+    quarantined: list[Quarantined] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -221,7 +227,16 @@ def _upscale(images: np.ndarray, factor: int) -> np.ndarray:
     return up[:, 0].numpy().astype(np.float32)
 
 
-def open_source(cfg: DigitStringsData | DigitsData) -> Source:
+def open_source(cfg: SourceConfig) -> Source:
     """The registered reader for ``cfg.source``."""
     reader: Source = SOURCES.get(cfg.source)(cfg)
     return reader
+
+
+def check_source(cfg: SourceConfig) -> None:
+    """Fail fast, in one line, when a file-based source has no usable ``data.path``."""
+    open_source(cfg)
+
+
+# the readers of published formats register themselves in SOURCES
+from crnn.data import readers  # noqa: E402, F401

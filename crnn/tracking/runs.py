@@ -22,6 +22,7 @@ import crnn
 from crnn.config import PipelineConfig, TrackingConfig, flatten
 from crnn.data.shards import Manifest
 from crnn.evaluate import EvalReport
+from crnn.plots import display_image
 from crnn.train import TrainCallback, TrainResult
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
@@ -192,11 +193,9 @@ def log_evaluation(ctx: TrackingContext, run_id: str, report: EvalReport) -> Non
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Scale one image to 0..255 for display (dark ink on white, as the gallery shows it)."""
-    x = np.asarray(image, dtype=np.float32).reshape(image.shape[-2:])
-    lo, hi = float(x.min()), float(x.max())
-    scaled = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-    return (255 - scaled * 255).astype(np.uint8)
+    """One image as 0..255 for display: grey as dark ink on white (like the gallery), RGB as is."""
+    x = display_image(image)
+    return ((1 - x if x.ndim == 2 else x) * 255).astype(np.uint8)
 
 
 def log_pyfunc_model(

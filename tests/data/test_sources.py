@@ -71,5 +71,7 @@ def test_digits_source_classification() -> None:
 
 
 def test_unknown_source_lists_known() -> None:
-    with pytest.raises(KeyError, match="known: digit_strings, digits"):
+    with pytest.raises(
+        KeyError, match="known: cifar10, digit_strings, digits, image_folder, mnist_idx"
+    ):
         SOURCES.get("mnist-ish")

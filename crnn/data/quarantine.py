@@ -1,0 +1,99 @@
+"""Validation and quarantine: bad records are set aside with a reason, counted, never dropped."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from crnn.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from crnn.data.sources import Chunk, TargetSpec
+
+QUARANTINE_NAME = "quarantine.parquet"
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One input record that did not make it into the shards, and why."""
+
+    sample_id: str
+    split: str
+    origin: str  # the file (or file and index) it came from
+    reason: str  # a short code: unreadable_file, truncated_file, non_finite, ...
+    detail: str = ""
+
+
+def validate_chunk(chunk: Chunk, target: TargetSpec) -> tuple[Chunk, list[Quarantined]]:
+    """Split a chunk into its valid rows and quarantine records for the others.
+
+    Checks: non-finite inputs; class labels outside the label map; empty texts and characters
+    outside the charset for sequences.
+    """
+    n = len(chunk)
+    if n == 0:
+        return chunk, []
+    flat = np.asarray(chunk.inputs).reshape(n, -1)
+    reasons: list[str | None] = [None] * n
+    details: list[str] = [""] * n
+    finite = np.isfinite(flat).all(axis=1)
+    for row in np.flatnonzero(~finite):
+        reasons[row], details[row] = "non_finite", "input holds NaN or inf"
+    if target.kind == "class" and chunk.labels is not None:
+        labels = np.asarray(chunk.labels)
+        for row in np.flatnonzero((labels < 0) | (labels >= target.num_classes)):
+            reasons[row] = reasons[row] or "label_out_of_range"
+            details[row] = details[row] or f"label {labels[row]} not in 0..{target.num_classes - 1}"
+    if target.kind == "sequence" and chunk.texts is not None:
+        allowed = set(target.charset)
+        for i, text in enumerate(chunk.texts):
+            if not text:
+                reasons[i], details[i] = reasons[i] or "empty_text", details[i] or "empty target"
+            elif not set(text) <= allowed:
+                unknown = "".join(sorted(set(text) - allowed))
+                reasons[i] = reasons[i] or "unknown_character"
+                details[i] = details[i] or f"characters {unknown!r} not in the charset"
+    keep = np.array([r is None for r in reasons], dtype=bool)
+    if keep.all():
+        return chunk, []
+    bad = [
+        Quarantined(
+            chunk.sample_ids[i], chunk.split, chunk.sample_ids[i], reasons[i] or "", details[i]
+        )
+        for i in np.flatnonzero(~keep)
+    ]
+    return _select(chunk, keep), bad
+
+
+def _select(chunk: Chunk, keep: np.ndarray) -> Chunk:
+    idx = np.flatnonzero(keep)
+    return replace(
+        chunk,
+        sample_ids=[chunk.sample_ids[i] for i in idx],
+        inputs=np.asarray(chunk.inputs)[idx],
+        texts=None if chunk.texts is None else [chunk.texts[i] for i in idx],
+        labels=None if chunk.labels is None else np.asarray(chunk.labels)[idx],
+        quarantined=[],
+    )
+
+
+def summarize(records: list[Quarantined]) -> dict[str, Any]:
+    return {
+        "total": len(records),
+        "by_reason": dict(sorted(Counter(r.reason for r in records).items())),
+    }
+
+
+def write_quarantine(root: Path, records: list[Quarantined]) -> Path:
+    """The quarantine file: one row per record with its reason (written even when empty)."""
+    path = root / QUARANTINE_NAME
+    columns = ["sample_id", "split", "origin", "reason", "detail"]
+    frame = pd.DataFrame([asdict(r) for r in records], columns=columns).astype(str)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return path

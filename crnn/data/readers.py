@@ -1,0 +1,402 @@
+"""Readers of published image formats: MNIST-family IDX, CIFAR-10 python batches, image folders.
+
+Each streams its files in chunks (memory does not grow with the dataset), describes the data by
+a digest of the files' contents, and quarantines what it cannot read instead of failing or
+silently skipping it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, ClassVar, cast
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from crnn.config import Cifar10Data, ImageFolderData, MnistIdxData, SplitFractions
+from crnn.data.quarantine import Quarantined
+from crnn.data.sources import SOURCES, SPLITS, Chunk, SourceInfo, TargetSpec, split_indices
+from crnn.errors import DataError
+
+IDX_TYPES: dict[int, str] = {
+    0x08: "u1",
+    0x09: "i1",
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def require_path(path: str | None, what: str) -> Path:
+    """The data folder, or a one-line error saying which key to set."""
+    if not path:
+        raise DataError(f"data.path is not set: set it to the folder holding {what}")
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError(f"data.path {folder} does not exist: set it to the folder holding {what}")
+    return folder
+
+
+def files_digest(paths: list[Path], config: dict[str, Any]) -> str:
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for p in paths:
+        h.update(p.name.encode())
+        with open(p, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()
+
+
+def split_train_val(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """Split id (0 train, 1 val) per record; stratified by label when there are enough records."""
+    idx = np.arange(len(labels))
+    _, counts = np.unique(labels, return_counts=True)
+    n_val = int(np.ceil(val_fraction * len(labels)))
+    enough = len(counts) and counts.min() >= 2 and min(n_val, len(labels) - n_val) >= len(counts)
+    stratify = labels if enough else None
+    _, val = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=stratify)
+    assign = np.zeros(len(labels), dtype=np.int8)
+    assign[val] = 1
+    return assign
+
+
+# -------------------------------------------------------------------------------------- IDX
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    return cast(IO[bytes], gzip.open(path, "rb")) if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_idx_header(fh: IO[bytes], path: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    magic = fh.read(4)
+    if len(magic) < 4 or magic[:2] != b"\x00\x00" or magic[2] not in IDX_TYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number); expected MNIST-style IDX")
+    ndim = magic[3]
+    dims = np.frombuffer(fh.read(4 * ndim), dtype=">i4")
+    if len(dims) < ndim:
+        raise DataError(f"{path}: truncated IDX header")
+    return np.dtype(IDX_TYPES[magic[2]]), tuple(int(d) for d in dims)
+
+
+def iter_idx(path: Path, chunk_rows: int) -> Iterator[tuple[int, np.ndarray, int]]:
+    """(first index, records, declared count) per chunk; stops early where the file ends."""
+    with open_binary(path) as fh:
+        dtype, dims = read_idx_header(fh, path)
+        record = int(np.prod(dims[1:])) * dtype.itemsize
+        for start in range(0, dims[0], chunk_rows):
+            want = min(chunk_rows, dims[0] - start)
+            data = fh.read(want * record)
+            got = len(data) // record
+            if got:
+                yield (
+                    start,
+                    np.frombuffer(data[: got * record], dtype).reshape(got, *dims[1:]),
+                    dims[0],
+                )
+            if got < want:
+                return
+
+
+def find_one(folder: Path, patterns: list[str], what: str) -> Path:
+    for pattern in patterns:
+        hits = sorted(folder.glob(pattern))
+        if hits:
+            return hits[0]
+    raise DataError(f"{folder}: no {what} file ({' or '.join(patterns)}); check data.path")
+
+
+@SOURCES.register("mnist_idx")
+class MnistIdxSource:
+    """``train-*`` IDX files -> train and val (stratified); ``t10k-*`` -> test."""
+
+    WHAT = "MNIST IDX files (train-images-idx3-ubyte[.gz] and friends)"
+
+    def __init__(self, cfg: MnistIdxData) -> None:
+        self.cfg = cfg
+        folder = require_path(cfg.path, self.WHAT)
+        self.files = {
+            prefix: (
+                find_one(folder, [f"{prefix}-images*idx3-ubyte*"], f"{prefix} images"),
+                find_one(folder, [f"{prefix}-labels*idx1-ubyte*"], f"{prefix} labels"),
+            )
+            for prefix in ("train", "t10k")
+        }
+        with open_binary(self.files["train"][0]) as fh:
+            _, dims = read_idx_header(fh, self.files["train"][0])
+        self.shape = (1, *dims[1:])
+        self.labels = {p: self._labels(p) for p in self.files}
+        self.assign = split_train_val(self.labels["train"], cfg.val_fraction, cfg.seed)
+
+    def _labels(self, prefix: str) -> np.ndarray:
+        parts = [chunk for _, chunk, _ in iter_idx(self.files[prefix][1], 1 << 20)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def info(self) -> SourceInfo:
+        config = self.cfg.model_dump(mode="json")
+        paths = [p for pair in self.files.values() for p in pair]
+        return SourceInfo(
+            name="mnist_idx",
+            description=f"IDX files in {self.cfg.path}",
+            digest=files_digest(paths, {k: v for k, v in config.items() if k != "path"}),
+            input_shape=self.shape,
+            target=TargetSpec(kind="class", classes=tuple(self.cfg.classes)),
+            config=config,
+        )
+
+    def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
+        prefix = "t10k" if split == "test" else "train"
+        images, _ = self.files[prefix]
+        labels = self.labels[prefix]
+        wanted = (
+            np.ones(len(labels), bool) if split == "test" else self.assign == SPLITS.index(split)
+        )
+        declared, seen = None, 0
+        for start, block, count in iter_idx(images, chunk_rows):
+            declared = count
+            idx = np.arange(start, start + len(block))
+            seen = start + len(block)
+            has_label = idx < len(labels)
+            mask = np.zeros(len(block), bool)
+            mask[has_label] = wanted[idx[has_label]]
+            bad = [
+                Quarantined(
+                    f"{prefix}-{i:06d}",
+                    split,
+                    f"{images.name}[{i}]",
+                    "missing_label",
+                    f"{self.files[prefix][1].name} has {len(labels)} labels",
+                )
+                for i in idx[~has_label]
+                if split == "train"
+            ]
+            yield Chunk(
+                split=split,
+                sample_ids=[f"{prefix}-{i:06d}" for i in idx[mask]],
+                inputs=block[mask].astype(np.float32),
+                labels=labels[idx[mask]],
+                quarantined=bad,
+            )
+        if declared is None:  # only a header, or nothing readable
+            with open_binary(images) as fh:
+                declared = read_idx_header(fh, images)[1][0]
+        missing = [i for i in range(seen, declared) if i >= len(labels) or wanted[i]]
+        if missing:
+            yield Chunk(
+                split=split,
+                sample_ids=[],
+                inputs=np.zeros((0, *self.shape[1:]), np.float32),
+                labels=np.zeros(0, np.int64),
+                quarantined=[
+                    Quarantined(
+                        f"{prefix}-{i:06d}",
+                        split,
+                        f"{images.name}[{i}]",
+                        "truncated_file",
+                        f"{images.name} declares {declared} images, holds {seen}",
+                    )
+                    for i in missing
+                ],
+            )
+
+
+# ------------------------------------------------------------------------------------ CIFAR
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles: allow plain data and numpy arrays, nothing that runs code."""
+
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_cifar_batch(path: Path) -> dict[str, Any]:
+    """A CIFAR "python version" file as a dict with str keys (safely: no code is run)."""
+    with open(path, "rb") as fh:
+        raw = _ArraysOnlyUnpickler(io.BufferedReader(fh), encoding="bytes").load()
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
+
+
+@SOURCES.register("cifar10")
+class Cifar10Source:
+    """``data_batch_*`` -> train and val (stratified); ``test_batch`` -> test."""
+
+    WHAT = "CIFAR-10 python batches (data_batch_1..5, test_batch, batches.meta)"
+
+    def __init__(self, cfg: Cifar10Data) -> None:
+        self.cfg = cfg
+        folder = require_path(cfg.path, self.WHAT)
+        self.train_files = sorted(folder.glob("data_batch_*"))
+        self.test_files = sorted(folder.glob("test_batch*"))
+        if not self.train_files or not self.test_files:
+            raise DataError(f"{folder}: no data_batch_* / test_batch files; check data.path")
+        meta = folder / "batches.meta"
+        names = load_cifar_batch(meta).get("label_names") if meta.is_file() else None
+        self.classes = tuple(
+            n.decode() if isinstance(n, bytes) else str(n) for n in names or range(10)
+        )
+        self.channels = 1 if cfg.grayscale else 3
+        self._assign: dict[str, np.ndarray] = {}
+
+    def info(self) -> SourceInfo:
+        config = self.cfg.model_dump(mode="json")
+        return SourceInfo(
+            name="cifar10",
+            description=f"CIFAR-10 python batches in {self.cfg.path}",
+            digest=files_digest(
+                self.train_files + self.test_files, {k: v for k, v in config.items() if k != "path"}
+            ),
+            input_shape=(self.channels, 32, 32),
+            target=TargetSpec(kind="class", classes=self.classes),
+            config=config,
+        )
+
+    def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
+        files = self.test_files if split == "test" else self.train_files
+        for path in files:
+            try:
+                batch = load_cifar_batch(path)
+                data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                labels = np.asarray(batch["labels"], dtype=np.int64)
+                if len(labels) != len(data):
+                    raise ValueError(f"{len(data)} images but {len(labels)} labels")
+            except Exception as exc:  # any unreadable batch is quarantined whole, with its cause
+                if split == "val":
+                    continue  # train and val read the same files: report it once, under train
+                yield Chunk(
+                    split,
+                    [],
+                    np.zeros((0, self.channels, 32, 32), np.float32),
+                    labels=np.zeros(0, np.int64),
+                    quarantined=[
+                        Quarantined(
+                            path.name,
+                            split,
+                            str(path),
+                            "unreadable_file",
+                            f"{type(exc).__name__}: {exc}"[:300],
+                        )
+                    ],
+                )
+                continue
+            keep = np.ones(len(labels), bool)
+            if split != "test":
+                assign = self._assign.setdefault(
+                    path.name, split_train_val(labels, self.cfg.val_fraction, self.cfg.seed)
+                )
+                keep = assign == SPLITS.index(split)
+            idx = np.flatnonzero(keep)
+            for start in range(0, len(idx), chunk_rows):
+                sel = idx[start : start + chunk_rows]
+                images = data[sel].astype(np.float32)
+                if self.cfg.grayscale:
+                    weights = np.array([0.299, 0.587, 0.114], np.float32)[None, :, None, None]
+                    images = (images * weights).sum(axis=1, keepdims=True)
+                yield Chunk(
+                    split, [f"{path.name}-{i:05d}" for i in sel], images, labels=labels[sel]
+                )
+
+
+# ----------------------------------------------------------------------------- image folder
+
+
+@SOURCES.register("image_folder")
+class ImageFolderSource:
+    """``CLASS/*.png`` (split by fractions) or ``train|val|test/CLASS/*.png`` (given split)."""
+
+    WHAT = "one folder per class of PNG / JPEG images"
+
+    def __init__(self, cfg: ImageFolderData) -> None:
+        self.cfg = cfg
+        self.root = require_path(cfg.path, self.WHAT)
+        given = (self.root / "train").is_dir()
+        class_parent = self.root / "train" if given else self.root
+        self.classes = tuple(sorted(p.name for p in class_parent.iterdir() if p.is_dir()))
+        if not self.classes:
+            raise DataError(f"{class_parent}: no class folders; expected {self.WHAT}")
+        self.splits = self._given_split() if given else self._fraction_split(cfg.split)
+
+    def _files(self, folder: Path) -> list[tuple[Path, int]]:
+        return [
+            (p, self.classes.index(p.parent.name))
+            for p in sorted(folder.glob("*/*"))
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.parent.name in self.classes
+        ]
+
+    def _given_split(self) -> dict[str, list[tuple[Path, int]]]:
+        splits = {s: self._files(self.root / s) for s in SPLITS if (self.root / s).is_dir()}
+        if "val" not in splits:
+            train = splits["train"]
+            assign = split_train_val(np.array([c for _, c in train]), 0.1, self.cfg.seed)
+            splits["val"] = [f for f, a in zip(train, assign, strict=True) if a == 1]
+            splits["train"] = [f for f, a in zip(train, assign, strict=True) if a == 0]
+        return {s: splits.get(s, []) for s in SPLITS}
+
+    def _fraction_split(self, fractions: SplitFractions) -> dict[str, list[tuple[Path, int]]]:
+        files = self._files(self.root)
+        labels = np.array([c for _, c in files])
+        pools = split_indices(labels, fractions, self.cfg.seed)
+        return {s: [files[i] for i in pools[s]] for s in SPLITS}
+
+    def info(self) -> SourceInfo:
+        config = self.cfg.model_dump(mode="json")
+        paths = [p for s in SPLITS for p, _ in self.splits[s]]
+        channels = 1 if self.cfg.mode == "grayscale" else 3
+        return SourceInfo(
+            name="image_folder",
+            description=f"image folder {self.root}: {len(paths)} files, "
+            f"{len(self.classes)} classes",
+            digest=files_digest(paths, {k: v for k, v in config.items() if k != "path"}),
+            input_shape=(channels, *self.cfg.image_size),
+            target=TargetSpec(kind="class", classes=self.classes),
+            config=config,
+        )
+
+    def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
+        from PIL import Image, UnidentifiedImageError
+
+        h, w = self.cfg.image_size
+        mode = "L" if self.cfg.mode == "grayscale" else "RGB"
+        files = self.splits[split]
+        for start in range(0, len(files), chunk_rows):
+            ids, images, labels, bad = [], [], [], []
+            for path, label in files[start : start + chunk_rows]:
+                sample_id = path.relative_to(self.root).as_posix()
+                try:
+                    with Image.open(path) as img:
+                        resized = img.convert(mode).resize((w, h), Image.Resampling.BILINEAR)
+                        array = np.asarray(resized, dtype=np.float32)
+                except (OSError, UnidentifiedImageError, ValueError) as exc:
+                    bad.append(
+                        Quarantined(
+                            sample_id,
+                            split,
+                            str(path),
+                            "unreadable_image",
+                            f"{type(exc).__name__}: {exc}"[:300],
+                        )
+                    )
+                    continue
+                ids.append(sample_id)
+                images.append(array if mode == "L" else array.transpose(2, 0, 1))
+                labels.append(label)
+            shape = (h, w) if mode == "L" else (3, h, w)
+            inputs = np.stack(images) if images else np.zeros((0, *shape), np.float32)
+            yield Chunk(split, ids, inputs, labels=np.asarray(labels, np.int64), quarantined=bad)
