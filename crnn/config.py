@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -78,6 +78,28 @@ class DigitsData(Frozen):
     split: SplitFractions = Field(default_factory=SplitFractions)
 
 
+Motion = Literal["left", "right", "up", "down", "zoom_in", "zoom_out", "rotate"]
+MOTIONS: tuple[Motion, ...] = get_args(Motion)
+
+
+class MovingDigitsData(Frozen):
+    """Video action recognition: clips of a real sklearn digit moving in one of several ways.
+
+    Generated deterministically (no download); split by source digit image like digit_strings.
+    """
+
+    source: Literal["moving_digits"] = "moving_digits"
+    seed: int = 0
+    split: SplitFractions = Field(default_factory=SplitFractions)
+    clips: LineCounts = Field(
+        default_factory=lambda: LineCounts(train=3000, val=500, test=1000),
+        description="Clips per split.",
+    )
+    frames: int = Field(8, ge=2, le=64, description="Frames per clip.")
+    frame_size: int = Field(24, ge=12, le=128, description="Frame height and width, pixels.")
+    motions: tuple[Motion, ...] = Field(MOTIONS, min_length=2, description="Classes.")
+
+
 class FileSourceBase(Frozen):
     """A source read from files the user points at with ``path``."""
 
@@ -118,12 +140,15 @@ class ImageFolderData(FileSourceBase):
     split: SplitFractions = Field(default_factory=SplitFractions)
 
 
-SourceConfig = DigitStringsData | DigitsData | MnistIdxData | Cifar10Data | ImageFolderData
+SourceConfig = (
+    DigitStringsData | DigitsData | MovingDigitsData | MnistIdxData | Cifar10Data | ImageFolderData
+)
 DataConfig = Annotated[SourceConfig, Field(discriminator="source")]
 SEQUENCE_SOURCES = frozenset({"digit_strings"})
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "digit_strings": DigitStringsData,
     "digits": DigitsData,
+    "moving_digits": MovingDigitsData,
     "mnist_idx": MnistIdxData,
     "cifar10": Cifar10Data,
     "image_folder": ImageFolderData,
@@ -144,6 +169,9 @@ class AugmentationConfig(Frozen):
         (0.0, 0.0), description="Max shift (x, y) in pixels; content leaving the frame is cropped."
     )
     noise_std: float = Field(0.0, ge=0, le=1, description="Gaussian noise, normalized units.")
+    temporal_jitter: int = Field(
+        0, ge=0, le=8, description="Video: shift each clip by up to this many frames."
+    )
 
     @model_validator(mode="after")
     def _scale_range(self) -> AugmentationConfig:

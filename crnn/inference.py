@@ -71,12 +71,15 @@ class Predictor:
     def predict_raw(self, raw: np.ndarray, batch_size: int = 256) -> Predictions:
         """Predict on raw inputs (N, H, W) or (N, C, H, W), in source units (not normalized)."""
         x = np.asarray(raw, dtype=np.float32)
-        if x.shape[1:] == self.input_shape[1:]:
-            x = x[:, None]
+        # single-channel data may come without its channel axis: (N, H, W), (N, T, H, W)
+        channel_axis = len(self.input_shape) - 3
+        squeezed = tuple(d for i, d in enumerate(self.input_shape) if i != channel_axis)
+        if self.input_shape[channel_axis] == 1 and x.shape[1:] == squeezed:
+            x = np.expand_dims(x, 1 + channel_axis)
         if x.shape[1:] != self.input_shape:
             raise ValueError(
                 f"inputs of shape {list(x.shape[1:])} do not match the model's "
-                f"{list(self.input_shape)} (or {list(self.input_shape[1:])})"
+                f"{list(self.input_shape)}"
             )
         return self.predict_normalized(torch.from_numpy(self.normalizer.transform(x)), batch_size)
 

@@ -61,8 +61,13 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: Path) -> Pat
 
 
 def display_image(image: np.ndarray) -> np.ndarray:
-    """(H, W), (1, H, W) or (3, H, W) in any units -> (H, W) or (H, W, 3) in [0, 1]."""
+    """(H, W), (C, H, W) or a clip (T, C, H, W), any units -> (H, W[*T]) or (H, W[*T], 3) in [0, 1].
+
+    A clip is shown as its frames side by side.
+    """
     x = np.asarray(image, dtype=np.float32)
+    if x.ndim == 4:
+        x = np.concatenate(list(x), axis=-1)  # (C, H, T*W)
     x = x[0] if x.ndim == 3 and x.shape[0] == 1 else x
     x = x.transpose(1, 2, 0) if x.ndim == 3 else x
     lo, hi = float(x.min()), float(x.max())
@@ -78,7 +83,8 @@ def plot_samples(
     cols = 4
     rows = max(1, -(-n // cols))
     h, w = images.shape[-2:]
-    gray = images.ndim == 3 or images.shape[1] == 1
+    gray = images.ndim == 3 or images.shape[-3] == 1
+    w = images.shape[-1] * (images.shape[1] if images.ndim == 5 else 1)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.0, rows * max(0.9, 3.0 * h / w + 0.5)))
     for ax in np.atleast_1d(axes).ravel():
         ax.axis("off")

@@ -31,7 +31,7 @@ def augment_images(x: np.ndarray, cfg: AugmentationConfig, gen: torch.Generator)
     """Augment normalized images (N, H, W) or (N, C, H, W); returns a new array of that shape."""
     shape = x.shape
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    t = t[:, None] if t.ndim == 3 else t  # (N, C, H, W)
+    t = t[:, None] if t.ndim == 3 else t  # (N, C, H, W); noise below is per pixel
     n, c, h, w = t.shape
 
     def uniform(lo: float, hi: float) -> torch.Tensor:

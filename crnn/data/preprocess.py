@@ -90,7 +90,7 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
     writer = ShardWriter(root, info.input_shape, info.target.kind, cfg.shard_rows)
     counts = {s: {"rows": 0, "original": 0, "augmented": 0} for s in SPLITS}
     quarantined: list[Quarantined] = []
-    augment = AUGMENTERS.get("image")
+    augment = AUGMENTERS.get(info.modality)
     for split in SPLITS:
         for index, raw_chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
             chunk, bad = validate_chunk(raw_chunk, info.target)
@@ -125,6 +125,7 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
             "description": info.description,
             "digest": info.digest,
             "config": info.config,
+            "modality": info.modality,
         },
         preprocessing=cfg.model_dump(mode="json"),
         code_version=code_version(),

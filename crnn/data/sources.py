@@ -64,6 +64,7 @@ class SourceInfo:
     input_shape: tuple[int, ...]  # (channels, height, width) of one sample
     target: TargetSpec
     config: dict[str, Any] = field(default_factory=dict)
+    modality: str = "image"  # picks the augmenter: image | video
 
 
 @dataclass(frozen=True)
@@ -239,4 +240,4 @@ def check_source(cfg: SourceConfig) -> None:
 
 
 # the readers of published formats register themselves in SOURCES
-from crnn.data import readers  # noqa: E402, F401
+from crnn.data import readers, video  # noqa: E402, F401

@@ -116,6 +116,7 @@ class Architecture:
     module: type[nn.Module]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    example_input: tuple[int, ...] = (1, 32, 128)  # a shape it accepts (tests sweep with it)
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("architecture")

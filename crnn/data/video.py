@@ -1,0 +1,122 @@
+"""Video: the moving-digits source (clips rendered from real sklearn digits) and clip augmentation.
+
+A clip is (T, 1, H, W): every frame shows the same digit image moved by an affine map that changes
+over time (translation for left/right/up/down, scale for zoom in/out, angle for rotate).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from crnn.config import AugmentationConfig, MovingDigitsData
+from crnn.data.augment import AUGMENTERS, augment_images
+from crnn.data.sources import (
+    SOURCES,
+    SPLITS,
+    Chunk,
+    SourceInfo,
+    TargetSpec,
+    _digest,
+    _sklearn_digits,
+    split_indices,
+)
+
+
+def motion_paths(motion: str, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-frame (dx, dy, scale, angle) of one clip; dx, dy in normalized frame coordinates."""
+    t = np.linspace(0.0, 1.0, frames)
+    dx = np.full(frames, rng.uniform(-0.25, 0.25))
+    dy = np.full(frames, rng.uniform(-0.25, 0.25))
+    scale = np.full(frames, rng.uniform(0.9, 1.1))
+    angle = np.zeros(frames)
+    travel = rng.uniform(0.8, 1.1)  # share of the frame crossed
+    if motion in ("left", "right"):
+        dx = (t - 0.5) * travel * (1 if motion == "right" else -1)
+    elif motion in ("up", "down"):
+        dy = (t - 0.5) * travel * (1 if motion == "down" else -1)
+    elif motion in ("zoom_in", "zoom_out"):
+        lo, hi = rng.uniform(0.55, 0.7), rng.uniform(1.4, 1.7)
+        scale = lo + (hi - lo) * (t if motion == "zoom_in" else 1 - t)
+    elif motion == "rotate":
+        angle = t * rng.uniform(100, 160) * (1 if rng.random() < 0.5 else -1) * math.pi / 180
+    return np.stack([dx, dy, scale, angle], axis=1)
+
+
+def render_clips(digits: np.ndarray, paths: np.ndarray, size: int) -> np.ndarray:
+    """(N, 8, 8) digits and (N, T, 4) paths -> (N, T, 1, size, size) float32 clips."""
+    n, frames = paths.shape[:2]
+    canvas = np.zeros((n, size, size), np.float32)
+    o = (size - digits.shape[1]) // 2
+    canvas[:, o : o + digits.shape[1], o : o + digits.shape[2]] = digits
+    p = torch.from_numpy(paths.reshape(n * frames, 4)).float()
+    cos, sin = torch.cos(p[:, 3]) / p[:, 2], torch.sin(p[:, 3]) / p[:, 2]
+    # output -> input map: input = R(-a)(out - d) / s
+    a = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)  # (NT, 2, 2)
+    b = -(a @ p[:, :2, None])[..., 0]
+    theta = torch.cat([a, b[:, :, None]], dim=2)
+    src = torch.from_numpy(canvas).repeat_interleave(frames, 0)[:, None]  # (NT, 1, S, S)
+    grid = F.affine_grid(theta, [n * frames, 1, size, size], align_corners=False)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.reshape(n, frames, 1, size, size).numpy()
+
+
+@SOURCES.register("moving_digits")
+class MovingDigitsSource:
+    """Clips of a sklearn digit moving one way; the label is the motion."""
+
+    def __init__(self, cfg: MovingDigitsData) -> None:
+        self.cfg = cfg
+        self.images, labels = _sklearn_digits()
+        self.pools = split_indices(labels, cfg.split, cfg.seed)
+        self._raw = _digest(self.images.tobytes(), labels.tobytes())
+
+    def info(self) -> SourceInfo:
+        config = self.cfg.model_dump(mode="json")
+        s = self.cfg.frame_size
+        return SourceInfo(
+            name="moving_digits",
+            description=f"moving sklearn digits: {self.cfg.frames} frames of {s}x{s}, "
+            f"{len(self.cfg.motions)} motions",
+            digest=_digest(self._raw, json.dumps(config, sort_keys=True)),
+            input_shape=(self.cfg.frames, 1, s, s),
+            target=TargetSpec(kind="class", classes=tuple(self.cfg.motions)),
+            config=config,
+            modality="video",
+        )
+
+    def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
+        n_clips = getattr(self.cfg.clips, split)
+        rng = np.random.default_rng([self.cfg.seed, 100 + SPLITS.index(split)])
+        for start in range(0, n_clips, chunk_rows):
+            n = min(chunk_rows, n_clips - start)
+            digits = rng.choice(self.pools[split], size=n)
+            labels = rng.integers(0, len(self.cfg.motions), size=n)
+            paths = np.stack(
+                [motion_paths(self.cfg.motions[k], self.cfg.frames, rng) for k in labels]
+            )
+            yield Chunk(
+                split=split,
+                sample_ids=[f"{split}-{i:07d}" for i in range(start, start + n)],
+                inputs=render_clips(self.images[digits], paths, self.cfg.frame_size),
+                labels=labels.astype(np.int64),
+            )
+
+
+@AUGMENTERS.register("video")
+def augment_clips(x: np.ndarray, cfg: AugmentationConfig, gen: torch.Generator) -> np.ndarray:
+    """The same spatial transform on every frame of a clip, plus a temporal shift per clip."""
+    n, frames = x.shape[:2]
+    if cfg.temporal_jitter:
+        shift = torch.randint(-cfg.temporal_jitter, cfg.temporal_jitter + 1, (n,), generator=gen)
+        index = (torch.arange(frames)[None, :] + shift[:, None]).clamp(0, frames - 1).numpy()
+        x = np.take_along_axis(x, index.reshape(n, frames, *([1] * (x.ndim - 2))), axis=1)
+    # one transform per clip: fold the frames into the channel axis of a single image
+    c, h, w = x.shape[2:]
+    folded = augment_images(x.reshape(n, frames * c, h, w), cfg, gen)
+    return folded.reshape(x.shape)
