@@ -140,8 +140,57 @@ class ImageFolderData(FileSourceBase):
     split: SplitFractions = Field(default_factory=SplitFractions)
 
 
+class AudioFolderData(FileSourceBase):
+    """A folder of WAV files -> log-mel spectrograms (1, n_mels, frames), time along the width.
+
+    Labels come from a CSV (``labels_csv``: columns path,label[,group]) or from the file name
+    (``filename_pattern``, a regex with a named group ``label``). With ``group`` set (a named
+    group of the pattern or a CSV column, e.g. the speaker), no group spans two splits.
+    """
+
+    source: Literal["audio_folder"] = "audio_folder"
+    labels_csv: str | None = Field(None, description="CSV of path,label[,group] under data.path.")
+    filename_pattern: str | None = Field(
+        r"(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav",
+        description="Regex on the file name with a named group `label` (used without a CSV).",
+    )
+    group: str | None = Field("speaker", description="Group key for a group-aware split.")
+    split: SplitFractions = Field(default_factory=SplitFractions)
+    sample_rate: int = Field(8000, ge=1000, le=96000, description="Resampled to this rate, Hz.")
+    duration_seconds: float = Field(1.0, gt=0, le=60, description="Clips padded / cropped to it.")
+    n_mels: int = Field(40, ge=8, le=256)
+    n_fft: int = Field(256, ge=32, le=8192)
+    hop_length: int = Field(128, ge=8, le=4096)
+
+
+class TextTableData(FileSourceBase):
+    """Text classification tables: CSV / TSV / JSONL / Parquet with text and label columns, or
+    one file per class (``CLASS.txt``, one text per line). Token ids are the model's input.
+    """
+
+    source: Literal["text_table"] = "text_table"
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "lines"] = "auto"
+    text_column: str = "text"
+    label_column: str = "label"
+    split_column: str | None = Field(None, description="A column holding train / val / test.")
+    encoding: str = Field("utf-8", description="File encoding, e.g. utf-8, latin-1.")
+    tokenizer: Literal["char", "word"] = "word"
+    lowercase: bool = True
+    max_length: int = Field(64, ge=1, le=4096, description="Tokens per text (pad / truncate).")
+    min_count: int = Field(1, ge=1, description="Rarer training tokens become out-of-vocabulary.")
+    max_vocab: int = Field(20000, ge=10)
+    split: SplitFractions = Field(default_factory=SplitFractions)
+
+
 SourceConfig = (
-    DigitStringsData | DigitsData | MovingDigitsData | MnistIdxData | Cifar10Data | ImageFolderData
+    DigitStringsData
+    | DigitsData
+    | MovingDigitsData
+    | MnistIdxData
+    | Cifar10Data
+    | ImageFolderData
+    | AudioFolderData
+    | TextTableData
 )
 DataConfig = Annotated[SourceConfig, Field(discriminator="source")]
 SEQUENCE_SOURCES = frozenset({"digit_strings"})
@@ -152,6 +201,8 @@ SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "mnist_idx": MnistIdxData,
     "cifar10": Cifar10Data,
     "image_folder": ImageFolderData,
+    "audio_folder": AudioFolderData,
+    "text_table": TextTableData,
 }
 
 
@@ -169,6 +220,12 @@ class AugmentationConfig(Frozen):
         (0.0, 0.0), description="Max shift (x, y) in pixels; content leaving the frame is cropped."
     )
     noise_std: float = Field(0.0, ge=0, le=1, description="Gaussian noise, normalized units.")
+    time_shift: float = Field(0.0, ge=0, lt=1, description="Audio: max roll, share of frames.")
+    time_masks: int = Field(0, ge=0, le=8, description="Audio: masked time stripes.")
+    freq_masks: int = Field(0, ge=0, le=8, description="Audio: masked frequency stripes.")
+    mask_width: float = Field(0.1, gt=0, lt=1, description="Audio: max stripe width, share.")
+    token_dropout: float = Field(0.0, ge=0, lt=1, description="Text: share of tokens dropped.")
+    token_swaps: int = Field(0, ge=0, le=16, description="Text: adjacent token swaps.")
     temporal_jitter: int = Field(
         0, ge=0, le=8, description="Video: shift each clip by up to this many frames."
     )
@@ -182,10 +239,10 @@ class AugmentationConfig(Frozen):
 
 
 class PreprocessingConfig(Frozen):
-    normalization: Literal["minmax", "symmetric", "standardize"] = Field(
+    normalization: Literal["minmax", "symmetric", "standardize", "none"] = Field(
         "minmax",
-        description="minmax: [0,1]; symmetric: [-1,1]; standardize: zero mean, unit variance. "
-        "Statistics are fit on the training split only.",
+        description="minmax: [0,1]; symmetric: [-1,1]; standardize: zero mean, unit variance; "
+        "none: as read (token ids). Statistics are fit on the training split only.",
     )
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
     shard_rows: int = Field(8192, ge=16, description="Most rows in one Parquet shard.")

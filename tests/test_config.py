@@ -70,7 +70,7 @@ def test_bad_choice_lists_allowed(tmp_path: Path) -> None:
     m["pipelines"]["tiny"]["preprocessing"]["normalization"] = "zscore"
     msg = _error_for(tmp_path, m)
     assert "preprocessing.normalization" in msg
-    assert "'minmax', 'symmetric' or 'standardize'" in msg and "zscore" in msg
+    assert "'minmax', 'symmetric', 'standardize' or 'none'" in msg and "zscore" in msg
 
 
 def test_unknown_source_lists_known(tmp_path: Path) -> None:

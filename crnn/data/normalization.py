@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("minmax", "symmetric", "standardize")
+METHODS = ("minmax", "symmetric", "standardize", "none")
 
 
 class Normalizer:
@@ -69,6 +69,8 @@ class Normalizer:
     def scale_offset(self) -> tuple[float, float]:
         """(scale, offset) with ``transform(x) == x * scale + offset``."""
         s = self.stats_
+        if self.method == "none":
+            return 1.0, 0.0
         if self.method == "standardize":
             scale = 1.0 / max(s["std"], 1e-12)
             return scale, -s["mean"] * scale
