@@ -277,6 +277,7 @@ class ModelConfig(Frozen):
     rnn_layers: int = Field(2, ge=1, le=8)
     bidirectional: bool = True
     dropout: float = Field(0.1, ge=0, lt=1)
+    embedding_dim: int = Field(64, ge=1, description="Text models: token embedding size.")
 
     @model_validator(mode="after")
     def _pool_per_block(self) -> ModelConfig:

@@ -38,6 +38,7 @@ def checkpoint_meta(
             "target": manifest.target,
             "input_shape": list(manifest.input_shape),
             "shard_digest": manifest.digest,
+            "features": manifest.features,
         },
     }
 

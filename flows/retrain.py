@@ -81,7 +81,7 @@ def train_task(
     from crnn.tracking import MlflowCallback
 
     manifest = load_manifest(shards.manifest_path)
-    kwargs = model_kwargs(cfg.model)
+    kwargs = model_kwargs(cfg.model, manifest.features)
     meta = checkpoint_meta(manifest, cfg.model.architecture, kwargs)
     model = create_model(
         cfg.model.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kwargs

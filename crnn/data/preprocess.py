@@ -132,6 +132,7 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
         input_shape=list(info.input_shape),
         target=info.target.to_dict(),
         normalization=normalizer.stats_,
+        features=info.features,
         splits=counts,
         shards=writer.close(),
         quarantine={

@@ -70,6 +70,7 @@ class Manifest:
     splits: dict[str, dict[str, int]]
     shards: list[ShardRecord]
     quarantine: dict[str, Any] = field(default_factory=lambda: {"total": 0, "by_reason": {}})
+    features: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     input_dtype: str = "float32"
 

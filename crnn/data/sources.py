@@ -64,7 +64,9 @@ class SourceInfo:
     input_shape: tuple[int, ...]  # (channels, height, width) of one sample
     target: TargetSpec
     config: dict[str, Any] = field(default_factory=dict)
-    modality: str = "image"  # picks the augmenter: image | video
+    modality: str = "image"  # picks the augmenter: image | video | audio | text
+    # what a scorer needs to turn raw inputs into model inputs (vocabulary, audio parameters...)
+    features: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

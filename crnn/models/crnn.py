@@ -7,6 +7,7 @@ walks the image left to right, as in Shi et al. (2015).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,12 +147,20 @@ ARCHITECTURES.register("crnn_shi2015")(
 )
 
 
-def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
-    """Resolved constructor arguments: config defaults < the preset < keys set in the config."""
+def model_kwargs(cfg: ModelConfig, features: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Resolved constructor arguments: config defaults < the preset < keys set in the config.
+
+    Only arguments the architecture's module accepts are kept; data-dependent ones (such as a
+    text model's ``vocab_size``) come from the shard set's ``features``.
+    """
+    arch = ARCHITECTURES.get(cfg.architecture)
     kwargs = cfg.model_dump(exclude={"architecture"})
-    kwargs.update(ARCHITECTURES.get(cfg.architecture).defaults)
+    kwargs.update(arch.defaults)
     kwargs.update({k: getattr(cfg, k) for k in cfg.model_fields_set if k != "architecture"})
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
+    if features and "vocab_size" in features:
+        kwargs["vocab_size"] = int(features["vocab_size"])
+    accepted = inspect.signature(arch.module.__init__).parameters
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items() if k in accepted}
 
 
 def create_model(
