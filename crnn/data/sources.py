@@ -242,4 +242,4 @@ def check_source(cfg: SourceConfig) -> None:
 
 
 # the readers of published formats register themselves in SOURCES
-from crnn.data import readers, video  # noqa: E402, F401
+from crnn.data import audio, readers, video  # noqa: E402, F401

@@ -147,6 +147,16 @@ ARCHITECTURES.register("crnn_shi2015")(
 )
 
 
+ARCHITECTURES.register("audio_crnn")(
+    Architecture(
+        CRNN,
+        {"conv_channels": (32, 64, 128), "pool": ((2, 1), (2, 2), (2, 1)), "rnn_layers": 1},
+        "audio: 2-D convs over a log-mel spectrogram (frequency pooled most) -> RNN over time",
+        example_input=(1, 40, 63),
+    )
+)
+
+
 def model_kwargs(cfg: ModelConfig, features: dict[str, Any] | None = None) -> dict[str, Any]:
     """Resolved constructor arguments: config defaults < the preset < keys set in the config.
 

@@ -1,0 +1,220 @@
+"""Audio: folders of WAV files -> log-mel spectrograms (1, n_mels, frames), and their augmentation.
+
+WAV reading and resampling use SciPy (already installed with scikit-learn); the STFT is torch's.
+The mel filterbank is the standard HTK formula in a few lines: torchaudio has no CPU build here
+and librosa would add numba and llvmlite for this one function.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.io import wavfile
+from scipy.signal import resample_poly
+from sklearn.model_selection import GroupShuffleSplit
+
+from crnn.config import AudioFolderData, AugmentationConfig, SplitFractions
+from crnn.data.augment import AUGMENTERS
+from crnn.data.quarantine import Quarantined
+from crnn.data.readers import files_digest, require_path
+from crnn.data.sources import SOURCES, Chunk, SourceInfo, TargetSpec, split_indices
+from crnn.errors import DataError
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) triangular filters evenly spaced on the HTK mel scale."""
+    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    top = 2595 * np.log10(1 + (sample_rate / 2) / 700)
+    edges = 700 * (10 ** (np.linspace(0, top, n_mels + 2) / 2595) - 1)
+    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs - lower) / (center - lower)
+    falling = (upper - freqs) / (upper - center)
+    return np.maximum(0, np.minimum(rising, falling)).astype(np.float32)
+
+
+def read_wav(path: Path, sample_rate: int, duration: float) -> np.ndarray:
+    """Mono float32 in [-1, 1] at ``sample_rate``, padded with silence or cut to ``duration``."""
+    rate, data = wavfile.read(path)
+    x = np.asarray(data)
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        x = (x.astype(np.float32) - (info.max + info.min + 1) / 2) / ((info.max - info.min + 1) / 2)
+    x = x.astype(np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    if x.size == 0:
+        raise ValueError("no samples")
+    if rate != sample_rate:
+        g = math.gcd(rate, sample_rate)
+        x = resample_poly(x, sample_rate // g, rate // g).astype(np.float32)
+    n = round(duration * sample_rate)
+    return np.pad(x[:n], (0, max(0, n - len(x))))
+
+
+def log_mel(wave: np.ndarray, fbank: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """(samples,) -> (n_mels, frames) log power mel spectrogram."""
+    spec = torch.stft(
+        torch.from_numpy(wave),
+        n_fft=n_fft,
+        hop_length=hop,
+        window=torch.hann_window(n_fft),
+        center=True,
+        return_complex=True,
+    )
+    power = spec.abs().square().numpy()  # (n_fft // 2 + 1, frames)
+    return np.log(fbank @ power + 1e-6).astype(np.float32)
+
+
+def group_split(groups: np.ndarray, fractions: SplitFractions, seed: int) -> dict[str, np.ndarray]:
+    """Indices per split such that no group appears in two splits (scikit-learn's splitter)."""
+    idx = np.arange(len(groups))
+    if len(np.unique(groups)) < 3:
+        raise DataError(f"a group-aware split needs at least 3 groups, found {len(set(groups))}")
+    outer = GroupShuffleSplit(n_splits=1, test_size=fractions.test, random_state=seed)
+    rest, test = next(outer.split(idx, groups=groups))
+    inner = GroupShuffleSplit(
+        n_splits=1, test_size=fractions.val / (fractions.train + fractions.val), random_state=seed
+    )
+    train, val = next(inner.split(rest, groups=groups[rest]))
+    return {"train": rest[train], "val": rest[val], "test": test}
+
+
+@SOURCES.register("audio_folder")
+class AudioFolderSource:
+    """WAV files under ``data.path``; labels from ``labels_csv`` or the file-name pattern."""
+
+    WHAT = "WAV files (labels from labels_csv or data.filename_pattern)"
+
+    def __init__(self, cfg: AudioFolderData) -> None:
+        self.cfg = cfg
+        self.root = require_path(cfg.path, self.WHAT)
+        table, self.unlabeled = self._label_table()
+        if table.empty:
+            raise DataError(f"{self.root}: no labelled WAV files; check data.filename_pattern")
+        self.files = [self.root / p for p in table["path"]]
+        self.classes = tuple(sorted(table["label"].unique()))
+        labels = np.array([self.classes.index(v) for v in table["label"]])
+        self.labels = labels
+        if cfg.group and "group" in table:
+            self.pools = group_split(table["group"].to_numpy(), cfg.split, cfg.seed)
+        else:
+            self.pools = split_indices(labels, cfg.split, cfg.seed)
+        self.fbank = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
+        n = round(cfg.duration_seconds * cfg.sample_rate)
+        self.frames = 1 + n // cfg.hop_length
+
+    def _label_table(self) -> tuple[pd.DataFrame, list[str]]:
+        """(path, label[, group]) of every labelled file, and the WAV files without a label."""
+        wavs = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*.wav"))
+        if self.cfg.labels_csv:
+            table = pd.read_csv(self.root / self.cfg.labels_csv, dtype=str)
+            if self.cfg.group and self.cfg.group in table:
+                table = table.rename(columns={self.cfg.group: "group"})
+            listed = set(table["path"])
+            return table, [w for w in wavs if w not in listed]
+        pattern = re.compile(self.cfg.filename_pattern or "")
+        rows, unlabeled = [], []
+        for rel in wavs:
+            m = pattern.fullmatch(Path(rel).name)
+            if m is None or "label" not in m.groupdict():
+                unlabeled.append(rel)
+                continue
+            row = {"path": rel, "label": m["label"]}
+            if self.cfg.group and self.cfg.group in m.groupdict():
+                row["group"] = m[self.cfg.group]
+            rows.append(row)
+        return pd.DataFrame(rows), unlabeled
+
+    def info(self) -> SourceInfo:
+        cfg = self.cfg
+        config = cfg.model_dump(mode="json")
+        features = {
+            k: config[k]
+            for k in ("sample_rate", "duration_seconds", "n_mels", "n_fft", "hop_length")
+        }
+        return SourceInfo(
+            name="audio_folder",
+            description=f"WAV folder {self.root}: {len(self.files)} files, "
+            f"{len(self.classes)} classes",
+            digest=files_digest(self.files, {k: v for k, v in config.items() if k != "path"}),
+            input_shape=(1, cfg.n_mels, self.frames),
+            target=TargetSpec(kind="class", classes=self.classes),
+            config=config,
+            modality="audio",
+            features={"kind": "log_mel", **features},
+        )
+
+    def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
+        pool = self.pools[split]
+        if split == "train" and self.unlabeled:  # reported once, under train
+            yield Chunk(
+                split,
+                [],
+                np.zeros((0, 1, self.cfg.n_mels, self.frames), np.float32),
+                labels=np.zeros(0, np.int64),
+                quarantined=[
+                    Quarantined(
+                        u,
+                        split,
+                        str(self.root / u),
+                        "unlabeled_file",
+                        "no label from labels_csv or filename_pattern",
+                    )
+                    for u in self.unlabeled
+                ],
+            )
+        for start in range(0, len(pool), chunk_rows):
+            ids, specs, labels, bad = [], [], [], []
+            for i in pool[start : start + chunk_rows]:
+                rel = self.files[i].relative_to(self.root).as_posix()
+                try:
+                    wave = read_wav(self.files[i], self.cfg.sample_rate, self.cfg.duration_seconds)
+                except Exception as exc:  # any parse failure of a user's file is a bad record
+                    bad.append(
+                        Quarantined(
+                            rel,
+                            split,
+                            str(self.files[i]),
+                            "unreadable_audio",
+                            f"{type(exc).__name__}: {exc}"[:300],
+                        )
+                    )
+                    continue
+                ids.append(rel)
+                specs.append(log_mel(wave, self.fbank, self.cfg.n_fft, self.cfg.hop_length)[None])
+                labels.append(self.labels[i])
+            shape = (0, 1, self.cfg.n_mels, self.frames)
+            inputs = np.stack(specs) if specs else np.zeros(shape, np.float32)
+            yield Chunk(split, ids, inputs, labels=np.asarray(labels, np.int64), quarantined=bad)
+
+
+@AUGMENTERS.register("audio")
+def augment_spectrograms(
+    x: np.ndarray, cfg: AugmentationConfig, gen: torch.Generator
+) -> np.ndarray:
+    """(N, 1, mels, frames): time shift, Gaussian noise, time and frequency masks (SpecAugment)."""
+    t = torch.from_numpy(np.array(x, dtype=np.float32))
+    n, _, mels, frames = t.shape
+    if cfg.time_shift:
+        most = int(cfg.time_shift * frames)
+        shifts = torch.randint(-most, most + 1, (n,), generator=gen)
+        t = torch.stack([torch.roll(s, int(k), dims=-1) for s, k in zip(t, shifts, strict=True)])
+    if cfg.noise_std:
+        t = t + cfg.noise_std * torch.randn(t.shape, generator=gen)
+    fill = t.mean(dim=(1, 2, 3))  # masked stripes take each spectrogram's mean level
+    for count, size, axis in ((cfg.time_masks, frames, 3), (cfg.freq_masks, mels, 2)):
+        width_max = max(1, int(cfg.mask_width * size))
+        for _ in range(count):
+            widths = torch.randint(0, width_max + 1, (n,), generator=gen)
+            starts = (torch.rand(n, generator=gen) * (size - widths + 1)).long()
+            pos = torch.arange(size)
+            mask = (pos[None] >= starts[:, None]) & (pos[None] < (starts + widths)[:, None])
+            shape = (n, 1, 1, size) if axis == 3 else (n, 1, size, 1)
+            t = torch.where(mask.view(shape), fill.view(n, 1, 1, 1), t)
+    return t.numpy()
