@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIPELINE ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint setup clean ui
+.PHONY: run test lint setup clean ui bench
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -21,6 +21,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/preprocess_memory.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check crnn flows tests
