@@ -140,6 +140,20 @@ class ImageFolderData(FileSourceBase):
     split: SplitFractions = Field(default_factory=SplitFractions)
 
 
+class VideoClipsData(FileSourceBase):
+    """Video clips, one folder per class: each clip a folder of frame images, a ``.npy`` /
+    ``.npz`` array (T, H, W[, C]), or an ``.mp4`` / ``.avi`` file (decoded with PyAV).
+
+    Every clip is sampled to ``frames`` evenly spaced frames and resized to ``frame_size``.
+    """
+
+    source: Literal["video_clips"] = "video_clips"
+    frames: int = Field(16, ge=1, le=256, description="Frames sampled per clip.")
+    frame_size: tuple[int, int] = Field((64, 64), description="(height, width) of each frame.")
+    mode: Literal["grayscale", "rgb"] = "grayscale"
+    split: SplitFractions = Field(default_factory=SplitFractions)
+
+
 class AudioFolderData(FileSourceBase):
     """A folder of WAV files -> log-mel spectrograms (1, n_mels, frames), time along the width.
 
@@ -189,6 +203,7 @@ SourceConfig = (
     | MnistIdxData
     | Cifar10Data
     | ImageFolderData
+    | VideoClipsData
     | AudioFolderData
     | TextTableData
 )
@@ -201,6 +216,7 @@ SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "mnist_idx": MnistIdxData,
     "cifar10": Cifar10Data,
     "image_folder": ImageFolderData,
+    "video_clips": VideoClipsData,
     "audio_folder": AudioFolderData,
     "text_table": TextTableData,
 }

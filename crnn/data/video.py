@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crnn.config import AugmentationConfig, MovingDigitsData
+from crnn.config import AugmentationConfig, MovingDigitsData, VideoClipsData
 from crnn.data.augment import AUGMENTERS, augment_images
+from crnn.data.quarantine import Quarantined
+from crnn.data.readers import IMAGE_SUFFIXES, files_digest, require_path
 from crnn.data.sources import (
     SOURCES,
     SPLITS,
@@ -26,6 +29,7 @@ from crnn.data.sources import (
     _sklearn_digits,
     split_indices,
 )
+from crnn.errors import DataError
 
 
 def motion_paths(motion: str, frames: int, rng: np.random.Generator) -> np.ndarray:
@@ -120,3 +124,117 @@ def augment_clips(x: np.ndarray, cfg: AugmentationConfig, gen: torch.Generator) 
     c, h, w = x.shape[2:]
     folded = augment_images(x.reshape(n, frames * c, h, w), cfg, gen)
     return folded.reshape(x.shape)
+
+
+# ------------------------------------------------------------------------------ video files
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def read_clip(path: Path, gray: bool) -> np.ndarray:
+    """All frames of one clip as (T, H, W, C) float32, whatever its format."""
+    if path.is_dir():
+        from PIL import Image
+
+        frames = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        mode = "L" if gray else "RGB"
+        arrays = []
+        for f in frames:
+            with Image.open(f) as img:
+                arrays.append(np.asarray(img.convert(mode), dtype=np.float32))
+        data = np.stack(arrays) if arrays else np.zeros((0, 1, 1), np.float32)
+    elif path.suffix in (".npy", ".npz"):
+        loaded = np.load(path, allow_pickle=False)  # never unpickle a user's file
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            key = "frames" if "frames" in loaded.files else loaded.files[0]
+            data = loaded[key]
+        else:
+            data = loaded
+    else:
+        import av
+
+        with av.open(str(path)) as container:
+            fmt = "gray" if gray else "rgb24"
+            data = np.stack([f.to_ndarray(format=fmt) for f in container.decode(video=0)])
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim == 3:
+        data = data[..., None]
+    if data.ndim != 4 or data.shape[0] == 0:
+        raise ValueError(f"expected frames (T, H, W[, C]), got shape {list(data.shape)}")
+    if gray and data.shape[-1] == 3:
+        data = (data * np.array([0.299, 0.587, 0.114], np.float32)).sum(-1, keepdims=True)
+    if not gray and data.shape[-1] == 1:
+        data = np.repeat(data, 3, axis=-1)
+    return data
+
+
+def sample_frames(clip: np.ndarray, frames: int, size: tuple[int, int]) -> np.ndarray:
+    """(T, H, W, C) -> (frames, C, h, w): evenly spaced frames (repeated when T is short)."""
+    index = np.linspace(0, len(clip) - 1, frames).round().astype(int)
+    t = torch.from_numpy(np.ascontiguousarray(clip[index])).permute(0, 3, 1, 2)  # (F, C, H, W)
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False).numpy()
+
+
+@SOURCES.register("video_clips")
+class VideoClipsSource:
+    """CLASS/<clip> under ``data.path``; a clip is a frame folder, .npy/.npz, or a video file."""
+
+    WHAT = "one folder per class of clips (frame folders, .npy/.npz arrays, .mp4/.avi files)"
+
+    def __init__(self, cfg: VideoClipsData) -> None:
+        self.cfg = cfg
+        self.root = require_path(cfg.path, self.WHAT)
+        self.classes = tuple(sorted(p.name for p in self.root.iterdir() if p.is_dir()))
+        clips = [
+            (p, self.classes.index(cls))
+            for cls in self.classes
+            for p in sorted((self.root / cls).iterdir())
+            if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES | {".npy", ".npz"}
+        ]
+        if not clips:
+            raise DataError(f"{self.root}: no clips found; expected {self.WHAT}")
+        self.clips = clips
+        labels = np.array([c for _, c in clips])
+        self.pools = split_indices(labels, cfg.split, cfg.seed)
+        self.channels = 1 if cfg.mode == "grayscale" else 3
+
+    def info(self) -> SourceInfo:
+        config = self.cfg.model_dump(mode="json")
+        files = [f for p, _ in self.clips for f in (sorted(p.iterdir()) if p.is_dir() else [p])]
+        return SourceInfo(
+            name="video_clips",
+            description=f"video clips in {self.root}: {len(self.clips)} clips, "
+            f"{len(self.classes)} classes",
+            digest=files_digest(files, {k: v for k, v in config.items() if k != "path"}),
+            input_shape=(self.cfg.frames, self.channels, *self.cfg.frame_size),
+            target=TargetSpec(kind="class", classes=self.classes),
+            config=config,
+            modality="video",
+        )
+
+    def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
+        pool = self.pools[split]
+        for start in range(0, len(pool), chunk_rows):
+            ids, clips, labels, bad = [], [], [], []
+            for i in pool[start : start + chunk_rows]:
+                path, label = self.clips[i]
+                rel = path.relative_to(self.root).as_posix()
+                try:
+                    frames = read_clip(path, gray=self.channels == 1)
+                except Exception as exc:  # any decode failure of a user's clip is a bad record
+                    bad.append(
+                        Quarantined(
+                            rel,
+                            split,
+                            str(path),
+                            "unreadable_video",
+                            f"{type(exc).__name__}: {exc}"[:300],
+                        )
+                    )
+                    continue
+                ids.append(rel)
+                clips.append(sample_frames(frames, self.cfg.frames, self.cfg.frame_size))
+                labels.append(label)
+            shape = (0, self.cfg.frames, self.channels, *self.cfg.frame_size)
+            inputs = np.stack(clips) if clips else np.zeros(shape, np.float32)
+            yield Chunk(split, ids, inputs, labels=np.asarray(labels, np.int64), quarantined=bad)
