@@ -375,6 +375,10 @@ class PipelineConfig(Frozen):
     @model_validator(mode="after")
     def _resolve_defaults(self) -> PipelineConfig:
         sequence = self.data.source in SEQUENCE_SOURCES
+        if self.data.source == "text_table" and self.preprocessing.normalization != "none":
+            raise ValueError(
+                "preprocessing.normalization must be none for text_table: inputs are token ids"
+            )
         if sequence and self.evaluation.baseline:
             raise ValueError("evaluation.baseline needs a classification pipeline; remove it")
         if sequence != (self.model.head == "ctc"):

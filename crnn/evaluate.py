@@ -178,7 +178,7 @@ def evaluate_checkpoint(
 
     samples: list[dict[str, Any]] = []
     raw = None
-    if cfg.sample_predictions:
+    if cfg.sample_predictions and len(predictor.input_shape) >= 3:  # image-like inputs
         # show mistakes first: they are what a reader of the run wants to see
         order = np.argsort(predictions["correct"].to_numpy(), kind="stable")[
             : cfg.sample_predictions

@@ -43,6 +43,17 @@ def checkpoint_meta(
     }
 
 
+def channel_axis(input_shape: tuple[int, ...]) -> int | None:
+    """Index of the channel axis in a sample's shape: (C, H, W) -> 0, (T, C, H, W) -> 1."""
+    return len(input_shape) - 3 if len(input_shape) >= 3 else None
+
+
+def squeeze_channel(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Drop a single channel axis from a batch: how users hold grey images and clips."""
+    axis = channel_axis(input_shape)
+    return x if axis is None or input_shape[axis] != 1 else np.squeeze(x, axis=1 + axis)
+
+
 @dataclass
 class Predictions:
     outputs: list[str]  # decoded string (sequence) or class name
@@ -73,10 +84,11 @@ class Predictor:
         """Predict on raw inputs (N, H, W) or (N, C, H, W), in source units (not normalized)."""
         x = np.asarray(raw, dtype=np.float32)
         # single-channel data may come without its channel axis: (N, H, W), (N, T, H, W)
-        channel_axis = len(self.input_shape) - 3
-        squeezed = tuple(d for i, d in enumerate(self.input_shape) if i != channel_axis)
-        if self.input_shape[channel_axis] == 1 and x.shape[1:] == squeezed:
-            x = np.expand_dims(x, 1 + channel_axis)
+        axis = channel_axis(self.input_shape)
+        if axis is not None and self.input_shape[axis] == 1:
+            squeezed = tuple(d for i, d in enumerate(self.input_shape) if i != axis)
+            if x.shape[1:] == squeezed:
+                x = np.expand_dims(x, 1 + axis)
         if x.shape[1:] != self.input_shape:
             raise ValueError(
                 f"inputs of shape {list(x.shape[1:])} do not match the model's "

@@ -139,13 +139,14 @@ def register_task(
     ref: TrackingRef,
 ) -> dict[str, Any]:
     """Log the pyfunc model, register it as challenger, and let the gate decide on champion."""
-    from crnn.inference import Predictor
+    from crnn.inference import Predictor, squeeze_channel
     from crnn.tracking import log_pyfunc_model, register_with_gate
 
     ctx = _ctx(ref)
-    example = load_split(shards.manifest_path, "test").inputs[:3, 0].numpy()
-    raw_example = Predictor.from_checkpoint(trained.best_checkpoint).normalizer.inverse_transform(
-        example
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint)
+    example = load_split(shards.manifest_path, "test").inputs[:3].numpy()
+    raw_example = squeeze_channel(
+        predictor.normalizer.inverse_transform(example), predictor.input_shape
     )
     model_uri = log_pyfunc_model(
         ctx, ref.run_id, trained.best_checkpoint, raw_example, cfg.is_sequence

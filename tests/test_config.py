@@ -166,3 +166,12 @@ def test_cli_list_and_schema(tmp_path: Path, capsys) -> None:
     target = tmp_path / "schema.json"
     assert main(["schema", "-o", str(target)]) == 0
     assert '"pipelines"' in target.read_text()
+
+
+def test_text_tables_require_unscaled_token_ids(tmp_path: Path) -> None:
+    m = tiny_pipelines(tmp_path)
+    m["pipelines"]["tiny"].update(
+        data={"source": "text_table", "path": str(tmp_path)},
+        model={"architecture": "text_crnn", "head": "classification"},
+    )
+    assert "normalization must be none for text_table" in _error_for(tmp_path, m)

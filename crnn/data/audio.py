@@ -21,8 +21,8 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from crnn.config import AudioFolderData, AugmentationConfig, SplitFractions
 from crnn.data.augment import AUGMENTERS
+from crnn.data.files import files_digest, require_path
 from crnn.data.quarantine import Quarantined
-from crnn.data.readers import files_digest, require_path
 from crnn.data.sources import SOURCES, Chunk, SourceInfo, TargetSpec, split_indices
 from crnn.errors import DataError
 

@@ -8,9 +8,7 @@ silently skipping it.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
-import json
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from crnn.config import Cifar10Data, ImageFolderData, MnistIdxData, SplitFractions
+from crnn.data.files import IMAGE_SUFFIXES, files_digest, require_path
 from crnn.data.quarantine import Quarantined
 from crnn.data.sources import SOURCES, SPLITS, Chunk, SourceInfo, TargetSpec, split_indices
 from crnn.errors import DataError
@@ -32,27 +31,6 @@ IDX_TYPES: dict[int, str] = {
     0x0D: ">f4",
     0x0E: ">f8",
 }
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-def require_path(path: str | None, what: str) -> Path:
-    """The data folder, or a one-line error saying which key to set."""
-    if not path:
-        raise DataError(f"data.path is not set: set it to the folder holding {what}")
-    folder = Path(path)
-    if not folder.is_dir():
-        raise DataError(f"data.path {folder} does not exist: set it to the folder holding {what}")
-    return folder
-
-
-def files_digest(paths: list[Path], config: dict[str, Any]) -> str:
-    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for p in paths:
-        h.update(p.name.encode())
-        with open(p, "rb") as fh:
-            while block := fh.read(1 << 20):
-                h.update(block)
-    return h.hexdigest()
 
 
 def split_train_val(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:

@@ -7,6 +7,7 @@ describes itself with :class:`SourceInfo` (a digest of the raw data plus how it 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -241,5 +242,6 @@ def check_source(cfg: SourceConfig) -> None:
     open_source(cfg)
 
 
-# the readers of published formats register themselves in SOURCES
-from crnn.data import audio, readers, video  # noqa: E402, F401
+# the readers of published formats register themselves in SOURCES (and their augmenters)
+for _module in ("readers", "video", "audio", "text"):
+    importlib.import_module(f"crnn.data.{_module}")

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from crnn.config import AugmentationConfig, MovingDigitsData, VideoClipsData
 from crnn.data.augment import AUGMENTERS, augment_images
+from crnn.data.files import IMAGE_SUFFIXES, files_digest, require_path
 from crnn.data.quarantine import Quarantined
-from crnn.data.readers import IMAGE_SUFFIXES, files_digest, require_path
 from crnn.data.sources import (
     SOURCES,
     SPLITS,

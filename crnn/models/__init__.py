@@ -2,12 +2,14 @@
 
 from crnn.models.crnn import ARCHITECTURES, CRNN, create_model, model_kwargs
 from crnn.models.decoding import ctc_greedy_decode
+from crnn.models.text import TextCRNN
 from crnn.models.video import FrameCRNN
 
 __all__ = [
     "ARCHITECTURES",
     "CRNN",
     "FrameCRNN",
+    "TextCRNN",
     "create_model",
     "ctc_greedy_decode",
     "model_kwargs",

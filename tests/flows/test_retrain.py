@@ -21,15 +21,6 @@ pytestmark = pytest.mark.integration
 GATE = {"model_name": "crnn-tiny", "metric": "test_cer", "direction": "minimize", "min_delta": 0.0}
 
 
-@pytest.fixture(scope="module")
-def prefect_harness(tmp_path_factory):
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
     mapping = tiny_pipelines(tmp_path / "ws", registry=dict(GATE))
