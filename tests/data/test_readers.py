@@ -39,13 +39,15 @@ def write_idx(path: Path, array: np.ndarray, declared: int | None = None) -> Non
         fh.write(payload)
 
 
-def mnist_folder(tmp_path: Path, n_train: int = 60, n_test: int = 20, gz: bool = True) -> Path:
+def mnist_folder(
+    tmp_path: Path, n_train: int = 60, n_test: int = 20, gz: bool = True, size: tuple = (6, 5)
+) -> Path:
     rng = np.random.default_rng(0)
     folder = tmp_path / "mnist"
     folder.mkdir()
     ext = ".gz" if gz else ""
     for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", rng.integers(0, 256, (n, 6, 5)))
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", rng.integers(0, 256, (n, *size)))
         write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", np.arange(n) % 10)
     return folder
 
