@@ -294,6 +294,9 @@ class ModelConfig(Frozen):
     bidirectional: bool = True
     dropout: float = Field(0.1, ge=0, lt=1)
     embedding_dim: int = Field(64, ge=1, description="Text models: token embedding size.")
+    sequence_axis: Literal["width", "height"] = Field(
+        "width", description="Images: the RNN reads columns (width) or rows (height)."
+    )
 
     @model_validator(mode="after")
     def _pool_per_block(self) -> ModelConfig:

@@ -47,9 +47,13 @@ class CRNN(nn.Module):
         rnn_layers: int = 2,
         bidirectional: bool = True,
         dropout: float = 0.1,
+        sequence_axis: str = "width",
     ) -> None:
         super().__init__()
         c, h, w = input_shape
+        self.by_rows = sequence_axis == "height"
+        if self.by_rows:  # read rows: the image is transposed, so rows become the "width"
+            h, w = w, h
         blocks, c_in = [], c
         for c_out, p in zip(conv_channels, pool, strict=True):
             blocks.append(ConvBlock(c_in, c_out, p))
@@ -81,6 +85,8 @@ class CRNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.by_rows:
+            x = x.transpose(-1, -2)  # (B, C, W, H): the sequence runs down the rows
         f = self.features(x)  # (B, C', H', W')
         b, c, h, w = f.shape
         seq = f.permute(0, 3, 1, 2).reshape(b, w, c * h)  # (B, T=W', C'*H')

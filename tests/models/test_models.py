@@ -75,3 +75,15 @@ def test_ctc_greedy_decoding() -> None:
         ]
     )
     assert ctc_greedy_decode(batch) == [[1, 1, 2], [], [3], [1, 2, 1, 2, 3]]
+
+
+def test_rows_as_the_sequence() -> None:
+    kw = model_kwargs(ModelConfig(head="classification", sequence_axis="height", rnn_hidden=8))
+    model = create_model("crnn", (1, 40, 16), 3, **kw)
+    assert model.seq_len == 40 // 4  # the 40 rows, pooled like the width would be
+    by_columns = create_model("crnn", (1, 40, 16), 3, **{**kw, "sequence_axis": "width"})
+    assert by_columns.seq_len == 16 // 4
+    assert model(torch.zeros(2, 1, 40, 16)).shape == (2, 3)
+    assert model_kwargs(ModelConfig(sequence_axis="height"))["sequence_axis"] == "height"
+    # architectures without the option do not receive it
+    assert "sequence_axis" not in model_kwargs(ModelConfig(architecture="video_crnn"))
