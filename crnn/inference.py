@@ -15,32 +15,9 @@ import numpy as np
 import torch
 
 from crnn.data.normalization import Normalizer
-from crnn.data.shards import Manifest
 from crnn.data.sources import TargetSpec
 from crnn.models import create_model, ctc_greedy_decode
 from crnn.train import load_checkpoint, resolve_device
-
-
-def checkpoint_meta(
-    manifest: Manifest, architecture: str, kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    """What a checkpoint carries besides weights: enough to rebuild and feed the model."""
-    target = TargetSpec.from_dict(manifest.target)
-    return {
-        "model": {
-            "architecture": architecture,
-            "kwargs": kwargs,
-            "input_shape": list(manifest.input_shape),
-            "num_classes": target.num_classes,
-        },
-        "preprocessing": {
-            "normalization": manifest.normalization,
-            "target": manifest.target,
-            "input_shape": list(manifest.input_shape),
-            "shard_digest": manifest.digest,
-            "features": manifest.features,
-        },
-    }
 
 
 def channel_axis(input_shape: tuple[int, ...]) -> int | None:

@@ -21,10 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from crnn.atomic import atomic_path, atomic_write_text
-from crnn.config import TrainingConfig
-from crnn.data.loader import Batch, SplitData, iterate_batches
+from crnn.config import ModelConfig, TrainingConfig
+from crnn.data.loader import Batch, SplitData, iterate_batches, load_manifest, load_split
+from crnn.data.shards import Manifest
+from crnn.data.sources import TargetSpec
 from crnn.errors import ConfigError
 from crnn.evaluate import sequence_metrics
+from crnn.models import create_model, model_kwargs
 from crnn.models.decoding import ctc_greedy_decode
 
 CHECKPOINT_VERSION = 1
@@ -256,6 +259,59 @@ def validate(
     else:
         metrics["val_accuracy"] = hits / len(data)
     return metrics
+
+
+def checkpoint_meta(
+    manifest: Manifest, architecture: str, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """What a checkpoint carries besides weights: enough to rebuild and feed the model."""
+    target = TargetSpec.from_dict(manifest.target)
+    return {
+        "model": {
+            "architecture": architecture,
+            "kwargs": kwargs,
+            "input_shape": list(manifest.input_shape),
+            "num_classes": target.num_classes,
+        },
+        "preprocessing": {
+            "normalization": manifest.normalization,
+            "target": manifest.target,
+            "input_shape": list(manifest.input_shape),
+            "shard_digest": manifest.digest,
+            "features": manifest.features,
+        },
+    }
+
+
+def train_on_shards(
+    manifest_path: Path,
+    model_cfg: ModelConfig,
+    cfg: TrainingConfig,
+    checkpoint_dir: Path,
+    callbacks: Sequence[TrainCallback] = (),
+) -> TrainResult:
+    """Build the configured model for a shard set and train it on its train / val splits.
+
+    Seeds before building the model, so the initial weights are reproducible too.
+    """
+    manifest = load_manifest(manifest_path)
+    kwargs = model_kwargs(model_cfg, manifest.features)
+    meta = checkpoint_meta(manifest, model_cfg.architecture, kwargs)
+    seed_everything(cfg.seed, cfg.deterministic)
+    model = create_model(
+        model_cfg.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kwargs
+    )
+    return train(
+        model,
+        load_split(manifest_path, "train"),
+        load_split(manifest_path, "val"),
+        cfg,
+        checkpoint_dir,
+        meta,
+        head=model_cfg.head,
+        charset=manifest.target.get("charset", ""),
+        callbacks=callbacks,
+    )
 
 
 def save_checkpoint(path: Path, model: nn.Module, state: dict[str, Any]) -> None:

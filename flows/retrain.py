@@ -19,9 +19,7 @@ from crnn.config import PipelineConfig, load_pipeline
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import ShardSet, preprocess
 from crnn.evaluate import EvalReport, evaluate_checkpoint
-from crnn.inference import checkpoint_meta
-from crnn.models import create_model, model_kwargs
-from crnn.train import TrainCallback, TrainResult, train
+from crnn.train import TrainCallback, TrainResult, train_on_shards
 from crnn.workspace import Workspace, resolve_workspace
 
 if TYPE_CHECKING:
@@ -80,27 +78,17 @@ def train_task(
     """Train on the shard set; checkpoints go to the run's folder in the workspace."""
     from crnn.tracking import MlflowCallback
 
-    manifest = load_manifest(shards.manifest_path)
-    kwargs = model_kwargs(cfg.model, manifest.features)
-    meta = checkpoint_meta(manifest, cfg.model.architecture, kwargs)
-    model = create_model(
-        cfg.model.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kwargs
-    )
     callbacks: list[TrainCallback] = [MlflowCallback(_ctx(ref), ref.run_id)]
     if progress:
         from crnn.console import ConsoleProgress
 
         callbacks.append(ConsoleProgress())
-    return train(
-        model,
-        load_split(shards.manifest_path, "train"),
-        load_split(shards.manifest_path, "val"),
+    return train_on_shards(
+        shards.manifest_path,
+        cfg.model,
         cfg.training,
         workspace.run_dir(ref.run_id) / "checkpoints",
-        meta,
-        head=cfg.model.head,
-        charset=manifest.target.get("charset", ""),
-        callbacks=callbacks,
+        callbacks,
     )
 
 

@@ -4,9 +4,15 @@ import torch
 
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import preprocess
-from crnn.inference import Predictor, checkpoint_meta
+from crnn.inference import Predictor
 from crnn.models import create_model, model_kwargs
-from crnn.train import TrainCallback, infeasible_ctc_samples, load_checkpoint, train
+from crnn.train import (
+    TrainCallback,
+    checkpoint_meta,
+    infeasible_ctc_samples,
+    load_checkpoint,
+    train,
+)
 
 
 class Recorder(TrainCallback):

@@ -32,6 +32,40 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
+class RecurrentHead(nn.Module):
+    """The recurrent half shared by every CRNN: RNN over a (B, T, F) sequence -> dropout -> head."""
+
+    def __init__(
+        self,
+        input_size: int,
+        num_classes: int,
+        head: str,
+        rnn: str,
+        rnn_hidden: int,
+        rnn_layers: int,
+        bidirectional: bool,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[rnn](
+            input_size=input_size,
+            hidden_size=rnn_hidden,
+            num_layers=rnn_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if rnn_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+        width = rnn_hidden * (2 if bidirectional else 1)
+        self.head: nn.Module = (
+            CTCHead(width, num_classes) if head == "ctc" else ClassificationHead(width, num_classes)
+        )
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(seq)  # (B, T, D)
+        return self.head(self.dropout(out))  # ctc: (B, T, K); classification: (B, K)
+
+
 class CRNN(nn.Module):
     """CNN feature extractor + recurrent layer over the width + CTC or classification head."""
 
@@ -67,21 +101,8 @@ class CRNN(nn.Module):
         if fh < 1 or fw < 1:
             raise ValueError(f"input {h}x{w} is too small for pooling {[list(p) for p in pool]}")
         self.seq_len = fw
-        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[rnn]
-        self.rnn = rnn_cls(
-            input_size=fc * fh,
-            hidden_size=rnn_hidden,
-            num_layers=rnn_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if rnn_layers > 1 else 0.0,
-        )
-        self.dropout = nn.Dropout(dropout)
-        width = rnn_hidden * (2 if bidirectional else 1)
-        self.head: nn.Module = (
-            CTCHead(width, num_classes)
-            if head == "ctc"
-            else (ClassificationHead(width, num_classes))
+        self.sequence = RecurrentHead(
+            fc * fh, num_classes, head, rnn, rnn_hidden, rnn_layers, bidirectional, dropout
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,8 +111,7 @@ class CRNN(nn.Module):
         f = self.features(x)  # (B, C', H', W')
         b, c, h, w = f.shape
         seq = f.permute(0, 3, 1, 2).reshape(b, w, c * h)  # (B, T=W', C'*H')
-        out, _ = self.rnn(seq)  # (B, T, D)
-        return self.head(self.dropout(out))  # ctc: (B, T, K); classification: (B, K)
+        return self.sequence(seq)  # ctc: (B, T, K); classification: (B, K)
 
 
 class CTCHead(nn.Module):

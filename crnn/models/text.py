@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from crnn.models.crnn import ARCHITECTURES, Architecture, ClassificationHead, CTCHead
+from crnn.models.crnn import ARCHITECTURES, Architecture, RecurrentHead
 
 PAD_ID, UNK_ID = 0, 1  # as in crnn.data.text (not imported: models do not depend on data code)
 
@@ -64,18 +64,8 @@ class TextCRNN(nn.Module):
             raise ValueError(f"input of {length} tokens is too short for pooling {pool}")
         self.features = nn.Sequential(*blocks)
         self.seq_len = steps
-        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[rnn](
-            input_size=c_in,
-            hidden_size=rnn_hidden,
-            num_layers=rnn_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if rnn_layers > 1 else 0.0,
-        )
-        self.dropout = nn.Dropout(dropout)
-        width = rnn_hidden * (2 if bidirectional else 1)
-        self.head: nn.Module = (
-            CTCHead(width, num_classes) if head == "ctc" else ClassificationHead(width, num_classes)
+        self.sequence = RecurrentHead(
+            c_in, num_classes, head, rnn, rnn_hidden, rnn_layers, bidirectional, dropout
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,8 +74,7 @@ class TextCRNN(nn.Module):
         ids = ids.masked_fill((ids < 0) | (ids >= self.vocab_size), UNK_ID)
         emb = self.embedding(ids)  # (B, L, E)
         f = self.features(emb.transpose(1, 2))  # (B, C', T)
-        out, _ = self.rnn(f.transpose(1, 2))  # (B, T, D)
-        return self.head(self.dropout(out))  # classification: (B, K); ctc: (B, T, K)
+        return self.sequence(f.transpose(1, 2))  # classification: (B, K); ctc: (B, T, K)
 
 
 ARCHITECTURES.register("text_crnn")(

@@ -5,13 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from crnn.models.crnn import (
-    ARCHITECTURES,
-    Architecture,
-    ClassificationHead,
-    ConvBlock,
-    CTCHead,
-)
+from crnn.models.crnn import ARCHITECTURES, Architecture, ConvBlock, RecurrentHead
 
 
 class FrameCRNN(nn.Module):
@@ -37,26 +31,15 @@ class FrameCRNN(nn.Module):
             blocks.append(ConvBlock(c_in, c_out, p))
             c_in = c_out
         self.frame_encoder = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[rnn](
-            input_size=c_in,
-            hidden_size=rnn_hidden,
-            num_layers=rnn_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if rnn_layers > 1 else 0.0,
-        )
-        self.dropout = nn.Dropout(dropout)
-        width = rnn_hidden * (2 if bidirectional else 1)
-        self.head: nn.Module = (
-            CTCHead(width, num_classes) if head == "ctc" else ClassificationHead(width, num_classes)
+        self.sequence = RecurrentHead(
+            c_in, num_classes, head, rnn, rnn_hidden, rnn_layers, bidirectional, dropout
         )
         self.seq_len = input_shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t = x.shape[:2]
         feats = self.frame_encoder(x.flatten(0, 1)).view(b, t, -1)  # (B*T, C,H,W) -> (B, T, F)
-        out, _ = self.rnn(feats)  # (B, T, D)
-        return self.head(self.dropout(out))  # classification: (B, K); ctc: (B, T, K)
+        return self.sequence(feats)  # classification: (B, K); ctc: (B, T, K)
 
 
 ARCHITECTURES.register("video_crnn")(

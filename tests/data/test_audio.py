@@ -129,9 +129,8 @@ def test_spectrogram_augmentation() -> None:
 
 def test_spoken_tones_end_to_end(tmp_path: Path) -> None:
     from crnn.config import ModelConfig, TrainingConfig
-    from crnn.inference import Predictor, checkpoint_meta
-    from crnn.models import create_model, model_kwargs
-    from crnn.train import train
+    from crnn.inference import Predictor
+    from crnn.train import train_on_shards
 
     root = spoken_folder(tmp_path / "audio")
     cfg = AudioFolderData(path=str(root), n_mels=32)
@@ -140,33 +139,18 @@ def test_spoken_tones_end_to_end(tmp_path: Path) -> None:
     )
     shards = preprocess(cfg, prep, tmp_path / "s")
     manifest = load_manifest(shards.manifest_path)
-    kwargs = model_kwargs(
-        ModelConfig(
-            architecture="audio_crnn",
-            head="classification",
-            conv_channels=(8, 16, 16),
-            rnn_hidden=16,
-        ),
-        manifest.features,
+    model_cfg = ModelConfig(
+        architecture="audio_crnn", head="classification", conv_channels=(8, 16, 16), rnn_hidden=16
     )
-    meta = checkpoint_meta(manifest, "audio_crnn", kwargs)
-    model = create_model("audio_crnn", tuple(manifest.input_shape), 3, **kwargs)
-    result = train(
-        model,
-        load_split(shards.manifest_path, "train"),
-        load_split(shards.manifest_path, "val"),
-        TrainingConfig(
-            epochs=6,
-            batch_size=8,
-            lr=0.01,
-            device="cpu",
-            schedule="constant",
-            early_stopping={"monitor": "val_accuracy", "mode": "max", "patience": 10},
-        ),
-        tmp_path / "ckpt",
-        meta,
-        head="classification",
+    training = TrainingConfig(
+        epochs=6,
+        batch_size=8,
+        lr=0.01,
+        device="cpu",
+        schedule="constant",
+        early_stopping={"monitor": "val_accuracy", "mode": "max", "patience": 10},
     )
+    result = train_on_shards(shards.manifest_path, model_cfg, training, tmp_path / "ckpt")
     test = load_split(shards.manifest_path, "test")
     preds = Predictor.from_checkpoint(result.best_checkpoint, device="cpu").predict_normalized(
         test.inputs

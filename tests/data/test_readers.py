@@ -248,9 +248,7 @@ def test_rgb_image_folder_pipeline_end_to_end(tmp_path: Path) -> None:
     """Preprocess -> train -> evaluate on an RGB image folder: two colours, easy to learn."""
     from crnn.config import EvaluationConfig, ModelConfig, TrainingConfig
     from crnn.evaluate import evaluate_checkpoint
-    from crnn.inference import checkpoint_meta
-    from crnn.models import create_model, model_kwargs
-    from crnn.train import train
+    from crnn.train import train_on_shards
 
     rng = np.random.default_rng(0)
     for cls, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
@@ -260,25 +258,14 @@ def test_rgb_image_folder_pipeline_end_to_end(tmp_path: Path) -> None:
             Image.fromarray(noisy.astype(np.uint8)).save(tmp_path / "img" / cls / f"{i}.png")
     data = ImageFolderData(path=str(tmp_path / "img"), image_size=(16, 16), mode="rgb")
     shards = preprocess(data, PreprocessingConfig(augmentation={"copies": 0}), tmp_path / "s")
-    manifest = load_manifest(shards.manifest_path)
     model_cfg = ModelConfig(architecture="crnn_small", head="classification")
-    kwargs = model_kwargs(model_cfg)
-    meta = checkpoint_meta(manifest, "crnn_small", kwargs)
-    model = create_model("crnn_small", (3, 16, 16), 2, **kwargs)
-    result = train(
-        model,
-        load_split(shards.manifest_path, "train"),
-        load_split(shards.manifest_path, "val"),
-        TrainingConfig(
-            epochs=4,
-            batch_size=8,
-            device="cpu",
-            early_stopping={"monitor": "val_accuracy", "mode": "max"},
-        ),
-        tmp_path / "ckpt",
-        meta,
-        head="classification",
+    training = TrainingConfig(
+        epochs=4,
+        batch_size=8,
+        device="cpu",
+        early_stopping={"monitor": "val_accuracy", "mode": "max"},
     )
+    result = train_on_shards(shards.manifest_path, model_cfg, training, tmp_path / "ckpt")
     report = evaluate_checkpoint(
         result.best_checkpoint, shards.manifest_path, tmp_path / "eval", EvaluationConfig()
     )

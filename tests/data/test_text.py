@@ -404,9 +404,9 @@ def one_thread() -> Iterator[None]:
 
 def test_sentiment_task_learns_end_to_end(tmp_path: Path, one_thread: None) -> None:
     from crnn.config import TrainingConfig
-    from crnn.inference import Predictor, checkpoint_meta
-    from crnn.models import create_model, model_kwargs
-    from crnn.train import train
+    from crnn.inference import Predictor
+    from crnn.models import model_kwargs
+    from crnn.train import train_on_shards
 
     path = tmp_path / "reviews.jsonl"
     pd.DataFrame(sentiment_rows(120, np.random.default_rng(0))).to_json(
@@ -433,24 +433,15 @@ def test_sentiment_task_learns_end_to_end(tmp_path: Path, one_thread: None) -> N
         == manifest.features["vocab_size"]
         == len(manifest.features["vocabulary"])
     )
-    torch.manual_seed(0)  # train() seeds itself, but the weights are drawn here, before it
-    model = create_model("text_crnn", (16,), 2, **kwargs)
-    result = train(
-        model,
-        load_split(shards.manifest_path, "train"),
-        load_split(shards.manifest_path, "val"),
-        TrainingConfig(
-            epochs=15,
-            batch_size=16,
-            lr=0.01,
-            device="cpu",
-            schedule="constant",
-            early_stopping={"monitor": "val_accuracy", "mode": "max", "patience": 15},
-        ),
-        tmp_path / "ckpt",
-        checkpoint_meta(manifest, "text_crnn", kwargs),
-        head="classification",
+    training = TrainingConfig(
+        epochs=15,
+        batch_size=16,
+        lr=0.01,
+        device="cpu",
+        schedule="constant",
+        early_stopping={"monitor": "val_accuracy", "mode": "max", "patience": 15},
     )
+    result = train_on_shards(shards.manifest_path, cfg, training, tmp_path / "ckpt")
     test = load_split(shards.manifest_path, "test")
     assert result.epochs_run == 15 and result.history[-1]["train_loss"] < 0.1
     # the last weights: val (24 texts) reaches 1.0 early, so "best" can be an undertrained epoch

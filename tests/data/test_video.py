@@ -69,9 +69,8 @@ def test_temporal_jitter_shifts_frames_within_the_clip() -> None:
 
 def test_moving_digits_shards_and_video_model_learn(tmp_path) -> None:
     from crnn.config import ModelConfig, TrainingConfig
-    from crnn.inference import Predictor, checkpoint_meta
-    from crnn.models import create_model, model_kwargs
-    from crnn.train import train
+    from crnn.inference import Predictor
+    from crnn.train import train_on_shards
 
     data = SMALL.model_copy(update={"motions": ("left", "right", "zoom_in")})
     shards = preprocess(
@@ -84,32 +83,18 @@ def test_moving_digits_shards_and_video_model_learn(tmp_path) -> None:
     manifest = load_manifest(shards.manifest_path)
     assert manifest.input_shape == [6, 1, 20, 20] and manifest.source["modality"] == "video"
     assert manifest.splits["train"] == {"rows": 80, "original": 40, "augmented": 40}
-    kwargs = model_kwargs(
-        ModelConfig(
-            architecture="video_crnn",
-            head="classification",
-            conv_channels=(8, 16, 16),
-            rnn_hidden=16,
-        )
+    model_cfg = ModelConfig(
+        architecture="video_crnn", head="classification", conv_channels=(8, 16, 16), rnn_hidden=16
     )
-    meta = checkpoint_meta(manifest, "video_crnn", kwargs)
-    model = create_model("video_crnn", (6, 1, 20, 20), 3, **kwargs)
-    result = train(
-        model,
-        load_split(shards.manifest_path, "train"),
-        load_split(shards.manifest_path, "val"),
-        TrainingConfig(
-            epochs=6,
-            batch_size=8,
-            lr=0.01,
-            device="cpu",
-            schedule="constant",
-            early_stopping={"monitor": "val_loss", "mode": "min", "patience": 10},
-        ),
-        tmp_path / "ckpt",
-        meta,
-        head="classification",
+    training = TrainingConfig(
+        epochs=6,
+        batch_size=8,
+        lr=0.01,
+        device="cpu",
+        schedule="constant",
+        early_stopping={"monitor": "val_loss", "mode": "min", "patience": 10},
     )
+    result = train_on_shards(shards.manifest_path, model_cfg, training, tmp_path / "ckpt")
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     # raw clips without their channel axis are accepted by the predictor
     chunk = next(open_source(data).chunks("test", 100))

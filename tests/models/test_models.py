@@ -44,7 +44,7 @@ def test_preset_defaults_and_explicit_overrides() -> None:
 def test_gru_and_unidirectional() -> None:
     kw = model_kwargs(ModelConfig(rnn="gru", bidirectional=False, rnn_hidden=16))
     model = create_model("crnn", (1, 12, 89), 11, **kw)
-    assert isinstance(model.rnn, torch.nn.GRU)
+    assert isinstance(model.sequence.rnn, torch.nn.GRU)
     assert model(torch.randn(2, 1, 12, 89)).shape == (2, model.seq_len, 11)
 
 
