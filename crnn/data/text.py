@@ -15,11 +15,14 @@ are not a single ``\\n`` byte (UTF-16).
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import io
 import json
 import math
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -232,56 +235,67 @@ def _as_label(value: Any) -> str:
     return _as_str(value).strip()
 
 
-def decode_file(path: Path, encoding: str) -> str:
-    """The file's text; undecodable bytes become lone surrogates that :func:`check_record` finds.
-
-    A leading byte-order mark is dropped: it is not part of the first column's name.
+@contextlib.contextmanager
+def open_text(path: Path, encoding: str) -> Iterator[io.TextIOWrapper]:
+    """The file as a stream of text (never whole in memory); undecodable bytes become lone
+    surrogates that :func:`check_record` finds. A leading byte-order mark is dropped: it is not
+    part of the first column's name.
     """
     try:
-        text = path.read_bytes().decode(encoding, errors="surrogateescape")
+        codecs.lookup(encoding)
     except LookupError:
         raise DataError(f"data.encoding {encoding!r} is not a known codec; e.g. utf-8") from None
-    except UnicodeDecodeError as exc:  # bytes < 0x80 cannot be escaped (UTF-16 and the like)
-        msg = f"{path}: not readable as {encoding} ({exc.reason}); set data.encoding"
-        raise DataError(msg) from None
-    return text.removeprefix("\ufeff")
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"
+    with open(path, "rb") as raw:
+        stream = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
+        try:
+            yield stream
+        except UnicodeDecodeError as exc:  # bytes < 0x80 cannot be escaped (UTF-16 and the like)
+            msg = f"{path}: not readable as {encoding} ({exc.reason}); set data.encoding"
+            raise DataError(msg) from None
 
 
-def _line_records(text: str) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) without line endings; a final newline starts no line."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    for number, line in enumerate(lines, 1):
-        yield number, line.removesuffix("\r")
+def _line_records(stream: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) without line endings, read lazily."""
+    for number, line in enumerate(stream, 1):
+        yield number, line.rstrip("\r\n")
 
 
 def read_delimited(path: Path, cfg: TextTableData, sep: str) -> Iterator[TextRecord | Quarantined]:
     """CSV / TSV with a header row. Blank lines are not records; a row whose field count differs
     from the header's is quarantined (``malformed_row``).
     """
-    reader = csv.reader(io.StringIO(decode_file(path, cfg.encoding), newline=""), delimiter=sep)
-    rows = (r for r in reader if r)
-    try:
-        header = next(rows, None)
-        if header is None:
-            return
-        index = {name: column_index(header, name, path) for name in wanted_columns(cfg)}
-        for row, fields in enumerate(rows):
-            sample_id, origin = f"{path.stem}-{row:07d}", f"{path.name}[{row}]"
-            if len(fields) != len(header):
-                detail = f"{len(fields)} fields, the header has {len(header)}"
-                yield Quarantined(sample_id, "train", origin, "malformed_row", detail)
-                continue
-            yield check_record(cfg, sample_id, origin, *(fields[i] for i in index.values()))
-    except csv.Error as exc:  # e.g. a field over csv's size limit: name the line
-        raise DataError(f"{path}, line {reader.line_num}: {exc}") from None
+    with open_text(path, cfg.encoding) as stream:
+        reader = csv.reader(stream, delimiter=sep)
+        rows = (r for r in reader if r)
+        try:
+            header = next(rows, None)
+            if header is None:
+                return
+            index = {name: column_index(header, name, path) for name in wanted_columns(cfg)}
+            for row, fields in enumerate(rows):
+                sample_id, origin = f"{path.stem}-{row:07d}", f"{path.name}[{row}]"
+                if len(fields) != len(header):
+                    detail = f"{len(fields)} fields, the header has {len(header)}"
+                    yield Quarantined(sample_id, "train", origin, "malformed_row", detail)
+                    continue
+                yield check_record(cfg, sample_id, origin, *(fields[i] for i in index.values()))
+        except csv.Error as exc:  # e.g. a field over csv's size limit: name the line
+            raise DataError(f"{path}, line {reader.line_num}: {exc}") from None
 
 
 def read_jsonl(path: Path, cfg: TextTableData) -> Iterator[TextRecord | Quarantined]:
     """One JSON object per line; blank lines are not records, unparsable lines are quarantined."""
+    with open_text(path, cfg.encoding) as stream:
+        yield from _jsonl_records(path, cfg, stream)
+
+
+def _jsonl_records(
+    path: Path, cfg: TextTableData, stream: Iterable[str]
+) -> Iterator[TextRecord | Quarantined]:
     row = 0
-    for number, line in _line_records(decode_file(path, cfg.encoding)):
+    for number, line in _line_records(stream):
         if not line.strip():
             continue
         sample_id, origin = f"{path.stem}-{row:07d}", f"{path.name}[{row}]"
@@ -318,10 +332,11 @@ def read_parquet(
 
 def read_lines(path: Path, cfg: TextTableData) -> Iterator[TextRecord | Quarantined]:
     """``CLASS.txt``: every line is a text of class CLASS (blank lines are quarantined)."""
-    for number, line in _line_records(decode_file(path, cfg.encoding)):
-        yield check_record(
-            cfg, f"{path.stem}-{number:07d}", f"{path.name}:{number}", line, path.stem
-        )
+    with open_text(path, cfg.encoding) as stream:
+        for number, line in _line_records(stream):
+            yield check_record(
+                cfg, f"{path.stem}-{number:07d}", f"{path.name}:{number}", line, path.stem
+            )
 
 
 def wanted_columns(cfg: TextTableData) -> list[str]:
@@ -412,11 +427,12 @@ def split_records(
 class TextTableSource:
     """Text classification from tables or ``CLASS.txt`` files (see :class:`TextTableData`).
 
-    The whole table is read when the source opens (it must be, to learn the classes, split and
-    fit the tokenizer): classes are the sorted label names of all usable records; the split comes
-    from ``split_column`` or is stratified by ``split`` fractions; the tokenizer is fit on the
-    train split only, so val / test words unseen in training are out-of-vocabulary, as they would
-    be for new data. Records that cannot be used are reported once, in the train pass.
+    Streams: one pass over the files keeps only each usable record's class and split as small
+    integers (a stratified split needs every label); texts are read again to fit the tokenizer
+    on the train split only (val / test words unseen in training are out-of-vocabulary, as they
+    would be for new data) and again to emit each split's chunks. Classes are the sorted label
+    names of all usable records; the split comes from ``split_column`` or is stratified by
+    ``split`` fractions. Records that cannot be used are reported once, in the train pass.
     """
 
     def __init__(self, cfg: TextTableData) -> None:
@@ -424,42 +440,60 @@ class TextTableSource:
         self.format, self.files = find_files(cfg)
         if cfg.split_column and self.format == "lines":
             raise DataError("data.split_column needs a table format; CLASS.txt files have none")
-        records: list[TextRecord] = []
+        first_seen: dict[str, int] = {}
+        label_codes, split_codes = array("q"), array("b")
         self.quarantined: list[Quarantined] = []
-        for item in read_records(self.format, self.files, cfg):
+        for item in self._records():
             if isinstance(item, TextRecord):
-                records.append(item)
+                label_codes.append(first_seen.setdefault(item.label, len(first_seen)))
+                split_codes.append(SPLITS.index(item.split) if item.split else -1)
             else:
                 self.quarantined.append(item)
-        self.classes = tuple(sorted({r.label for r in records}))
+        self.classes = tuple(sorted(first_seen))
         self.class_index = {name: i for i, name in enumerate(self.classes)}
         if len(self.classes) == 1:
             raise DataError(
                 f"{cfg.path}: every usable record has label {self.classes[0]!r}; a classifier "
                 f"needs two or more classes (check data.label_column)"
             )
-        self.splits = self._split(records)
-        if records and not self.splits["train"]:
+        remap = np.array([self.class_index[name] for name in first_seen], dtype=np.int64)
+        labels = remap[np.frombuffer(label_codes, dtype=np.int64)] if label_codes else remap
+        self.assignment = self._assign(labels, np.frombuffer(split_codes, dtype=np.int8))
+        if len(labels) and not (self.assignment == 0).any():
             raise DataError(f"{cfg.path}: no usable record is in the train split")
         self.tokenizer = Tokenizer(
             cfg.tokenizer, cfg.lowercase, cfg.max_length, cfg.min_count, cfg.max_vocab
-        ).fit(r.text for r in self.splits["train"])
+        ).fit(r.text for r in self._usable("train"))
 
-    def _split(self, records: list[TextRecord]) -> dict[str, list[TextRecord]]:
+    def _records(self) -> Iterator[TextRecord | Quarantined]:
+        return read_records(self.format, self.files, self.cfg)
+
+    def _assign(self, labels: np.ndarray, named: np.ndarray) -> np.ndarray:
+        """Split index (0 train, 1 val, 2 test) of every usable record, in reading order."""
         if self.cfg.split_column:
-            return {s: [r for r in records if r.split == s] for s in SPLITS}
-        if not records:
-            return {s: [] for s in SPLITS}
-        labels = np.array([self.class_index[r.label] for r in records])
-        pools = split_records(labels, self.cfg.split, self.cfg.seed)
-        return {s: [records[i] for i in pools[s]] for s in SPLITS}
+            return named.copy()
+        assign = np.zeros(len(labels), dtype=np.int8)
+        if len(labels):
+            pools = split_records(labels, self.cfg.split, self.cfg.seed)
+            for k, split in enumerate(SPLITS):
+                assign[pools[split]] = k
+        return assign
+
+    def _usable(self, split: str) -> Iterator[TextRecord]:
+        """The usable records of ``split``, re-read from the files in their order."""
+        want, ordinal = SPLITS.index(split), 0
+        for item in self._records():
+            if isinstance(item, TextRecord):
+                if self.assignment[ordinal] == want:
+                    yield item
+                ordinal += 1
 
     def info(self) -> SourceInfo:
         # imported here: readers imports sources, whose last line imports the file readers, so
         # a module-level import would fail when this module is the first one loaded
 
         config = self.cfg.model_dump(mode="json")
-        n = sum(len(v) for v in self.splits.values())
+        n = len(self.assignment)
         return SourceInfo(
             name="text_table",
             description=f"text table {self.cfg.path} ({self.format}): {n} texts, "
@@ -473,14 +507,15 @@ class TextTableSource:
         )
 
     def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
-        records = self.splits[split]
-        bad = self.quarantined if split == "train" else []
-        if not records:
-            if bad:
-                yield self._chunk(split, [], bad)
-            return
-        for start in range(0, len(records), chunk_rows):
-            yield self._chunk(split, records[start : start + chunk_rows], bad if start == 0 else [])
+        pending = self.quarantined if split == "train" else []
+        batch: list[TextRecord] = []
+        for record in self._usable(split):
+            batch.append(record)
+            if len(batch) == chunk_rows:
+                yield self._chunk(split, batch, pending)
+                batch, pending = [], []
+        if batch or pending:
+            yield self._chunk(split, batch, pending)
 
     def _chunk(self, split: str, records: list[TextRecord], bad: list[Quarantined]) -> Chunk:
         texts = [r.text for r in records]
