@@ -39,3 +39,29 @@ def test_user_tracking_uri_wins_over_config(tmp_path: Path, monkeypatch) -> None
 def test_model_requirements_are_pinned_without_local_labels(dist: str) -> None:
     req = next(r for r in model_requirements() if r.startswith(dist + "=="))
     assert "+" not in req
+
+
+def test_quarantine_counts_and_file_reach_the_run(tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+
+    from crnn.config import MnistIdxData, PreprocessingConfig
+    from crnn.data.loader import load_manifest
+    from crnn.data.preprocess import preprocess
+    from crnn.tracking import log_dataset_inputs
+    from tests.data.test_readers import mnist_folder, write_idx
+
+    monkeypatch.setattr("crnn.tracking.runs.USER_TRACKING_URI", None)
+    monkeypatch.setattr("crnn.tracking.runs.USER_REGISTRY_URI", None)
+    folder = mnist_folder(tmp_path)
+    labels = np.arange(60) % 10
+    labels[:3] = 42
+    write_idx(folder / "train-labels-idx1-ubyte.gz", labels)
+    prep = PreprocessingConfig(augmentation={"copies": 0}, max_quarantine_fraction=1.0)
+    shards = preprocess(MnistIdxData(path=str(folder)), prep, tmp_path / "shards")
+    ctx = open_tracking(TrackingConfig(experiment="q"), tmp_path / "ws")
+    client = ctx.client()
+    run_id = client.create_run(ctx.experiment_id).info.run_id
+    log_dataset_inputs(ctx, run_id, shards.manifest_path, load_manifest(shards.manifest_path))
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["data_quarantined"] == 3 and metrics["data_quarantined_label_out_of_range"] == 3
+    assert "data/quarantine.parquet" in {a.path for a in client.list_artifacts(run_id, "data")}

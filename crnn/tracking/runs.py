@@ -141,15 +141,20 @@ def log_dataset_inputs(
     client.log_inputs(run_id, datasets=inputs)
     client.set_tag(run_id, "crnn.shard_digest", manifest.digest)
     client.log_artifact(run_id, str(manifest_path), "data")
-    quarantined = float(manifest.quarantine.get("total", 0))
-    client.log_batch(
-        run_id,
-        metrics=[
-            Metric(f"data_{split}_rows", float(c["rows"]), _now(), 0)
-            for split, c in manifest.splits.items()
-        ]
-        + [Metric("data_quarantined", quarantined, _now(), 0)],
-    )
+    quarantine = manifest.quarantine
+    if quarantine.get("file") and (manifest_path.parent / quarantine["file"]).is_file():
+        client.log_artifact(run_id, str(manifest_path.parent / quarantine["file"]), "data")
+    ts = _now()
+    metrics = [
+        Metric(f"data_{split}_rows", float(c["rows"]), ts, 0)
+        for split, c in manifest.splits.items()
+    ]
+    metrics.append(Metric("data_quarantined", float(quarantine.get("total", 0)), ts, 0))
+    metrics += [
+        Metric(f"data_quarantined_{reason}", float(n), ts, 0)
+        for reason, n in quarantine.get("by_reason", {}).items()
+    ]
+    client.log_batch(run_id, metrics=metrics)
 
 
 class MlflowCallback(TrainCallback):

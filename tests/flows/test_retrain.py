@@ -90,6 +90,11 @@ def test_retrain_flow_registers_gates_and_reuses_shards(prefect_harness, config_
         "sample_predictions.json",
     ):
         assert f"evaluation/{name}" in artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "data")} == {
+        "data/manifest.json",
+        "data/quarantine.parquet",
+    }
+    assert run.data.metrics["data_quarantined"] == 0.0
     assert {a.path for a in client.list_artifacts(run.info.run_id, "config")} == {
         "config/pipeline.yaml"
     }
