@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -264,7 +263,3 @@ def run_url_hint(ctx: TrackingContext) -> str:
 
 def _now() -> int:
     return int(time.time() * 1000)
-
-
-def run_metrics(ctx: TrackingContext, run_id: str) -> dict[str, Any]:
-    return dict(ctx.client().get_run(run_id).data.metrics)
