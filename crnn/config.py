@@ -335,6 +335,9 @@ class TrainingConfig(Frozen):
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     deterministic: bool = Field(False, description="Deterministic algorithms (slower).")
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="Also write the resumable last.pt every this many steps."
+    )
 
 
 class EvaluationConfig(Frozen):

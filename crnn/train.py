@@ -134,6 +134,81 @@ def build_scheduler(
     return None
 
 
+@dataclass
+class LoopState:
+    """Where training is: enough, with the optimizer / scheduler / RNG states, to resume exactly."""
+
+    epoch: int = 1  # the epoch in progress, 1-based
+    step: int = 0  # its batches already done
+    total: float = 0.0  # running sums of the epoch in progress
+    seen: int = 0
+    infeasible: int = 0
+    best: float = math.inf  # best signed score so far (lower is better)
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    shuffle_state: torch.Tensor | None = None  # the shuffling generator at the epoch's start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoopState:
+        return cls(**d)
+
+
+class Trainer:
+    """One training run: model, optimizer, schedule, shuffling and the loop state, resumable."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: TrainingConfig,
+        steps_per_epoch: int,
+        checkpoint_dir: Path,
+        checkpoint_meta: dict[str, Any],
+    ) -> None:
+        self.model, self.cfg, self.steps = model, cfg, steps_per_epoch
+        self.device = resolve_device(cfg.device)
+        model.to(self.device)
+        self.opt = build_optimizer(model, cfg)
+        self.sched = build_scheduler(self.opt, cfg, steps_per_epoch)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.loop = LoopState()
+        self.meta = checkpoint_meta
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.dir = checkpoint_dir
+        self.last_path, self.best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
+
+    def save_last(self, metrics: dict[str, float] | None = None) -> None:
+        """last.pt: weights, metadata and everything needed to continue from this exact step."""
+        resume = {
+            "loop": self.loop.to_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": None if self.sched is None else self.sched.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        done = len(self.loop.history)  # completed epochs
+        state = {**self.meta, "epoch": done, "metrics": metrics or {}, "resume": resume}
+        save_checkpoint(self.last_path, self.model, state)
+
+    def restore(self) -> bool:
+        """Continue from last.pt when it holds a resume state; False when there is none."""
+        if not self.last_path.is_file():
+            return False
+        ckpt = load_checkpoint(self.last_path)
+        if "resume" not in ckpt:
+            return False
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.opt.load_state_dict(ckpt["resume"]["optimizer"])
+        if self.sched is not None and ckpt["resume"]["scheduler"] is not None:
+            self.sched.load_state_dict(ckpt["resume"]["scheduler"])
+        torch.set_rng_state(ckpt["resume"]["torch_rng"])
+        self.loop = LoopState.from_dict(ckpt["resume"]["loop"])
+        return True
+
+
 def train(
     model: nn.Module,
     train_data: SplitData,
@@ -144,90 +219,109 @@ def train(
     head: str,
     charset: str = "",
     callbacks: Sequence[TrainCallback] = (),
+    resume: bool = False,
 ) -> TrainResult:
-    """Train ``model``; write ``last.pt`` every epoch and ``best.pt`` on improvement.
+    """Train ``model``; write ``last.pt`` (resumable) every epoch, and every
+    ``cfg.checkpoint_every_steps`` steps when set, and ``best.pt`` on improvement.
 
     Args:
         checkpoint_meta: what a checkpoint carries besides weights (model spec, preprocessing).
         head: "ctc" or "classification"; ``charset`` decodes CTC outputs for validation.
+        resume: continue from ``checkpoint_dir/last.pt`` when it exists: same weights, optimizer,
+            schedule, RNG and data position, so the result equals an uninterrupted run.
     Returns:
         where the checkpoints are, the best epoch and score, and the per-epoch history.
     """
     seed_everything(cfg.seed, cfg.deterministic)
-    device = resolve_device(cfg.device)
-    model.to(device)
     steps = math.ceil(len(train_data) / cfg.batch_size)
-    opt = build_optimizer(model, cfg)
-    sched = build_scheduler(opt, cfg, steps)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    es = cfg.early_stopping
+    trainer = Trainer(model, cfg, steps, checkpoint_dir, checkpoint_meta)
+    resumed = resume and trainer.restore()
+    loop, es = trainer.loop, cfg.early_stopping
     assert es.monitor and es.mode, "PipelineConfig resolves the early-stopping monitor"
     sign = 1.0 if es.mode == "min" else -1.0
-    best, best_epoch, bad_epochs, history = math.inf, 0, 0, []
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
     started = time.perf_counter()
     for cb in callbacks:
         cb.on_train_start(cfg.epochs, steps)
 
-    epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        total, seen, infeasible = 0.0, 0, 0
-        for step, batch in enumerate(iterate_batches(train_data, cfg.batch_size, True, gen), 1):
-            batch = batch.to(device)
-            loss, bad = compute_loss(model(batch.inputs), batch, head)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            if sched is not None:
-                sched.step()
-            n = len(batch.index)
-            loss_value = float(loss.detach())
-            total, seen, infeasible = total + loss_value * n, seen + n, infeasible + bad
-            for cb in callbacks:
-                cb.on_batch_end(epoch, step, loss_value)
-        metrics = {"train_loss": total / seen, "lr": opt.param_groups[0]["lr"]}
+    while loop.epoch <= cfg.epochs and not loop.stopped:
+        if resumed and loop.shuffle_state is not None:
+            trainer.gen.set_state(loop.shuffle_state)  # the same permutation as before
+        else:
+            loop.shuffle_state = trainer.gen.get_state()
+        resumed = False
+        run_epoch(trainer, train_data, head, callbacks)
+        metrics = {
+            "train_loss": loop.total / max(loop.seen, 1),
+            "lr": trainer.opt.param_groups[0]["lr"],
+        }
         if head == "ctc":
-            metrics["train_ctc_infeasible"] = float(infeasible)
-        metrics.update(validate(model, val_data, cfg.batch_size, head, charset, device))
+            metrics["train_ctc_infeasible"] = float(loop.infeasible)
+        metrics.update(validate(model, val_data, cfg.batch_size, head, charset, trainer.device))
         if es.monitor not in metrics:
             raise ValueError(
                 f"training.early_stopping.monitor {es.monitor!r} is not a validation metric; "
                 f"known: {', '.join(sorted(k for k in metrics if k.startswith('val_')))}"
             )
-        history.append({"epoch": float(epoch), **metrics})
+        loop.history.append({"epoch": float(loop.epoch), **metrics})
         score = sign * metrics[es.monitor]
-        improved = score < best - es.min_delta
-        state = {**checkpoint_meta, "epoch": epoch, "metrics": metrics}
-        save_checkpoint(last_path, model, state)
-        atomic_write_text(checkpoint_dir / "history.json", json.dumps(history, indent=1))
-        if improved:
-            best, best_epoch, bad_epochs = score, epoch, 0
-            save_checkpoint(best_path, model, state)
+        if score < loop.best - es.min_delta:
+            loop.best, loop.best_epoch, loop.bad_epochs = score, loop.epoch, 0
+            state = {**checkpoint_meta, "epoch": loop.epoch, "metrics": metrics}
+            save_checkpoint(trainer.best_path, model, state)
         else:
-            bad_epochs += 1
+            loop.bad_epochs += 1
+        loop.stopped = loop.bad_epochs >= es.patience
+        epoch = loop.epoch
+        loop.epoch, loop.step, loop.total, loop.seen, loop.infeasible = epoch + 1, 0, 0.0, 0, 0
+        loop.shuffle_state = trainer.gen.get_state()
+        trainer.save_last(metrics)
+        atomic_write_text(checkpoint_dir / "history.json", json.dumps(loop.history, indent=1))
         for cb in callbacks:
             cb.on_epoch_end(epoch, metrics)
-        if bad_epochs >= es.patience:
-            break
 
     result = TrainResult(
-        best_checkpoint=best_path,
-        last_checkpoint=last_path,
-        best_epoch=best_epoch,
-        best_score=sign * best,
+        best_checkpoint=trainer.best_path,
+        last_checkpoint=trainer.last_path,
+        best_epoch=loop.best_epoch,
+        best_score=sign * loop.best,
         monitor=es.monitor,
-        epochs_run=epoch,
-        stopped_early=epoch < cfg.epochs,
+        epochs_run=len(loop.history),
+        stopped_early=len(loop.history) < cfg.epochs,
         seconds=time.perf_counter() - started,
-        history=history,
+        history=loop.history,
     )
     for cb in callbacks:
         cb.on_train_end(result)
     return result
+
+
+def run_epoch(
+    trainer: Trainer, data: SplitData, head: str, callbacks: Sequence[TrainCallback]
+) -> None:
+    """The rest of the epoch in progress: batches already done (after a resume) are skipped."""
+    cfg, loop, model = trainer.cfg, trainer.loop, trainer.model
+    model.train()
+    done = loop.step
+    for step, batch in enumerate(iterate_batches(data, cfg.batch_size, True, trainer.gen), 1):
+        if step <= done:
+            continue
+        batch = batch.to(trainer.device)
+        loss, bad = compute_loss(model(batch.inputs), batch, head)
+        trainer.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        trainer.opt.step()
+        if trainer.sched is not None:
+            trainer.sched.step()
+        n, loss_value = len(batch.index), float(loss.detach())
+        loop.step, loop.total = step, loop.total + loss_value * n
+        loop.seen, loop.infeasible = loop.seen + n, loop.infeasible + bad
+        every = cfg.checkpoint_every_steps
+        if every and step % every == 0 and step < trainer.steps:
+            trainer.save_last()
+        for cb in callbacks:
+            cb.on_batch_end(loop.epoch, step, loss_value)
 
 
 @torch.no_grad()
@@ -289,10 +383,12 @@ def train_on_shards(
     cfg: TrainingConfig,
     checkpoint_dir: Path,
     callbacks: Sequence[TrainCallback] = (),
+    resume: bool = False,
 ) -> TrainResult:
     """Build the configured model for a shard set and train it on its train / val splits.
 
-    Seeds before building the model, so the initial weights are reproducible too.
+    Seeds before building the model, so the initial weights are reproducible too; with
+    ``resume``, continues from ``checkpoint_dir/last.pt`` (see :func:`train`).
     """
     manifest = load_manifest(manifest_path)
     kwargs = model_kwargs(model_cfg, manifest.features)
@@ -311,6 +407,7 @@ def train_on_shards(
         head=model_cfg.head,
         charset=manifest.target.get("charset", ""),
         callbacks=callbacks,
+        resume=resume,
     )
 
 

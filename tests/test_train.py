@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from crnn.data.loader import load_manifest, load_split
@@ -133,3 +134,61 @@ def test_svc_baseline_scores_the_same_test_split(tmp_path) -> None:
     assert metrics["baseline_svc_test_accuracy"] > 0.95  # an RBF SVC on sklearn digits: ~0.99
     train = load_split(shards.manifest_path, "train")
     assert int((train.aug == 0).sum()) * 2 == len(train)  # augmented copies are excluded
+
+
+class Interrupted(Exception):
+    pass
+
+
+class KillAt(TrainCallback):
+    """Stands in for a killed process: stops training at (epoch, step)."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.at = (epoch, step)
+
+    def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        if (epoch, step) == self.at:
+            raise Interrupted
+
+
+def test_interrupted_and_resumed_training_equals_uninterrupted(tiny_config, tmp_path) -> None:
+    """Kill mid-epoch, resume from last.pt: same final weights and metrics, bit for bit (CPU)."""
+    from crnn.train import train_on_shards
+
+    _, cfg = tiny_config
+    shards = preprocess(cfg.data, cfg.preprocessing, tmp_path / "shards")
+    training = cfg.training.model_copy(
+        update={"epochs": 3, "checkpoint_every_steps": 4, "deterministic": True}
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: reductions in a fixed order
+    try:
+        straight = train_on_shards(shards.manifest_path, cfg.model, training, tmp_path / "a")
+        with pytest.raises(Interrupted):  # 12 steps an epoch: dies at epoch 2, step 7
+            train_on_shards(
+                shards.manifest_path, cfg.model, training, tmp_path / "b", [KillAt(2, 7)]
+            )
+        partial = load_checkpoint(tmp_path / "b" / "last.pt")
+        assert (partial["resume"]["loop"]["epoch"], partial["resume"]["loop"]["step"]) == (2, 4)
+        resumed = train_on_shards(
+            shards.manifest_path, cfg.model, training, tmp_path / "b", resume=True
+        )
+    finally:
+        torch.set_num_threads(before)
+    a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert resumed.history == straight.history and resumed.best_epoch == straight.best_epoch
+    assert len(resumed.history) == 3 and b["epoch"] == 3
+
+
+def test_resume_without_a_checkpoint_starts_fresh(tiny_config, tmp_path) -> None:
+    from crnn.train import train_on_shards
+
+    _, cfg = tiny_config
+    shards = preprocess(cfg.data, cfg.preprocessing, tmp_path / "shards")
+    result = train_on_shards(
+        shards.manifest_path, cfg.model, cfg.training, tmp_path / "c", resume=True
+    )
+    assert len(result.history) == cfg.training.epochs
