@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a key of the pipeline, e.g. --set training.epochs=1 (repeatable)",
     )
     run.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run of this same config from its last checkpoint",
+    )
     run.set_defaults(handler=cmd_run)
 
     lst = sub.add_parser("list", help="list pipelines and registered architectures")
@@ -89,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config_path=str(args.config),
         overrides=list(args.overrides),
         progress=not args.json,
+        resume=args.resume,
     )
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
@@ -143,7 +149,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_row("gate", f"{reg['decision']}: {reg['reason']}")
     table.add_row("champion", f"version {reg['champion_version']}")
     ml = summary["mlflow"]
-    table.add_row("mlflow run", f"{ml['run_id']} in experiment {ml['experiment']}")
+    resumed = " (resumed)" if ml.get("resumed") else ""
+    table.add_row("mlflow run", f"{ml['run_id']} in experiment {ml['experiment']}{resumed}")
     table.add_row("workspace", summary["workspace"])
     console.print(table)
     console.print(f"Open the MLflow UI: [bold]{ml['ui']}[/bold]  (then http://127.0.0.1:5000)")

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from crnn.config import PipelineConfig, load_pipeline
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import ShardSet, preprocess
+from crnn.errors import UserError
 from crnn.evaluate import EvalReport, evaluate_checkpoint
 from crnn.train import TrainCallback, TrainResult, train_on_shards
 from crnn.workspace import Workspace, resolve_workspace
@@ -38,6 +39,7 @@ class TrackingRef:
     experiment_id: str
     experiment_name: str
     run_id: str
+    resumed: bool = False
 
 
 @task(name="preprocess", cache_policy=NO_CACHE)
@@ -49,10 +51,24 @@ def preprocess_task(cfg: PipelineConfig, workspace: Workspace) -> ShardSet:
 @task(
     name="start-run", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS
 )
-def start_run_task(cfg: PipelineConfig, workspace: Workspace, config_text: str) -> TrackingRef:
+def start_run_task(
+    cfg: PipelineConfig, workspace: Workspace, config_text: str, resume: bool = False
+) -> TrackingRef:
+    """A new MLflow run; with ``resume``, the interrupted run of this same config instead."""
     from crnn.tracking import open_tracking, start_run
+    from crnn.tracking.runs import find_resumable_run, reopen_run
 
     ctx = open_tracking(cfg.tracking, workspace.root)
+    if resume:
+        run_id = find_resumable_run(ctx, cfg.name, config_text)
+        last = workspace.run_dir(run_id) / "checkpoints" / "last.pt" if run_id else None
+        if run_id is None or last is None or not last.is_file():
+            raise UserError(
+                f"pipeline {cfg.name!r}: no interrupted run with this config and a checkpoint "
+                f"to resume in {workspace.root}; run without --resume"
+            )
+        reopen_run(ctx, run_id)
+        return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id, True)
     run_id = start_run(ctx, cfg, config_text)
     return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id)
 
@@ -89,6 +105,7 @@ def train_task(
         cfg.training,
         workspace.run_dir(ref.run_id) / "checkpoints",
         callbacks,
+        resume=ref.resumed,
     )
 
 
@@ -163,18 +180,24 @@ def retrain(
     config_path: str = "pipelines.yaml",
     overrides: list[str] | None = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Retrain one named pipeline end to end; returns a JSON-able summary."""
+    """Retrain one named pipeline end to end; returns a JSON-able summary.
+
+    With ``resume``, an interrupted run of the same config continues from its last checkpoint,
+    in the same MLflow run.
+    """
     config_file, cfg = load_pipeline(config_path, pipeline, overrides or ())
     name = cfg.name
     workspace = resolve_workspace(config_file.workspace, Path(config_path))
     config_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
     shards = preprocess_task(cfg, workspace)
-    ref = start_run_task(cfg, workspace, config_text)
+    ref = start_run_task(cfg, workspace, config_text, resume)
     ok = False
     try:
-        log_datasets_task(ref, shards)
+        if not ref.resumed:  # a resumed run has its dataset inputs already
+            log_datasets_task(ref, shards)
         trained = train_task(cfg, shards, ref, workspace, progress)
         report = evaluate_task(cfg, shards, trained, ref, workspace)
         registration = register_task(cfg, shards, trained, report, ref)
@@ -204,6 +227,7 @@ def retrain(
             "tracking_uri": ref.tracking_uri,
             "experiment": ref.experiment_name,
             "run_id": ref.run_id,
+            "resumed": ref.resumed,
             "ui": run_url_hint(_ctx(ref)),
         },
         "registry": registration,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import time
@@ -109,6 +110,7 @@ def start_run(ctx: TrackingContext, cfg: PipelineConfig, config_text: str) -> st
             "crnn.version": crnn.__version__,
             "mlflow.source.git.commit": git_commit(),
             "mlflow.note.content": cfg.description,
+            "crnn.config_digest": config_digest(config_text),
         },
     )
     run_id: str = run.info.run_id
@@ -119,6 +121,28 @@ def start_run(ctx: TrackingContext, cfg: PipelineConfig, config_text: str) -> st
         client.log_batch(run_id, params=params[i : i + MLFLOW_BATCH])
     client.log_text(run_id, config_text, "config/pipeline.yaml")
     return run_id
+
+
+def config_digest(config_text: str) -> str:
+    """Names a resolved pipeline config: a run is resumed only under the same one."""
+    return hashlib.sha256(config_text.encode()).hexdigest()[:16]
+
+
+def find_resumable_run(ctx: TrackingContext, pipeline: str, config_text: str) -> str | None:
+    """The latest run of ``pipeline`` with this exact config that did not finish, if any."""
+    runs = ctx.client().search_runs(
+        [ctx.experiment_id],
+        filter_string=f"tags.pipeline = '{pipeline}' "
+        f"and tags.`crnn.config_digest` = '{config_digest(config_text)}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
+    unfinished = [r for r in runs if r.info.status != "FINISHED"]
+    return unfinished[0].info.run_id if unfinished else None
+
+
+def reopen_run(ctx: TrackingContext, run_id: str) -> None:
+    ctx.client().update_run(run_id, status="RUNNING")
 
 
 def log_dataset_inputs(

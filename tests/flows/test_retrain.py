@@ -200,3 +200,40 @@ def test_user_error_inside_a_task_is_one_line_without_traceback(
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'ws' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_interrupted_pipeline_resumes_in_the_same_mlflow_run(
+    prefect_harness, config_path: Path, monkeypatch
+) -> None:
+    import flows.retrain as retrain_module
+    from crnn.errors import UserError
+    from crnn.train import train_on_shards
+    from flows.retrain import retrain
+    from tests.test_train import Interrupted, KillAt
+
+    overrides = ["training.checkpoint_every_steps=10"]
+    with pytest.raises(UserError, match="no interrupted run with this config"):
+        retrain(config_path=str(config_path), overrides=overrides, progress=False, resume=True)
+
+    def killed_in_epoch_2(manifest, model_cfg, cfg, checkpoint_dir, callbacks=(), resume=False):
+        return train_on_shards(
+            manifest, model_cfg, cfg, checkpoint_dir, [*callbacks, KillAt(2, 25)], resume
+        )
+
+    monkeypatch.setattr(retrain_module, "train_on_shards", killed_in_epoch_2)
+    with pytest.raises(Interrupted):
+        retrain(config_path=str(config_path), overrides=overrides, progress=False)
+    monkeypatch.undo()
+
+    resumed = retrain(
+        config_path=str(config_path), overrides=overrides, progress=False, resume=True
+    )
+    client = _mlflow_client(resumed)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert len(runs) == 1  # the refused resume created none; the crashed run was reused
+    run = client.get_run(resumed["mlflow"]["run_id"])
+    assert resumed["mlflow"]["resumed"] and run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4]  # each epoch logged once
+    assert resumed["training"]["epochs_run"] == 4
+    assert len(run.inputs.dataset_inputs) == 3  # logged once, by the first attempt
