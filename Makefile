@@ -23,7 +23,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python bench/preprocess_memory.py
+	$(BIN)/python bench/preprocess_memory.py; status=$$?; \
+	$(BIN)/python bench/score_bench.py; \
+	$(BIN)/python bench/train_bench.py && exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check crnn flows tests

@@ -57,6 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
+    sc = sub.add_parser("score", help="score new data with a registered model (batch job)")
+    sc.add_argument("model", help="NAME@ALIAS (e.g. crnn-digit-strings@champion) or NAME/VERSION")
+    src = sc.add_mutually_exclusive_group()
+    src.add_argument(
+        "--input",
+        help="new data in the model's source format (a folder or a table); "
+        "default: the source's own data, for embedded sources",
+    )
+    src.add_argument("--shards", help="an existing shard set (its folder or manifest.json)")
+    sc.add_argument("--out", required=True, help="output folder (Parquet parts; re-run resumes)")
+    sc.add_argument("--chunk-rows", type=int, default=4096, help="rows per output part [4096]")
+    sc.add_argument("--batch-size", type=int, default=256)
+    sc.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    sc.set_defaults(handler=cmd_score)
+
+    promote = sub.add_parser("promote", help="make a registered model version the champion")
+    promote.add_argument("name", help="registered model, e.g. crnn-digit-strings")
+    promote.add_argument("version")
+    promote.add_argument("--reason", required=True, help="why (recorded with who and when)")
+    promote.set_defaults(handler=cmd_promote)
+
+    rollback = sub.add_parser("rollback", help="move champion back to the version it replaced")
+    rollback.add_argument("name", help="registered model, e.g. crnn-digit-strings")
+    rollback.add_argument("--reason", required=True, help="why (recorded with who and when)")
+    rollback.set_defaults(handler=cmd_rollback)
+
     lst = sub.add_parser("list", help="list pipelines and registered architectures")
     lst.set_defaults(handler=cmd_list)
 
@@ -100,6 +126,73 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print_summary(summary)
+    return 0
+
+
+def _registry_context(args: argparse.Namespace) -> Any:
+    """The MLflow store of the pipelines file's workspace (MLFLOW_TRACKING_URI wins)."""
+    from crnn.config import load_pipeline
+    from crnn.tracking import open_tracking
+    from crnn.workspace import resolve_workspace
+
+    config_file, cfg = load_pipeline(args.config, None, ())
+    workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    return open_tracking(cfg.tracking, workspace.root)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from crnn.config import load_pipeline
+    from crnn.tracking.runs import resolve_tracking_uri
+    from crnn.workspace import resolve_workspace
+
+    config_file, cfg = load_pipeline(args.config, None, ())
+    workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    for given in (args.input, args.shards):
+        if given and not Path(given).expanduser().exists():
+            raise UserError(f"{given}: no such file or folder")
+    from flows.local import prepare_local_prefect, quiet_user_errors
+
+    prepare_local_prefect(workspace.root)
+    from flows.score import score_flow
+
+    quiet_user_errors()
+    summary = score_flow(
+        model=args.model,
+        out=str(Path(args.out).expanduser().resolve()),
+        tracking_uri=resolve_tracking_uri(cfg.tracking, workspace.root),
+        workspace=str(workspace.root),
+        input_path=str(Path(args.input).expanduser()) if args.input else None,
+        shards=args.shards,
+        chunk_rows=args.chunk_rows,
+        batch_size=args.batch_size,
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    m = summary["model"]
+    print(
+        f"scored {summary['rows_scored']} of {summary['rows_in']} rows with {m['name']} version "
+        f"{m['version']} ({summary['rows_per_s']:.0f} rows/s; {summary['chunks_skipped']} parts "
+        f"already done); quarantined {summary['rows_quarantined']} "
+        f"{summary['quarantined_by_reason'] or ''}\noutput: {summary['output']}  "
+        f"mlflow run: {summary['mlflow_run_id']} (experiment scoring)"
+    )
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from crnn.tracking.registry import promote
+
+    previous = promote(_registry_context(args), args.name, args.version, args.reason)
+    print(f"{args.name}: champion is version {args.version} (was {previous or 'none'})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from crnn.tracking.registry import rollback
+
+    was, now = rollback(_registry_context(args), args.name, args.reason)
+    print(f"{args.name}: champion rolled back from version {was} to version {now}")
     return 0
 
 

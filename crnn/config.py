@@ -320,6 +320,19 @@ class EarlyStoppingConfig(Frozen):
     min_delta: float = Field(0.0, ge=0)
 
 
+class LoaderConfig(Frozen):
+    workers: int = Field(
+        2, ge=0, le=64, description="Processes that read and shuffle shards; 0: the trainer's own."
+    )
+    window_rows: int = Field(
+        8192, ge=1, description="Rows shuffled together (a few shards); bounds loader memory."
+    )
+    prefetch: int = Field(2, ge=1, le=16, description="Windows each worker reads ahead.")
+    pin_memory: bool = Field(
+        True, description="Page-locked batches for asynchronous copies to a GPU (CUDA only)."
+    )
+
+
 class TrainingConfig(Frozen):
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1)
@@ -338,6 +351,27 @@ class TrainingConfig(Frozen):
     checkpoint_every_steps: int | None = Field(
         None, ge=1, description="Also write the resumable last.pt every this many steps."
     )
+    loader: LoaderConfig = Field(default_factory=LoaderConfig)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="Mixed precision. auto: bf16 on GPUs that have it, else fp16 with a gradient "
+        "scaler; fp32 on CPU. The RNN falls back to fp32 where the stack has no low-precision RNN.",
+    )
+    channels_last: bool = Field(True, description="channels_last convolutions (CUDA only).")
+    cudnn_benchmark: bool = Field(
+        True, description="Let cuDNN pick the fastest kernels (off when deterministic)."
+    )
+    compile: bool = Field(False, description="torch.compile the convolutional front-end.")
+    devices: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Training processes on this machine (one per GPU); >1 launches torchrun "
+        "with DistributedDataParallel (gloo on CPU).",
+    )
+    log_every_steps: int = Field(
+        50, ge=1, description="Read the loss back from the device (progress, logs) this often."
+    )
 
 
 class EvaluationConfig(Frozen):
@@ -354,6 +388,9 @@ class RegistryConfig(Frozen):
     )
     direction: Literal["maximize", "minimize"] = "maximize"
     min_delta: float = Field(0.0, ge=0, description="Required improvement over the champion.")
+    min_relative: float = Field(
+        0.0, ge=0, description="Required relative improvement (0.01: 1 % of the champion's score)."
+    )
 
 
 class TrackingConfig(Frozen):
@@ -362,6 +399,11 @@ class TrackingConfig(Frozen):
         None,
         description="MLflow tracking URI; default a SQLite store in the workspace. "
         "MLFLOW_TRACKING_URI overrides it.",
+    )
+    system_metrics_interval: float | None = Field(
+        10.0,
+        gt=0,
+        description="Seconds between CPU / memory / GPU samples while training; null: off.",
     )
 
 

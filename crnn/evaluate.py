@@ -114,6 +114,7 @@ class EvalReport:
     artifacts: list[Path] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)  # rows of the sample table
     sample_images: np.ndarray | None = None  # (N, H, W) inputs of those rows, source units
+    seconds: float = 0.0  # to score, report and plot
 
 
 def evaluate_checkpoint(

@@ -15,13 +15,19 @@ class GateDecision:
 
 
 def decide_promotion(
-    challenger: float, champion: float | None, direction: str, min_delta: float
+    challenger: float,
+    champion: float | None,
+    direction: str,
+    min_delta: float,
+    min_relative: float = 0.0,
 ) -> GateDecision:
-    """Promote when there is no champion yet, or the challenger beats it by more than ``min_delta``.
+    """Promote when there is no champion yet, or the challenger beats it by more than ``min_delta``
+    and by more than ``min_relative`` times the champion's score.
 
     Args:
         direction: "maximize" (higher is better) or "minimize".
-        min_delta: the improvement the challenger must exceed; a tie never promotes.
+        min_delta: the absolute improvement the challenger must exceed; a tie never promotes.
+        min_relative: the relative improvement it must exceed (0.01: 1 %).
     """
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be maximize or minimize, got {direction!r}")
@@ -30,13 +36,14 @@ def decide_promotion(
     if champion is None or not math.isfinite(champion):
         return GateDecision(True, challenger, champion, "no champion yet: first version promoted")
     gain = challenger - champion if direction == "maximize" else champion - challenger
-    if gain > min_delta:
+    needed = max(min_delta, min_relative * abs(champion))
+    if gain > needed and gain > min_delta:
         return GateDecision(
-            True, challenger, champion, f"beats champion by {gain:+.4f} (> {min_delta:g})"
+            True, challenger, champion, f"beats champion by {gain:+.4f} (> {needed:g})"
         )
     return GateDecision(
         False,
         challenger,
         champion,
-        f"improvement {gain:+.4f} is not > {min_delta:g}: kept champion",
+        f"improvement {gain:+.4f} is not > {needed:g}: kept champion",
     )

@@ -20,14 +20,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from crnn import distributed as dist
 from crnn.atomic import atomic_path, atomic_write_text
 from crnn.config import ModelConfig, TrainingConfig
-from crnn.data.loader import Batch, SplitData, iterate_batches, load_manifest, load_split
+from crnn.data.loader import (
+    Batch,
+    ShardLoader,
+    SplitData,
+    iterate_batches,
+    load_manifest,
+    load_split,
+)
 from crnn.data.shards import Manifest
 from crnn.data.sources import TargetSpec
 from crnn.errors import ConfigError
 from crnn.evaluate import sequence_metrics
 from crnn.models import create_model, model_kwargs
+from crnn.models.crnn import RecurrentHead
 from crnn.models.decoding import ctc_greedy_decode
 
 CHECKPOINT_VERSION = 1
@@ -56,6 +65,35 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    setup: dict[str, str] = field(default_factory=dict)  # device, precision, what the RNN ran in
+    callback_seconds: float = 0.0  # of ``seconds``, spent in callbacks (logging, progress)
+
+
+class TimedCallbacks(TrainCallback):
+    """Calls the callbacks in order and adds up the time they take."""
+
+    def __init__(self, callbacks: Sequence[TrainCallback]) -> None:
+        self.callbacks, self.seconds = list(callbacks), 0.0
+
+    def _each(self, hook: str, *args: Any) -> None:
+        started = time.perf_counter()
+        try:
+            for cb in self.callbacks:
+                getattr(cb, hook)(*args)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def on_train_start(self, epochs: int, steps_per_epoch: int) -> None:
+        self._each("on_train_start", epochs, steps_per_epoch)
+
+    def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        self._each("on_batch_end", epoch, step, loss)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self._each("on_epoch_end", epoch, metrics)
+
+    def on_train_end(self, result: TrainResult) -> None:
+        self._each("on_train_end", result)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -72,6 +110,17 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def resolve_precision(spec: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32."""
+    if spec == "fp32" or (spec == "auto" and device.type != "cuda"):
+        return None
+    if spec == "fp16" and device.type != "cuda":
+        raise ConfigError("training.precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    if spec == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[spec]
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -80,11 +129,17 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def compute_loss(model_out: torch.Tensor, batch: Batch, head: str) -> tuple[torch.Tensor, int]:
-    """Mean loss of a batch and, for CTC, how many samples cannot be aligned (their loss is 0)."""
+def compute_loss(
+    model_out: torch.Tensor, batch: Batch, head: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss of a batch and, for CTC, how many samples cannot be aligned (their loss is 0).
+
+    Both stay on the device: reading them back would stall the GPU every step.
+    """
     if head == "classification":
         assert batch.labels is not None
-        return F.cross_entropy(model_out, batch.labels), 0
+        loss = F.cross_entropy(model_out.float(), batch.labels)
+        return loss, torch.zeros((), dtype=torch.long, device=loss.device)
     assert batch.targets is not None and batch.target_lengths is not None
     b, t, _ = model_out.shape
     log_probs = model_out.float().log_softmax(-1).transpose(0, 1)  # (T, B, K), CTC wants fp32
@@ -101,12 +156,14 @@ def compute_loss(model_out: torch.Tensor, batch: Batch, head: str) -> tuple[torc
     return loss, infeasible_ctc_samples(batch.targets, batch.target_lengths, t)
 
 
-def infeasible_ctc_samples(targets: torch.Tensor, lengths: torch.Tensor, frames: int) -> int:
+def infeasible_ctc_samples(
+    targets: torch.Tensor, lengths: torch.Tensor, frames: int
+) -> torch.Tensor:
     """Samples whose target needs more frames than ``frames`` (length + repeated neighbours)."""
     pos = torch.arange(targets.shape[1], device=targets.device)
     valid = pos[None, :] < lengths[:, None]
     repeats = ((targets[:, 1:] == targets[:, :-1]) & valid[:, 1:]).sum(dim=1)
-    return int(((lengths + repeats) > frames).sum())
+    return ((lengths + repeats) > frames).sum()
 
 
 def build_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
@@ -136,11 +193,13 @@ def build_scheduler(
 
 @dataclass
 class LoopState:
-    """Where training is: enough, with the optimizer / scheduler / RNG states, to resume exactly."""
+    """Where training is: enough, with the optimizer / scheduler / scaler / RNG states, to resume
+    exactly. The data position is (epoch, step): the loader's order is a function of the seed and
+    the epoch."""
 
     epoch: int = 1  # the epoch in progress, 1-based
     step: int = 0  # its batches already done
-    total: float = 0.0  # running sums of the epoch in progress
+    total: float = 0.0  # running sums of the epoch in progress (this rank)
     seen: int = 0
     infeasible: int = 0
     best: float = math.inf  # best signed score so far (lower is better)
@@ -148,18 +207,18 @@ class LoopState:
     bad_epochs: int = 0
     stopped: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
-    shuffle_state: torch.Tensor | None = None  # the shuffling generator at the epoch's start
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LoopState:
-        return cls(**d)
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class Trainer:
-    """One training run: model, optimizer, schedule, shuffling and the loop state, resumable."""
+    """One training run: model (DDP-wrapped under torchrun), optimizer, schedule, mixed precision
+    and the loop state, resumable. Only rank 0 writes checkpoints."""
 
     def __init__(
         self,
@@ -170,28 +229,65 @@ class Trainer:
         checkpoint_meta: dict[str, Any],
     ) -> None:
         self.model, self.cfg, self.steps = model, cfg, steps_per_epoch
-        self.device = resolve_device(cfg.device)
-        model.to(self.device)
+        self.device = dist.device() or resolve_device(cfg.device)
+        self.amp_dtype = resolve_precision(cfg.precision, self.device)
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark and not cfg.deterministic
+        self.memory_format = torch.channels_last if cuda and cfg.channels_last else None
+        model.to(self.device, memory_format=self.memory_format or torch.preserve_format)
+        self.rnn_dtype = configure_rnn_precision(model, self.device, self.amp_dtype)
+        if cfg.compile:
+            for name in ("features", "frame_encoder"):  # the conv front-end; RNNs break graphs
+                if isinstance(getattr(model, name, None), nn.Module):
+                    getattr(model, name).compile()
+        self.net: nn.Module = dist.wrap(model, self.device)
         self.opt = build_optimizer(model, cfg)
         self.sched = build_scheduler(self.opt, cfg, steps_per_epoch)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.loop = LoopState()
         self.meta = checkpoint_meta
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.dir = checkpoint_dir
         self.last_path, self.best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
+        if dist.is_main():
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def setup(self) -> dict[str, str]:
+        return {
+            "device": str(self.device),
+            "world_size": str(dist.world_size()),
+            "autocast": "off" if self.amp_dtype is None else str(self.amp_dtype).split(".")[-1],
+            "rnn_dtype": self.rnn_dtype,
+            "channels_last": str(self.memory_format is not None).lower(),
+            "grad_scaler": str(self.scaler.is_enabled()).lower(),
+        }
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=bool(self.amp_dtype)
+        )
 
     def save_last(self, metrics: dict[str, float] | None = None) -> None:
         """last.pt: weights, metadata and everything needed to continue from this exact step."""
+        if not dist.is_main():
+            return
         resume = {
             "loop": self.loop.to_dict(),
             "optimizer": self.opt.state_dict(),
             "scheduler": None if self.sched is None else self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
         done = len(self.loop.history)  # completed epochs
         state = {**self.meta, "epoch": done, "metrics": metrics or {}, "resume": resume}
         save_checkpoint(self.last_path, self.model, state)
+
+    def save_best(self, epoch: int, metrics: dict[str, float]) -> None:
+        if dist.is_main():
+            save_checkpoint(
+                self.best_path, self.model, {**self.meta, "epoch": epoch, "metrics": metrics}
+            )
 
     def restore(self) -> bool:
         """Continue from last.pt when it holds a resume state; False when there is none."""
@@ -204,14 +300,38 @@ class Trainer:
         self.opt.load_state_dict(ckpt["resume"]["optimizer"])
         if self.sched is not None and ckpt["resume"]["scheduler"] is not None:
             self.sched.load_state_dict(ckpt["resume"]["scheduler"])
+        if ckpt["resume"].get("scaler"):
+            self.scaler.load_state_dict(ckpt["resume"]["scaler"])
         torch.set_rng_state(ckpt["resume"]["torch_rng"])
         self.loop = LoopState.from_dict(ckpt["resume"]["loop"])
         return True
 
 
+def configure_rnn_precision(
+    model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None
+) -> str:
+    """Run one tiny batch through each recurrent head under autocast: where the stack has no
+    low-precision RNN (cuDNN < 9.13 for bf16) it raises, and the heads then run in fp32.
+    Returns what the RNN really runs in."""
+    heads = [m for m in model.modules() if isinstance(m, RecurrentHead)]
+    if amp_dtype is None or not heads:
+        return "float32"
+    ran = "float32"
+    for head in heads:
+        rnn = head.rnn
+        probe = torch.zeros(2, 3, rnn.input_size, device=device)
+        try:
+            with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype):
+                ran = str(rnn(probe)[0].dtype).split(".")[-1]
+        except RuntimeError:
+            head.autocast_rnn = False
+            ran = "float32"
+    return ran
+
+
 def train(
     model: nn.Module,
-    train_data: SplitData,
+    train_data: ShardLoader,
     val_data: SplitData,
     cfg: TrainingConfig,
     checkpoint_dir: Path,
@@ -225,38 +345,43 @@ def train(
     ``cfg.checkpoint_every_steps`` steps when set, and ``best.pt`` on improvement.
 
     Args:
+        train_data: the training split's loader (shuffling, workers, this rank's share).
         checkpoint_meta: what a checkpoint carries besides weights (model spec, preprocessing).
         head: "ctc" or "classification"; ``charset`` decodes CTC outputs for validation.
+        callbacks: called on rank 0 only.
         resume: continue from ``checkpoint_dir/last.pt`` when it exists: same weights, optimizer,
-            schedule, RNG and data position, so the result equals an uninterrupted run.
+            schedule, scaler, RNG and data position, so the result equals an uninterrupted run.
     Returns:
         where the checkpoints are, the best epoch and score, and the per-epoch history.
     """
     seed_everything(cfg.seed, cfg.deterministic)
-    steps = math.ceil(len(train_data) / cfg.batch_size)
+    steps = len(train_data)
     trainer = Trainer(model, cfg, steps, checkpoint_dir, checkpoint_meta)
-    resumed = resume and trainer.restore()
+    if resume:
+        trainer.restore()
     loop, es = trainer.loop, cfg.early_stopping
     assert es.monitor and es.mode, "PipelineConfig resolves the early-stopping monitor"
     sign = 1.0 if es.mode == "min" else -1.0
+    hooks = TimedCallbacks(callbacks if dist.is_main() else ())
     started = time.perf_counter()
-    for cb in callbacks:
-        cb.on_train_start(cfg.epochs, steps)
+    hooks.on_train_start(cfg.epochs, steps)
 
     while loop.epoch <= cfg.epochs and not loop.stopped:
-        if resumed and loop.shuffle_state is not None:
-            trainer.gen.set_state(loop.shuffle_state)  # the same permutation as before
-        else:
-            loop.shuffle_state = trainer.gen.get_state()
-        resumed = False
-        run_epoch(trainer, train_data, head, callbacks)
+        epoch_started = time.perf_counter()
+        waited = run_epoch(trainer, train_data, head, hooks)
+        total, seen, infeasible = dist.sum_all([loop.total, loop.seen, loop.infeasible])
         metrics = {
-            "train_loss": loop.total / max(loop.seen, 1),
+            "train_loss": total / max(seen, 1),
+            "train_samples": seen,  # summed over ranks
+            # share of the epoch's wall time spent waiting for the next batch (rank 0)
+            "train_loader_wait": waited / max(time.perf_counter() - epoch_started, 1e-9),
             "lr": trainer.opt.param_groups[0]["lr"],
         }
         if head == "ctc":
-            metrics["train_ctc_infeasible"] = float(loop.infeasible)
-        metrics.update(validate(model, val_data, cfg.batch_size, head, charset, trainer.device))
+            metrics["train_ctc_infeasible"] = float(infeasible)
+        if dist.is_main():  # the whole val split on rank 0: exact metrics, then shared
+            metrics.update(validate(model, val_data, cfg.batch_size, head, charset, trainer))
+        metrics = dist.broadcast(metrics)
         if es.monitor not in metrics:
             raise ValueError(
                 f"training.early_stopping.monitor {es.monitor!r} is not a validation metric; "
@@ -266,18 +391,16 @@ def train(
         score = sign * metrics[es.monitor]
         if score < loop.best - es.min_delta:
             loop.best, loop.best_epoch, loop.bad_epochs = score, loop.epoch, 0
-            state = {**checkpoint_meta, "epoch": loop.epoch, "metrics": metrics}
-            save_checkpoint(trainer.best_path, model, state)
+            trainer.save_best(loop.epoch, metrics)
         else:
             loop.bad_epochs += 1
         loop.stopped = loop.bad_epochs >= es.patience
         epoch = loop.epoch
         loop.epoch, loop.step, loop.total, loop.seen, loop.infeasible = epoch + 1, 0, 0.0, 0, 0
-        loop.shuffle_state = trainer.gen.get_state()
         trainer.save_last(metrics)
-        atomic_write_text(checkpoint_dir / "history.json", json.dumps(loop.history, indent=1))
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, metrics)
+        if dist.is_main():
+            atomic_write_text(checkpoint_dir / "history.json", json.dumps(loop.history, indent=1))
+        hooks.on_epoch_end(epoch, metrics)
 
     result = TrainResult(
         best_checkpoint=trainer.best_path,
@@ -289,39 +412,68 @@ def train(
         stopped_early=len(loop.history) < cfg.epochs,
         seconds=time.perf_counter() - started,
         history=loop.history,
+        setup=trainer.setup,
     )
-    for cb in callbacks:
-        cb.on_train_end(result)
+    if dist.active():
+        result.setup["ranks_in_sync"] = str(dist.in_sync(model)).lower()
+    dist.barrier()  # rank 0's checkpoints are on disk before any rank returns
+    hooks.on_train_end(result)
+    result.callback_seconds = hooks.seconds
     return result
 
 
-def run_epoch(
-    trainer: Trainer, data: SplitData, head: str, callbacks: Sequence[TrainCallback]
-) -> None:
-    """The rest of the epoch in progress: batches already done (after a resume) are skipped."""
-    cfg, loop, model = trainer.cfg, trainer.loop, trainer.model
-    model.train()
-    done = loop.step
-    for step, batch in enumerate(iterate_batches(data, cfg.batch_size, True, trainer.gen), 1):
-        if step <= done:
-            continue
-        batch = batch.to(trainer.device)
-        loss, bad = compute_loss(model(batch.inputs), batch, head)
+def run_epoch(trainer: Trainer, data: ShardLoader, head: str, callbacks: TrainCallback) -> float:
+    """The rest of the epoch in progress: batches already done (after a resume) are skipped.
+
+    Nothing is read back from the device except every ``log_every_steps`` steps and at
+    checkpoints, so the host runs ahead of the GPU. Returns the seconds spent waiting for
+    batches from the loader.
+    """
+    cfg, loop, net = trainer.cfg, trainer.loop, trainer.net
+    net.train()
+    every_ckpt, every_log = cfg.checkpoint_every_steps, cfg.log_every_steps
+    loss_sum = torch.zeros((), device=trainer.device)
+    bad_sum = torch.zeros((), dtype=torch.long, device=trainer.device)
+    pending = 0  # samples since the last read-back
+    waited = 0.0
+    batches = data.batches(loop.epoch - 1, loop.step)
+    step = loop.step
+    while True:
+        asked = time.perf_counter()
+        batch = next(batches, None)
+        waited += time.perf_counter() - asked
+        if batch is None:
+            return waited
+        step += 1
+        batch = batch.to(trainer.device, trainer.memory_format)
+        with trainer.autocast():
+            out = net(batch.inputs)
+        loss, bad = compute_loss(out, batch, head)
         trainer.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        trainer.scaler.scale(loss).backward()
         if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        trainer.opt.step()
+            trainer.scaler.unscale_(trainer.opt)
+            nn.utils.clip_grad_norm_(trainer.model.parameters(), cfg.grad_clip)
+        trainer.scaler.step(trainer.opt)
+        trainer.scaler.update()
         if trainer.sched is not None:
             trainer.sched.step()
-        n, loss_value = len(batch.index), float(loss.detach())
-        loop.step, loop.total = step, loop.total + loss_value * n
-        loop.seen, loop.infeasible = loop.seen + n, loop.infeasible + bad
-        every = cfg.checkpoint_every_steps
-        if every and step % every == 0 and step < trainer.steps:
+        n = len(batch.index)
+        loss_sum += loss.detach().float() * n
+        bad_sum += bad
+        pending += n
+        checkpoint = bool(every_ckpt) and step % every_ckpt == 0 and step < trainer.steps
+        if step % every_log == 0 or step == trainer.steps or checkpoint:
+            window_loss = float(loss_sum)  # the one read-back
+            loop.total, loop.seen = loop.total + window_loss, loop.seen + pending
+            loop.infeasible += int(bad_sum)
+            callbacks.on_batch_end(loop.epoch, step, window_loss / pending)
+            loss_sum.zero_()
+            bad_sum.zero_()
+            pending = 0
+        loop.step = step
+        if checkpoint:
             trainer.save_last()
-        for cb in callbacks:
-            cb.on_batch_end(loop.epoch, step, loss_value)
 
 
 @torch.no_grad()
@@ -331,14 +483,15 @@ def validate(
     batch_size: int,
     head: str,
     charset: str,
-    device: torch.device,
+    trainer: Trainer,
 ) -> dict[str, float]:
     """val_loss plus val_cer / val_sequence_accuracy (ctc) or val_accuracy (classification)."""
     model.eval()
     total, preds, hits = 0.0, [], 0
     for batch in iterate_batches(data, batch_size, shuffle=False):
-        batch = batch.to(device)
-        out = model(batch.inputs)
+        batch = batch.to(trainer.device, trainer.memory_format)
+        with trainer.autocast():
+            out = model(batch.inputs).float()
         total += float(compute_loss(out, batch, head)[0]) * len(batch.index)
         if head == "ctc":
             preds += ["".join(charset[i - 1] for i in ids) for ids in ctc_greedy_decode(out)]
@@ -373,6 +526,7 @@ def checkpoint_meta(
             "input_shape": list(manifest.input_shape),
             "shard_digest": manifest.digest,
             "features": manifest.features,
+            "source": manifest.source.get("config", {}),  # how to read new data (scoring)
         },
     }
 
@@ -397,18 +551,35 @@ def train_on_shards(
     model = create_model(
         model_cfg.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kwargs
     )
-    return train(
-        model,
-        load_split(manifest_path, "train"),
-        load_split(manifest_path, "val"),
-        cfg,
-        checkpoint_dir,
-        meta,
-        head=model_cfg.head,
-        charset=manifest.target.get("charset", ""),
-        callbacks=callbacks,
-        resume=resume,
+    loader = cfg.loader
+    train_loader = ShardLoader(
+        manifest_path,
+        "train",
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        window_rows=loader.window_rows,
+        workers=loader.workers,
+        pin_memory=loader.pin_memory and resolve_device(cfg.device).type == "cuda",
+        prefetch=loader.prefetch,
+        rank=dist.rank(),
+        world_size=dist.world_size(),
     )
+    try:
+        return train(
+            model,
+            train_loader,
+            load_split(manifest_path, "val"),
+            cfg,
+            checkpoint_dir,
+            meta,
+            head=model_cfg.head,
+            charset=manifest.target.get("charset", ""),
+            callbacks=callbacks,
+            resume=resume,
+        )
+    finally:
+        train_loader.close()
 
 
 def save_checkpoint(path: Path, model: nn.Module, state: dict[str, Any]) -> None:

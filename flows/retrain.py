@@ -7,7 +7,8 @@ Prefect's own input hashing is off.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,17 @@ IO_RETRIES = 2
 IO_RETRY_DELAYS: list[float] = [2, 10]
 
 
+def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry transient failures; a user error (bad config, nothing to resume) fails at once."""
+    try:
+        state.result()
+    except UserError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class TrackingRef:
     """Where the run lives: small and serializable, passed between tasks."""
@@ -45,11 +57,17 @@ class TrackingRef:
 @task(name="preprocess", cache_policy=NO_CACHE)
 def preprocess_task(cfg: PipelineConfig, workspace: Workspace) -> ShardSet:
     """Build or reuse the shard set; returns its manifest path and digest."""
-    return preprocess(cfg.data, cfg.preprocessing, workspace.shards)
+    started = time.perf_counter()
+    shards = preprocess(cfg.data, cfg.preprocessing, workspace.shards)
+    return replace(shards, seconds=time.perf_counter() - started)
 
 
 @task(
-    name="start-run", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS
+    name="start-run",
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
 )
 def start_run_task(
     cfg: PipelineConfig, workspace: Workspace, config_text: str, resume: bool = False
@@ -78,6 +96,7 @@ def start_run_task(
     cache_policy=NO_CACHE,
     retries=IO_RETRIES,
     retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
 )
 def log_datasets_task(ref: TrackingRef, shards: ShardSet) -> None:
     from crnn.tracking import log_dataset_inputs
@@ -91,21 +110,38 @@ def log_datasets_task(ref: TrackingRef, shards: ShardSet) -> None:
 def train_task(
     cfg: PipelineConfig, shards: ShardSet, ref: TrackingRef, workspace: Workspace, progress: bool
 ) -> TrainResult:
-    """Train on the shard set; checkpoints go to the run's folder in the workspace."""
+    """Train on the shard set; checkpoints go to the run's folder in the workspace. With
+    ``training.devices > 1`` the training runs under torchrun, rank 0 logging into this run."""
+    checkpoints = workspace.run_dir(ref.run_id) / "checkpoints"
+    if cfg.training.devices > 1:
+        from crnn.distributed import launch
+
+        tracking = {
+            "tracking_uri": ref.tracking_uri,
+            "experiment_id": ref.experiment_id,
+            "experiment_name": ref.experiment_name,
+            "run_id": ref.run_id,
+            "system_metrics_interval": cfg.tracking.system_metrics_interval,
+        }
+        return launch(
+            shards.manifest_path,
+            cfg.model,
+            cfg.training,
+            checkpoints,
+            resume=ref.resumed,
+            tracking=tracking,
+            progress=progress,
+        )
     from crnn.tracking import MlflowCallback
 
-    callbacks: list[TrainCallback] = [MlflowCallback(_ctx(ref), ref.run_id)]
+    interval = cfg.tracking.system_metrics_interval
+    callbacks: list[TrainCallback] = [MlflowCallback(_ctx(ref), ref.run_id, interval)]
     if progress:
         from crnn.console import ConsoleProgress
 
         callbacks.append(ConsoleProgress())
     return train_on_shards(
-        shards.manifest_path,
-        cfg.model,
-        cfg.training,
-        workspace.run_dir(ref.run_id) / "checkpoints",
-        callbacks,
-        resume=ref.resumed,
+        shards.manifest_path, cfg.model, cfg.training, checkpoints, callbacks, resume=ref.resumed
     )
 
 
@@ -119,6 +155,7 @@ def evaluate_task(
 ) -> EvalReport:
     from crnn.tracking import log_evaluation
 
+    started = time.perf_counter()
     report = evaluate_checkpoint(
         trained.best_checkpoint,
         shards.manifest_path,
@@ -129,12 +166,17 @@ def evaluate_task(
         from crnn.baselines import svc_baseline
 
         report.metrics.update(svc_baseline(shards.manifest_path, cfg.training.seed))
+    report.seconds = time.perf_counter() - started
     log_evaluation(_ctx(ref), ref.run_id, report)
     return report
 
 
 @task(
-    name="register", cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS
+    name="register",
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
 )
 def register_task(
     cfg: PipelineConfig,
@@ -146,6 +188,7 @@ def register_task(
     """Log the pyfunc model, register it as challenger, and let the gate decide on champion."""
     from crnn.inference import Predictor, squeeze_channel
     from crnn.tracking import log_pyfunc_model, register_with_gate
+    from crnn.tracking.registry import TestSet
 
     ctx = _ctx(ref)
     predictor = Predictor.from_checkpoint(trained.best_checkpoint)
@@ -158,7 +201,13 @@ def register_task(
     )
     assert cfg.registry.metric is not None
     result = register_with_gate(
-        ctx, ref.run_id, model_uri, cfg.registry, report.metrics[cfg.registry.metric], shards.digest
+        ctx,
+        ref.run_id,
+        model_uri,
+        cfg.registry,
+        report.metrics[cfg.registry.metric],
+        shards.digest,
+        TestSet.of(shards.manifest_path),
     )
     return {
         "model_name": result.model_name,
@@ -221,6 +270,14 @@ def retrain(
             "epochs_run": trained.epochs_run,
             "seconds": round(trained.seconds, 1),
             "checkpoint": str(trained.best_checkpoint),
+            "setup": trained.setup,
+        },
+        # compute time of each stage; the rest of a flow's wall time is tracking + orchestration
+        "timings": {
+            "preprocess": shards.seconds,
+            "train": trained.seconds - trained.callback_seconds,
+            "train_callbacks": trained.callback_seconds,
+            "evaluate": report.seconds,
         },
         "metrics": report.metrics,
         "mlflow": {

@@ -1,17 +1,31 @@
-"""Shards -> torch tensors and batches, columnar: no per-sample Python on the hot path."""
+"""Shards -> torch tensors and batches, columnar: no per-sample Python on the hot path.
+
+Two ways in:
+
+* :class:`ShardLoader` streams one split for training: shard-aware shuffling with a seed, worker
+  processes, pinned memory, and an exact position (epoch, step) to resume from. Each epoch the shard
+  order is permuted; the resulting row stream is cut into *windows* of ``window_rows`` rows (a few
+  shards), rows are permuted inside a window, and a window is sliced into batches. A worker builds a
+  whole window (read, decode, shuffle: one gather into shared memory) and the main process slices
+  batches out of it as views, so the batch order does not depend on the number of workers.
+* :func:`load_split` reads a whole split into memory (evaluation, baselines, small splits).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from crnn.data.shards import INPUT_COLUMN, MANIFEST_NAME, Manifest
+from crnn.data.shards import INPUT_COLUMN, MANIFEST_NAME, Manifest, ShardRecord
 from crnn.errors import DataError
 
 
@@ -39,17 +53,30 @@ class Batch:
     target_lengths: torch.Tensor | None = None
     labels: torch.Tensor | None = None
 
-    def to(self, device: torch.device) -> Batch:
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=True)
+    def __len__(self) -> int:
+        return len(self.index)
 
-        return Batch(
-            inputs=self.inputs.to(device, non_blocking=True),
-            index=self.index,
-            targets=move(self.targets),
-            target_lengths=move(self.target_lengths),
-            labels=move(self.labels),
-        )
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor], keep_index: bool = False) -> Batch:
+        values = {}
+        for f in fields(self):
+            t = getattr(self, f.name)
+            values[f.name] = t if t is None or (keep_index and f.name == "index") else fn(t)
+        return Batch(**values)
+
+    def to(self, device: torch.device, memory_format: torch.memory_format | None = None) -> Batch:
+        """Copy to ``device`` (asynchronously from pinned memory); ``index`` stays on the host."""
+        moved = self._map(lambda t: t.to(device, non_blocking=True), keep_index=True)
+        if memory_format is not None and moved.inputs.dim() == 4:
+            moved.inputs = moved.inputs.contiguous(memory_format=memory_format)
+        return moved
+
+    def pin_memory(self) -> Batch:
+        """Called by the DataLoader's pinning thread."""
+        return self._map(lambda t: t.pin_memory())
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """Rows ``start:stop`` as views (no copy)."""
+        return self._map(lambda t: t[start:stop])
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -86,19 +113,28 @@ def load_split(manifest_path: Path, split: str) -> SplitData:
     return data
 
 
-def decode_inputs(column: pa.ChunkedArray, shape: tuple[int, ...]) -> np.ndarray:
-    """Fixed-size binary column -> (N, *shape) float32 with one frombuffer per Arrow chunk."""
-    parts = []
-    for chunk in column.chunks:
+def input_views(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Fixed-size binary column -> read-only (n, *shape) float32 views, one per Arrow chunk."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    views = []
+    for chunk in chunks:
         width = chunk.type.byte_width
-        data = chunk.buffers()[1]
-        start = chunk.offset * width
-        parts.append(
-            np.frombuffer(data, dtype=np.float32, count=len(chunk) * width // 4, offset=start)
+        flat = np.frombuffer(
+            chunk.buffers()[1],
+            dtype=np.float32,
+            count=len(chunk) * width // 4,
+            offset=chunk.offset * width,
         )
-    flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    # frombuffer views are read-only; torch wants writable memory
-    return np.array(flat.reshape(-1, *shape), copy=True)
+        views.append(flat.reshape(-1, *shape))
+    return views
+
+
+def decode_inputs(column: pa.ChunkedArray, shape: tuple[int, ...]) -> np.ndarray:
+    """Fixed-size binary column -> (N, *shape) float32, one copy (torch wants writable memory)."""
+    views = input_views(column, shape)
+    if not views:
+        return np.zeros((0, *shape), dtype=np.float32)
+    return np.concatenate(views) if len(views) > 1 else views[0].copy()
 
 
 def pad_targets(column: pa.ChunkedArray, lengths: np.ndarray) -> np.ndarray:
@@ -129,3 +165,254 @@ def iterate_batches(
         if data.labels is not None:
             batch.labels = data.labels[idx]
         yield batch
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows ``start:stop`` of the split's shard number ``shard``."""
+
+    shard: int
+    start: int
+    stop: int
+
+
+class ShardLoader:
+    """Batches of one split, streamed from its shards (see the module docstring).
+
+    Args:
+        shuffle: permute the shard order and, inside each window, the rows; seeded by
+            ``(seed, epoch)``, so an epoch's batches are the same on every run and any worker count.
+        window_rows: rows shuffled together (rounded up to whole batches); bounds memory to about
+            ``(workers * prefetch + 1)`` windows.
+        workers: processes that read and shuffle windows (0: in this process).
+        pin_memory: page-locked batches, for asynchronous host -> GPU copies.
+        rank, world_size: this process's share under DistributedDataParallel: every rank gets
+            ``rows // world_size`` rows of the epoch's stream, hence the same number of batches.
+    """
+
+    def __init__(
+        self,
+        manifest_path: Path,
+        split: str,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        window_rows: int = 8192,
+        workers: int = 0,
+        pin_memory: bool = False,
+        prefetch: int = 2,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        manifest = load_manifest(manifest_path)
+        root = Path(manifest_path)
+        root = root.parent if root.is_file() else root
+        records: list[ShardRecord] = [r for r in manifest.shards if r.split == split]
+        if not records:
+            raise DataError(f"{root}: the manifest lists no {split!r} shards")
+        self.paths = [str(root / r.path) for r in records]
+        self.shard_rows = [r.rows for r in records]
+        self.offsets = np.cumsum([0, *self.shard_rows])
+        self.total = int(self.offsets[-1])
+        self.per_rank = self.total // world_size
+        if self.per_rank == 0:
+            raise DataError(
+                f"{root}: the {split!r} split has {self.total} rows, fewer than the "
+                f"{world_size} training processes; use fewer devices or more data"
+            )
+        self.input_shape = tuple(manifest.input_shape)
+        self.sequence = manifest.target["kind"] == "sequence"
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.window = max(1, math.ceil(window_rows / batch_size)) * batch_size
+        self.workers, self.pin_memory, self.prefetch = workers, pin_memory, prefetch
+        self.rank, self.world_size = rank, world_size
+        # (epoch, first window) of the iteration in progress, shared with persistent workers
+        self.state = torch.zeros(2, dtype=torch.int64).share_memory_()
+        self._loader: DataLoader | None = None
+        self._maps: dict[int, pa.MemoryMappedFile] = {}
+
+    def __len__(self) -> int:
+        """Batches per epoch (for this rank)."""
+        return math.ceil(self.per_rank / self.batch_size)
+
+    @property
+    def columns(self) -> list[str]:
+        return [INPUT_COLUMN, *(("target", "length") if self.sequence else ("label",))]
+
+    def plan(self, epoch: int) -> list[list[Piece]]:
+        """The epoch's windows for this rank: consecutive pieces of the shard stream."""
+        n_shards = len(self.shard_rows)
+        order = (
+            np.random.default_rng([self.seed, epoch]).permutation(n_shards)
+            if self.shuffle
+            else np.arange(n_shards)
+        )
+        lo, hi = self.rank * self.per_rank, (self.rank + 1) * self.per_rank
+        windows: list[list[Piece]] = []
+        current: list[Piece] = []
+        filled = pos = 0
+        for shard in order:
+            shard_start, pos = pos, pos + self.shard_rows[shard]
+            a, b = max(lo, shard_start), min(hi, pos)
+            while a < b:
+                take = min(b - a, self.window - filled)
+                current.append(Piece(int(shard), a - shard_start, a - shard_start + take))
+                filled, a = filled + take, a + take
+                if filled == self.window:
+                    windows.append(current)
+                    current, filled = [], 0
+        if current:
+            windows.append(current)
+        return windows
+
+    def build_window(self, epoch: int, index: int, pieces: Sequence[Piece], shared: bool) -> Batch:
+        """Read, decode and shuffle one window into one contiguous block (``shared``: in shared
+        memory, so handing it from a worker to the main process copies nothing)."""
+        tables = {
+            shard: pq.read_table(self._mapped(shard), columns=self.columns)
+            for shard in dict.fromkeys(p.shard for p in pieces)
+        }
+        parts = [tables[p.shard].slice(p.start, p.stop - p.start) for p in pieces]
+        n = sum(len(t) for t in parts)
+        perm = (
+            np.random.default_rng([self.seed, epoch, self.rank, index]).permutation(n)
+            if self.shuffle
+            else None
+        )
+        inputs = _empty((n, *self.input_shape), torch.float32, shared, self.pin_memory)
+        out = inputs.numpy()
+        # one pass from the (memory-mapped) column buffers into the window: row j of the sources
+        # goes to out[dest[j]]; no concatenated copy in between
+        dest = None if perm is None else np.argsort(perm)
+        offset = 0
+        for t in parts:
+            for view in input_views(t.column(INPUT_COLUMN), self.input_shape):
+                stop = offset + len(view)
+                if dest is None:
+                    out[offset:stop] = view
+                else:
+                    out[dest[offset:stop]] = view
+                offset = stop
+        index_np = np.concatenate(
+            [np.arange(p.start, p.stop) + self.offsets[p.shard] for p in pieces]
+        )
+        block = Batch(inputs=inputs, index=torch.from_numpy(_permuted(index_np, perm)))
+        if self.sequence:
+            lengths = np.concatenate([t.column("length").to_numpy() for t in parts])
+            lengths = lengths.astype(np.int64)
+            chunks = [c for t in parts for c in t.column("target").chunks]
+            targets = pad_targets(pa.chunked_array(chunks, type=chunks[0].type), lengths)
+            block.targets = torch.from_numpy(_permuted(targets, perm))
+            block.target_lengths = torch.from_numpy(_permuted(lengths, perm))
+        else:
+            labels = np.concatenate([t.column("label").to_numpy() for t in parts])
+            block.labels = torch.from_numpy(_permuted(labels.astype(np.int64), perm))
+        return block
+
+    def _mapped(self, shard: int) -> pa.MemoryMappedFile:
+        """Shards stay memory-mapped for the loader's life (per process): after the first epoch
+        their pages are mapped, and a read costs one decode pass, no faults."""
+        mapped = self._maps.get(shard)
+        if mapped is None or mapped.closed:
+            mapped = self._maps[shard] = pa.memory_map(self.paths[shard])
+        mapped.seek(0)
+        return mapped
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        """The batches of ``epoch``, from batch number ``start`` (0-based) on."""
+        per_window = self.window // self.batch_size
+        first, skip = divmod(start, per_window)
+        self.state[0], self.state[1] = epoch, first
+        for w, block in enumerate(self._windows(), first):
+            for s in range(
+                skip * self.batch_size if w == first else 0, len(block), self.batch_size
+            ):
+                yield block.rows(s, s + self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.batches(0)
+
+    def _windows(self) -> Iterator[Batch]:
+        if self.workers == 0:
+            return iter(_Windows(self))
+        if self._loader is None:
+            self._loader = DataLoader(
+                _Windows(self),
+                batch_size=None,
+                num_workers=self.workers,
+                pin_memory=self.pin_memory,
+                prefetch_factor=self.prefetch,
+                persistent_workers=True,
+                multiprocessing_context=_start_method(),
+                # its own generator: drawing worker seeds from the global RNG would shift the
+                # model's dropout masks and break exact resume
+                generator=torch.Generator().manual_seed(self.seed),
+            )
+        return iter(self._loader)
+
+    def close(self) -> None:
+        """Stop the worker processes now (rather than whenever the loader is collected)."""
+        for mapped in self._maps.values():
+            mapped.close()
+        self._maps = {}
+        loader, self._loader = self._loader, None
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+
+    def __getstate__(self) -> dict:
+        # what a worker process receives: the plan and the shared state, not the DataLoader
+        return {**self.__dict__, "_loader": None, "_maps": {}}
+
+
+class _Windows(IterableDataset):
+    """The epoch's windows, from the loader's shared (epoch, first window) state; worker ``i`` of
+    ``n`` builds windows ``first + i``, ``first + i + n``, ... and the DataLoader's round-robin
+    hands them back in window order."""
+
+    def __init__(self, loader: ShardLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        epoch, first = (int(v) for v in self.loader.state)
+        windows = self.loader.plan(epoch)
+        for w in range(first + worker, len(windows), n):
+            yield self.loader.build_window(epoch, w, windows[w], shared=info is not None)
+
+
+def _permuted(a: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
+    return a if perm is None else a[perm]
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool, pinned: bool) -> torch.Tensor:
+    if shared:  # what torch's default collate does in workers
+        storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+        return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+    if pinned and torch.cuda.is_available():
+        return torch.empty(shape, dtype=dtype, pin_memory=True)  # torch caches pinned blocks
+    # Arrow's pool (jemalloc / mimalloc) keeps freed windows for the next one; a fresh malloc of
+    # this size would be a new mmap each time, every page faulted in again
+    nbytes = math.prod(shape) * dtype.itemsize
+    array = np.frombuffer(pa.allocate_buffer(nbytes), dtype=np.uint8)
+    return torch.from_numpy(array).view(dtype).view(shape)
+
+
+def _start_method() -> Any:
+    """How worker processes start. fork is fastest, but forking a process that runs other threads
+    (Prefect's server, MLflow's async logging) can deadlock a child; then forkserver, with this
+    module preloaded so a worker does not import torch again. (Like any non-fork start, forkserver
+    runs the main script again in each worker: a script needs ``if __name__ == "__main__":``.)"""
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")

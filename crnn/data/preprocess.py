@@ -40,6 +40,7 @@ class ShardSet:
     manifest_path: Path
     digest: str
     reused: bool
+    seconds: float = 0.0  # to build or to check for reuse
 
     @property
     def root(self) -> Path:

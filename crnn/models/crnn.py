@@ -61,8 +61,15 @@ class RecurrentHead(nn.Module):
             CTCHead(width, num_classes) if head == "ctc" else ClassificationHead(width, num_classes)
         )
 
+    autocast_rnn = True  # False where the stack has no low-precision RNN (see crnn.train)
+
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(seq)  # (B, T, D)
+        kind = seq.device.type
+        if not self.autocast_rnn and torch.is_autocast_enabled(kind):
+            with torch.autocast(kind, enabled=False):
+                out, _ = self.rnn(seq.float())
+        else:
+            out, _ = self.rnn(seq)  # (B, T, D)
         return self.head(self.dropout(out))  # ctc: (B, T, K); classification: (B, K)
 
 

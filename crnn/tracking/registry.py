@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
+import hashlib
 import io
+import json
 import math
+import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from crnn.config import RegistryConfig
+from crnn.errors import UserError
 from crnn.promotion import GateDecision, decide_promotion
 from crnn.tracking.runs import TrackingContext
 
@@ -33,44 +41,183 @@ def register_with_gate(
     cfg: RegistryConfig,
     score: float,
     shard_digest: str,
+    test_set: TestSet | None = None,
 ) -> RegistrationResult:
-    """Register ``model_uri``; alias it challenger; make it champion only if it beats the champion.
+    """Register ``model_uri``; alias it challenger; make it champion only if it beats the champion
+    on the same frozen test set.
 
-    The champion's score is read from its own run's metrics; both scores and the decision are
-    recorded as tags on the new version.
+    The champion's score is read from its own run when it was evaluated on the same test set
+    (same digest); otherwise the champion is evaluated again, here, on the challenger's test set.
+    Every check and tag comes first; moving the ``champion`` alias is the last step, so a failure
+    anywhere leaves the champion where it was.
     """
     assert cfg.model_name and cfg.metric, "PipelineConfig resolves the registry defaults"
     client = ctx.client()
     name, metric = cfg.model_name, cfg.metric
+    tags = {"crnn.shard_digest": shard_digest}
+    if test_set is not None:
+        tags[TEST_SET_TAG] = test_set.digest
     with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered..."
-        mv = mlflow.register_model(model_uri, name, tags={"crnn.shard_digest": shard_digest})
+        mv = mlflow.register_model(model_uri, name, tags=tags)
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
 
-    previous, champion_score = None, None
-    try:
-        champ = client.get_model_version_by_alias(name, CHAMPION)
+    previous, champion_score, scored_on = None, None, "none"
+    champ = current_champion(ctx, name)
+    if champ is not None:
         previous = str(champ.version)
-        metrics = client.get_run(champ.run_id).data.metrics if champ.run_id else {}
-        champion_score = metrics.get(metric, math.nan)
-    except MlflowException:
-        pass  # no champion yet
+        same_data = test_set is None or champ.tags.get(TEST_SET_TAG) == test_set.digest
+        if same_data:
+            metrics = client.get_run(champ.run_id).data.metrics if champ.run_id else {}
+            champion_score, scored_on = metrics.get(metric, math.nan), "its run"
+        else:
+            assert test_set is not None
+            champion_score = rescore_champion(ctx, name, previous, test_set, metric)
+            scored_on = "re-evaluated on this test set"
 
-    decision = decide_promotion(score, champion_score, cfg.direction, cfg.min_delta)
-    tags = {
+    decision = decide_promotion(
+        score, champion_score, cfg.direction, cfg.min_delta, cfg.min_relative
+    )
+    gate = {
         "gate.metric": metric,
         "gate.direction": cfg.direction,
         "gate.min_delta": str(cfg.min_delta),
+        "gate.min_relative": str(cfg.min_relative),
+        "gate.test_set_digest": test_set.digest if test_set else "unknown",
         "gate.challenger_score": f"{score:.6f}",
         "gate.champion_score": "none" if champion_score is None else f"{champion_score:.6f}",
+        "gate.champion_scored_on": scored_on,
         "gate.champion_version": previous or "none",
         "gate.decision": "promoted" if decision.promote else "rejected",
         "gate.reason": decision.reason,
     }
-    for key, value in tags.items():
+    if decision.promote and previous:
+        gate["previous_champion"] = previous
+    for key, value in gate.items():
         client.set_model_version_tag(name, mv.version, key, value)
-    if decision.promote:
-        client.set_registered_model_alias(name, CHAMPION, mv.version)
-        if previous:
-            client.set_model_version_tag(name, mv.version, "previous_champion", previous)
+    if decision.promote:  # the last step: every check and record above succeeded
+        move_champion(ctx, name, str(mv.version), "promote", "gate: " + decision.reason, "gate")
     champion_now = str(mv.version) if decision.promote else (previous or "none")
     return RegistrationResult(name, str(mv.version), decision, champion_now, previous)
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """The frozen test split a gate compares on: its shard set and a digest of its shards."""
+
+    manifest_path: Path
+    digest: str
+
+    @classmethod
+    def of(cls, manifest_path: Path) -> TestSet:
+        from crnn.data.loader import load_manifest
+
+        manifest = load_manifest(manifest_path)
+        shards = sorted(s.sha256 for s in manifest.shards if s.split == "test")
+        digest = hashlib.sha256("\n".join(shards).encode()).hexdigest()[:16]
+        return cls(Path(manifest_path), digest)
+
+
+TEST_SET_TAG = "crnn.test_set_digest"
+HISTORY_TAG = "crnn.champion_history"  # registered-model tag: JSON list, newest last
+
+
+def current_champion(ctx: TrackingContext, name: str) -> ModelVersion | None:
+    try:
+        return ctx.client().get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def rescore_champion(
+    ctx: TrackingContext, name: str, version: str, test_set: TestSet, metric: str
+) -> float:
+    """The champion's ``metric`` on ``test_set``: its checkpoint, evaluated here."""
+    from crnn.config import EvaluationConfig
+    from crnn.evaluate import evaluate_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="crnn-champion-") as tmp:
+        uri = ctx.client().get_model_version_download_uri(name, version)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        checkpoints = sorted(local.rglob("*.pt"))
+        if not checkpoints:
+            raise RuntimeError(f"{name} version {version}: no checkpoint in its model artifacts")
+        report = evaluate_checkpoint(
+            checkpoints[0],
+            test_set.manifest_path,
+            Path(tmp) / "evaluation",
+            EvaluationConfig(sample_predictions=0),
+        )
+    if metric not in report.metrics:
+        raise RuntimeError(f"{name} version {version}: evaluation has no {metric!r}")
+    return float(report.metrics[metric])
+
+
+def move_champion(
+    ctx: TrackingContext, name: str, version: str, action: str, why: str, who: str | None = None
+) -> str | None:
+    """Point ``champion`` at ``version``, recording who / when / why and the previous champion on
+    the version and in the registered model's history. Returns the previous champion."""
+    client = ctx.client()
+    champ = current_champion(ctx, name)
+    previous = str(champ.version) if champ is not None else None
+    who = who or getpass.getuser()
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    model = client.get_registered_model(name)
+    history = json.loads(model.tags.get(HISTORY_TAG, "[]"))
+    history.append(
+        {
+            "action": action,
+            "version": version,
+            "previous": previous,
+            "by": who,
+            "at": when,
+            "why": why,
+        }
+    )
+    for key, value in {
+        f"{action}d_by": who,
+        f"{action}d_at": when,
+        f"{action}_reason": why,
+        "previous_champion": previous or "none",
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-50:]))
+    client.set_registered_model_alias(name, CHAMPION, version)  # last
+    return previous
+
+
+def promote(ctx: TrackingContext, name: str, version: str, why: str) -> str | None:
+    """A person makes ``version`` champion (no gate). Returns the previous champion."""
+    client = ctx.client()
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise UserError(
+            f"model {name!r} has no version {version!r}; see the Models page of the MLflow UI"
+        ) from None
+    return move_champion(ctx, name, version, "promote", why)
+
+
+def rollback(ctx: TrackingContext, name: str, why: str) -> tuple[str, str]:
+    """Move ``champion`` back to the version it replaced. Returns (from, to)."""
+    champ = current_champion(ctx, name)
+    if champ is None:
+        raise UserError(f"model {name!r} has no champion to roll back")
+    previous = champ.tags.get("previous_champion", "none")
+    if previous in ("", "none"):
+        raise UserError(
+            f"model {name!r}: champion version {champ.version} replaced no earlier champion; "
+            f"use `crnn promote {name} VERSION` to choose one"
+        )
+    move_champion(ctx, name, previous, "rollback", why)
+    # rolling back sets previous_champion on the restored version to the one rolled back; restore
+    # its own predecessor so a second rollback keeps walking back the history
+    history = json.loads(ctx.client().get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
+    earlier = [h for h in history[:-1] if h["version"] == previous and h["action"] == "promote"]
+    ctx.client().set_model_version_tag(
+        name,
+        previous,
+        "previous_champion",
+        (earlier[-1]["previous"] if earlier else None) or "none",
+    )
+    return str(champ.version), previous

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -27,7 +28,8 @@ from crnn.train import TrainCallback, TrainResult
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 CRNN_PACKAGE = Path(crnn.__file__).parent
-MLFLOW_BATCH = 100  # params / metrics per log_batch call
+MLFLOW_BATCH = 100  # params per log_batch call
+MLFLOW_METRICS_BATCH = 1000  # metrics per log_batch call (the REST limit)
 
 
 @dataclass(frozen=True)
@@ -181,30 +183,76 @@ def log_dataset_inputs(
 
 
 class MlflowCallback(TrainCallback):
-    """Per-epoch metrics (one batched call per epoch, never per step) and the training summary."""
+    """Training metrics, off the hot path: step losses are buffered (one point per
+    ``log_every_steps`` read-back) and sent with the epoch's metrics in one asynchronous
+    ``log_batch`` per epoch; system metrics (CPU, memory, GPU) are sampled by MLflow's monitor
+    thread while training runs."""
 
-    def __init__(self, ctx: TrackingContext, run_id: str) -> None:
+    def __init__(
+        self, ctx: TrackingContext, run_id: str, system_metrics_interval: float | None = 10.0
+    ) -> None:
         self.client = ctx.client()
-        self.run_id = run_id
+        self.ctx, self.run_id = ctx, run_id
+        self.interval = system_metrics_interval
+        self.steps_per_epoch = 0
+        self.buffer: list[Metric] = []
+        self.pending: list[Any] = []  # async operations, awaited at the end of training
+        self.monitor: Any = None
+        self.seconds = 0.0  # time spent in these hooks: the tracking overhead of training
+
+    def on_train_start(self, epochs: int, steps_per_epoch: int) -> None:
+        started = time.perf_counter()
+        self.steps_per_epoch = steps_per_epoch
+        if self.interval:
+            self.monitor = start_system_metrics(self.ctx, self.run_id, self.interval)
+        self.seconds += time.perf_counter() - started
+
+    def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        global_step = (epoch - 1) * self.steps_per_epoch + step
+        self.buffer.append(Metric("train_loss_step", float(loss), _now(), global_step))
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        started = time.perf_counter()
         ts = _now()
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), ts, epoch) for k, v in metrics.items()]
-        )
+        batch = [Metric(k, float(v), ts, epoch) for k, v in metrics.items()] + self.buffer
+        self.buffer = []
+        for i in range(0, len(batch), MLFLOW_METRICS_BATCH):
+            op = self.client.log_batch(
+                self.run_id, metrics=batch[i : i + MLFLOW_METRICS_BATCH], synchronous=False
+            )
+            self.pending.append(op)
+        self.seconds += time.perf_counter() - started
 
     def on_train_end(self, result: TrainResult) -> None:
+        started = time.perf_counter()
         ts = _now()
         summary = {
             "best_epoch": float(result.best_epoch),
             "epochs_run": float(result.epochs_run),
             "train_seconds": result.seconds,
         }
+        tags = [RunTag("crnn.stopped_early", str(result.stopped_early).lower())]
+        tags += [RunTag(f"crnn.train.{k}", v) for k, v in result.setup.items()]
         self.client.log_batch(
-            self.run_id,
-            metrics=[Metric(k, v, ts, 0) for k, v in summary.items()],
-            tags=[RunTag("crnn.stopped_early", str(result.stopped_early).lower())],
+            self.run_id, metrics=[Metric(k, v, ts, 0) for k, v in summary.items()], tags=tags
         )
+        for op in self.pending:
+            op.wait()
+        self.pending = []
+        if self.monitor is not None:
+            self.monitor.finish()
+            self.monitor = None
+        self.seconds += time.perf_counter() - started
+
+
+def start_system_metrics(ctx: TrackingContext, run_id: str, interval: float) -> Any:
+    """MLflow's system metrics monitor (psutil; GPU through NVML when present) on ``run_id``."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    mlflow.set_tracking_uri(ctx.tracking_uri)  # the monitor logs through the fluent client
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, samples_before_logging=1)
+    monitor.start()
+    return monitor
 
 
 def log_evaluation(ctx: TrackingContext, run_id: str, report: EvalReport) -> None:

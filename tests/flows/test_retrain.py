@@ -27,7 +27,8 @@ def config_path(tmp_path: Path) -> Path:
     tiny = mapping["pipelines"]["tiny"]
     # enough steps (~200) to leave CTC's all-blank plateau, so the champion is a real model
     tiny["data"]["lines"]["train"] = 400
-    tiny["training"].update(epochs=4, batch_size=16, schedule="constant")
+    tiny["training"].update(epochs=4, batch_size=16, schedule="constant", log_every_steps=10)
+    tiny["tracking"] = {"system_metrics_interval": 0.5}
     return write_config(tmp_path / "pipelines.yaml", mapping)
 
 
@@ -60,6 +61,7 @@ def _mlflow_client(summary: dict):
 
 
 def test_retrain_flow_registers_gates_and_reuses_shards(prefect_harness, config_path: Path) -> None:
+    from crnn.data.loader import load_manifest
     from flows.retrain import retrain
 
     first = retrain(config_path=str(config_path), progress=False)
@@ -73,6 +75,15 @@ def test_retrain_flow_registers_gates_and_reuses_shards(prefect_harness, config_
     assert run.data.params["training.epochs"] == "4"
     assert run.data.tags["crnn.shard_digest"] == first["shards"]["digest"]
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 4  # one point per epoch
+    # step losses: one point per 10-step read-back and at each epoch's end, sent once per epoch
+    rows = load_manifest(first["shards"]["manifest"]).splits["train"]["rows"]
+    per_epoch = -(-rows // 16)
+    points = [*range(10, per_epoch, 10), per_epoch]
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss_step")]
+    assert sorted(steps) == [per_epoch * e + s for e in range(4) for s in points]
+    assert any(k.startswith("system/cpu_utilization") for k in run.data.metrics)  # psutil sampled
+    assert run.data.tags["crnn.train.device"] == "cpu"
+    assert run.data.tags["crnn.train.autocast"] == "off"
     assert first["metrics"]["test_cer"] < 0.6  # learned something: blank output scores 1.0
     assert run.data.metrics["test_cer"] == pytest.approx(first["metrics"]["test_cer"])
     contexts = {
@@ -211,7 +222,7 @@ def test_interrupted_pipeline_resumes_in_the_same_mlflow_run(
     from flows.retrain import retrain
     from tests.test_train import Interrupted, KillAt
 
-    overrides = ["training.checkpoint_every_steps=10"]
+    overrides = ["training.checkpoint_every_steps=10", "training.log_every_steps=5"]
     with pytest.raises(UserError, match="no interrupted run with this config"):
         retrain(config_path=str(config_path), overrides=overrides, progress=False, resume=True)
 

@@ -1,0 +1,211 @@
+"""Batch scoring: one model version over new data, in chunks, idempotent and resumable.
+
+Input is either a source the pipelines read (the model's own source config, bundled in its
+checkpoint, pointed at new data with ``path``) or an existing shard set. The model's bundled
+preprocessing (normalization statistics, charset / labels, feature parameters) is applied; the
+training pipeline's config is never needed.
+
+Output is a folder of Parquet parts, one per input chunk, each written atomically, with the sample
+id, prediction, confidence and the model name, version and run id on every row. ``job.json`` pins
+the job (model version, input); a re-run skips the parts already there, so a crashed job finishes
+with exactly one row per valid input row. Rejected records go to ``quarantine-*.parquet`` with a
+reason. Needs torch, numpy and pyarrow only; MLflow (resolving ``NAME@ALIAS``, the scoring run)
+lives in :mod:`crnn.tracking` and the ``score`` flow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crnn.atomic import atomic_path, atomic_write_text
+from crnn.data.loader import input_views, load_manifest
+from crnn.data.normalization import Normalizer
+from crnn.data.sources import Chunk
+from crnn.errors import UserError
+from crnn.inference import Predictor, squeeze_channel
+
+SPLITS = ("train", "val", "test")
+JOB_FILE = "job.json"
+
+SCORE_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("prediction", pa.string(), nullable=False),
+        pa.field("confidence", pa.float32(), nullable=False),
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [("sample_id", pa.string()), ("origin", pa.string()), ("reason", pa.string())]
+)
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    """The concrete model a job uses: resolved once, at the start, and pinned in job.json."""
+
+    name: str
+    version: str
+    run_id: str
+
+
+@dataclass
+class ScoreSummary:
+    model: ModelVersionRef
+    input: str
+    output: str
+    rows_in: int = 0
+    rows_scored: int = 0
+    rows_quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    chunks_scored: int = 0
+    chunks_skipped: int = 0  # already done by an earlier attempt
+    seconds: float = 0.0
+    rows_per_s: float = 0.0  # rows scored by this attempt / its seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def source_chunks(data: Any, chunk_rows: int) -> Iterator[tuple[str, Chunk]]:
+    """Every record a source reads (all its splits), in chunks with stable ids."""
+    from crnn.data.sources import open_source
+
+    source = open_source(data)
+    for split in SPLITS:
+        for k, chunk in enumerate(source.chunks(split, chunk_rows)):
+            yield f"{split}-{k:05d}", chunk
+
+
+def shard_chunks(manifest_path: Path) -> Iterator[tuple[str, Chunk]]:
+    """The samples of a shard set, a shard per chunk, back in source units."""
+    manifest = load_manifest(manifest_path)
+    root = Path(manifest_path)
+    root = root.parent if root.is_file() else root
+    normalizer = Normalizer.from_stats(manifest.normalization)
+    shape = tuple(manifest.input_shape)
+    for record in manifest.shards:
+        table = pq.read_table(root / record.path, columns=["sample_id", "input"])
+        views = input_views(table.column("input"), shape)
+        x = np.concatenate(views) if len(views) != 1 else views[0]
+        raw = squeeze_channel(normalizer.inverse_transform(x), shape)
+        chunk = Chunk(record.split, table.column("sample_id").to_pylist(), raw)
+        yield Path(record.path).stem, chunk
+
+
+def score(
+    predictor: Predictor,
+    model: ModelVersionRef,
+    chunks: Iterator[tuple[str, Chunk]],
+    out_dir: Path,
+    input_spec: str,
+    batch_size: int = 256,
+    on_chunk: Callable[[str, int], None] | None = None,
+) -> ScoreSummary:
+    """Score every chunk not already in ``out_dir``; see the module docstring.
+
+    ``on_chunk(chunk_id, rows)`` is called after each part is written (progress, tests).
+    """
+    out_dir = Path(out_dir)
+    pin_job(out_dir, model, input_spec)
+    summary = ScoreSummary(model, input_spec, str(out_dir))
+    started = time.perf_counter()
+    scored_now = 0
+    for chunk_id, chunk in chunks:
+        part = out_dir / f"part-{chunk_id}.parquet"
+        if part.is_file():
+            summary.chunks_skipped += 1
+            continue
+        keep = np.isfinite(chunk.inputs.reshape(len(chunk), -1)).all(axis=1)
+        bad = [(chunk.sample_ids[i], chunk.split, "non_finite") for i in np.flatnonzero(~keep)] + [
+            (q.sample_id, q.origin, q.reason) for q in chunk.quarantined
+        ]
+        ids = [s for s, k in zip(chunk.sample_ids, keep, strict=True) if k]
+        preds = predictor.predict_raw(chunk.inputs[keep], batch_size)
+        n = len(ids)
+        table = pa.table(
+            {
+                "sample_id": ids,
+                "prediction": preds.outputs,
+                "confidence": np.asarray(preds.confidence, dtype=np.float32),
+                "model_name": [model.name] * n,
+                "model_version": [model.version] * n,
+                "run_id": [model.run_id] * n,
+            },
+            schema=SCORE_SCHEMA,
+        )
+        if bad:  # quarantine first: a part on disk means its chunk is complete
+            rows = list(zip(*bad, strict=True))
+            quarantine = pa.table(dict(zip(QUARANTINE_SCHEMA.names, rows, strict=True)))
+            with atomic_path(out_dir / f"quarantine-{chunk_id}.parquet") as tmp:
+                pq.write_table(quarantine.cast(QUARANTINE_SCHEMA), tmp)
+        with atomic_path(part) as tmp:
+            pq.write_table(table, tmp)
+        summary.chunks_scored += 1
+        scored_now += n
+        if on_chunk is not None:
+            on_chunk(chunk_id, n)
+    summary.seconds = time.perf_counter() - started
+    summary.rows_per_s = scored_now / max(summary.seconds, 1e-9)
+    count_output(out_dir, summary)
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary.to_dict(), indent=2))
+    return summary
+
+
+def pin_job(out_dir: Path, model: ModelVersionRef, input_spec: str) -> None:
+    """Record the job in ``out_dir``, or check a re-run is the same job."""
+    job = {"model": asdict(model), "input": input_spec}
+    path = out_dir / JOB_FILE
+    if path.is_file():
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        if earlier != job:
+            raise UserError(
+                f"{out_dir} holds the output of another job (model "
+                f"{earlier['model']['name']} version {earlier['model']['version']}, input "
+                f"{earlier['input']}); choose another --out or delete it"
+            )
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(job, indent=2))
+
+
+def pinned_model(out_dir: Path, input_spec: str) -> ModelVersionRef | None:
+    """The model version an earlier attempt of this job used, so a re-run keeps it even if the
+    alias has moved since."""
+    path = Path(out_dir) / JOB_FILE
+    if not path.is_file():
+        return None
+    job = json.loads(path.read_text(encoding="utf-8"))
+    return ModelVersionRef(**job["model"]) if job.get("input") == input_spec else None
+
+
+def count_output(out_dir: Path, summary: ScoreSummary) -> None:
+    """Totals over every part (this attempt's and earlier ones')."""
+    scored = sum(pq.read_metadata(p).num_rows for p in out_dir.glob("part-*.parquet"))
+    reasons: dict[str, int] = {}
+    for q in out_dir.glob("quarantine-*.parquet"):
+        for reason in pq.read_table(q, columns=["reason"]).column("reason").to_pylist():
+            reasons[reason] = reasons.get(reason, 0) + 1
+    summary.rows_scored = scored
+    summary.rows_quarantined = sum(reasons.values())
+    summary.quarantined_by_reason = reasons
+    summary.rows_in = scored + summary.rows_quarantined
+
+
+def read_scores(out_dir: Path) -> pa.Table:
+    """All scored rows of a job."""
+    parts = sorted(Path(out_dir).glob("part-*.parquet"))
+    return (
+        pa.concat_tables([pq.read_table(p) for p in parts]) if parts else SCORE_SCHEMA.empty_table()
+    )

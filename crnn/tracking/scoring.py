@@ -1,0 +1,92 @@
+"""The MLflow side of batch scoring: resolve ``NAME@ALIAS`` / ``NAME/VERSION`` to one version, fetch
+its checkpoint, and record the job as a run in the scoring experiment."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+from crnn.errors import UserError
+from crnn.scoring import ModelVersionRef, ScoreSummary
+from crnn.tracking.runs import TrackingContext, _now
+
+SPEC = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
+
+
+def resolve_model(ctx: TrackingContext, spec: str) -> ModelVersionRef:
+    """``NAME@ALIAS`` or ``NAME/VERSION`` -> the concrete version, now (never again mid-job)."""
+    m = SPEC.match(spec.strip())
+    if m is None:
+        raise UserError(
+            f"model {spec!r}: write NAME@ALIAS (e.g. crnn-digits@champion) or NAME/VERSION"
+        )
+    client = ctx.client()
+    try:
+        if m["alias"]:
+            mv = client.get_model_version_by_alias(m["name"], m["alias"])
+        else:
+            mv = client.get_model_version(m["name"], m["version"])
+    except MlflowException:
+        raise UserError(
+            f"model {spec!r} is not in the registry at {ctx.tracking_uri}; "
+            "see the Models page of the MLflow UI"
+        ) from None
+    return ModelVersionRef(str(mv.name), str(mv.version), str(mv.run_id or ""))
+
+
+def download_checkpoint(ctx: TrackingContext, ref: ModelVersionRef, dst: Path) -> Path:
+    """The version's weights + preprocessing (a state_dict checkpoint, loaded weights_only)."""
+    uri = ctx.client().get_model_version_download_uri(ref.name, ref.version)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    found = sorted(local.rglob("*.pt"))
+    if not found:
+        raise UserError(f"{ref.name} version {ref.version}: no checkpoint in its model artifacts")
+    return found[0]
+
+
+def log_scoring_run(ctx: TrackingContext, summary: ScoreSummary) -> str:
+    """One run per scoring job attempt in ``ctx``'s experiment: what, with which model, how many."""
+    client = ctx.client()
+    m = summary.model
+    run = client.create_run(
+        ctx.experiment_id,
+        run_name=f"score-{m.name}-v{m.version}",
+        tags={
+            "crnn.job": "score",
+            "crnn.model_uri": f"models:/{m.name}/{m.version}",
+            "crnn.model_run_id": m.run_id,
+        },
+    )
+    run_id: str = run.info.run_id
+    ts = _now()
+    metrics = {
+        "rows_in": summary.rows_in,
+        "rows_scored": summary.rows_scored,
+        "rows_quarantined": summary.rows_quarantined,
+        "chunks_scored": summary.chunks_scored,
+        "chunks_skipped": summary.chunks_skipped,
+        "rows_per_s": summary.rows_per_s,
+        "seconds": summary.seconds,
+        **{f"quarantined_{k}": v for k, v in summary.quarantined_by_reason.items()},
+    }
+    params = {
+        "model_name": m.name,
+        "model_version": m.version,
+        "input": summary.input[:6000],
+        "output": summary.output[:6000],
+    }
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
+        params=[Param(k, v) for k, v in params.items()],
+        tags=[RunTag("mlflow.runName", f"score-{m.name}-v{m.version}")],
+    )
+    summary_file = Path(summary.output) / "summary.json"
+    if summary_file.is_file():
+        client.log_artifact(run_id, str(summary_file))
+    client.set_terminated(run_id, "FINISHED")
+    return run_id

@@ -1,0 +1,134 @@
+"""The `score` flow: a registered model over new data, as a batch job.
+
+The model spec (``NAME@ALIAS`` / ``NAME/VERSION``) is resolved to one version at the start and
+pinned in the output folder; a re-run of a crashed job keeps that version and skips the chunks
+already written. The job is logged as a run of the scoring experiment.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import TypeAdapter
+
+from crnn.config import SourceConfig, TrackingConfig
+from crnn.errors import UserError
+from crnn.scoring import (
+    ModelVersionRef,
+    ScoreSummary,
+    pinned_model,
+    score,
+    shard_chunks,
+    source_chunks,
+)
+
+SCORING_EXPERIMENT = "scoring"
+
+
+def input_spec(input_path: str | None, shards: str | None) -> str:
+    if shards:
+        return f"shards:{Path(shards).resolve()}"
+    return f"source:{Path(input_path).resolve()}" if input_path else "source:(embedded)"
+
+
+@task(name="resolve-model", cache_policy=NO_CACHE)
+def resolve_task(
+    model: str, tracking_uri: str, workspace: str, out: str, spec: str
+) -> ModelVersionRef:
+    from crnn.tracking.scoring import resolve_model
+
+    pinned = pinned_model(Path(out), spec)
+    if pinned is not None and "@" in model and model.split("@")[0] == pinned.name:
+        return pinned  # a re-run finishes with the version it started with, wherever the alias is
+    return resolve_model(_ctx(tracking_uri, None, workspace), model)
+
+
+@task(name="score", cache_policy=NO_CACHE)
+def score_task(
+    ref: ModelVersionRef,
+    tracking_uri: str,
+    workspace: str,
+    input_path: str | None,
+    shards: str | None,
+    out: str,
+    spec: str,
+    chunk_rows: int,
+    batch_size: int,
+    on_chunk: Any = None,
+) -> ScoreSummary:
+    from crnn.inference import Predictor
+    from crnn.tracking.scoring import download_checkpoint
+    from crnn.train import load_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="crnn-score-") as tmp:
+        checkpoint = download_checkpoint(_ctx(tracking_uri, None, workspace), ref, Path(tmp))
+        ckpt = load_checkpoint(checkpoint)
+        predictor = Predictor(ckpt, device="auto")
+    if shards:
+        chunks = shard_chunks(Path(shards))
+    else:
+        source = ckpt["preprocessing"].get("source")
+        if not source:
+            raise UserError(
+                f"{ref.name} version {ref.version} carries no source config; score a shard set "
+                "with --shards"
+            )
+        if input_path:
+            if "path" not in source:
+                raise UserError(
+                    f"{ref.name}'s source {source['source']!r} reads no path: drop --input"
+                )
+            source = {**source, "path": input_path}
+        chunks = source_chunks(TypeAdapter(SourceConfig).validate_python(source), chunk_rows)
+    return score(predictor, ref, chunks, Path(out), spec, batch_size, on_chunk)
+
+
+@task(name="log-scoring-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def log_task(summary: ScoreSummary, tracking_uri: str, workspace: str, experiment: str) -> str:
+    from crnn.tracking.scoring import log_scoring_run
+
+    return log_scoring_run(_ctx(tracking_uri, experiment, workspace), summary)
+
+
+@flow(name="score", log_prints=False)
+def score_flow(
+    model: str,
+    out: str,
+    tracking_uri: str,
+    workspace: str,
+    input_path: str | None = None,
+    shards: str | None = None,
+    chunk_rows: int = 4096,
+    batch_size: int = 256,
+    experiment: str = SCORING_EXPERIMENT,
+    on_chunk: Any = None,
+) -> dict[str, Any]:
+    """Score ``input_path`` (new data in the model's source format; none: the source's own data)
+    or a shard set with ``model``; returns the job summary and the scoring run id."""
+    spec = input_spec(input_path, shards)
+    ref = resolve_task(model, tracking_uri, workspace, out, spec)
+    summary = score_task(
+        ref,
+        tracking_uri,
+        workspace,
+        input_path,
+        shards,
+        out,
+        spec,
+        chunk_rows,
+        batch_size,
+        on_chunk,
+    )
+    run_id = log_task(summary, tracking_uri, workspace, experiment)
+    return {**summary.to_dict(), "mlflow_run_id": run_id}
+
+
+def _ctx(tracking_uri: str, experiment: str | None, workspace: str) -> Any:
+    from crnn.tracking import open_tracking
+
+    cfg = TrackingConfig(tracking_uri=tracking_uri, experiment=experiment or SCORING_EXPERIMENT)
+    return open_tracking(cfg, Path(workspace))

@@ -1,0 +1,128 @@
+"""Batch scoring end to end: a registered model from the real `retrain` flow, the real `score`
+flow, a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from crnn.scoring import read_scores, score, source_chunks
+from tests.conftest import tiny_pipelines, write_config
+
+pytestmark = pytest.mark.integration
+
+ROWS = 192 + 48 + 48  # every line of the tiny source, all splits
+
+
+@pytest.fixture(scope="module")
+def registered(prefect_harness, tmp_path_factory):
+    """Two versions of crnn-tiny (the second, trained longer, usually champion)."""
+    from flows.retrain import retrain
+
+    root = tmp_path_factory.mktemp("score")
+    config = write_config(root / "pipelines.yaml", tiny_pipelines(root / "ws"))
+    first = retrain(config_path=str(config), progress=False)
+    second = retrain(config_path=str(config), overrides=["training.epochs=3"], progress=False)
+    return root, config, first, second
+
+
+def test_scoring_raw_source_matches_the_evaluation_and_is_logged(registered) -> None:
+    from mlflow import MlflowClient
+
+    from flows.score import score_flow
+
+    root, _, first, _ = registered
+    uri = first["mlflow"]["tracking_uri"]
+    client = MlflowClient(uri, uri)
+    champion = client.get_model_version_by_alias("crnn-tiny", "champion")
+    out = root / "scored"
+    summary = score_flow(
+        model="crnn-tiny@champion",
+        out=str(out),
+        tracking_uri=uri,
+        workspace=str(root / "ws"),
+        chunk_rows=64,
+    )
+    assert summary["model"]["version"] == str(champion.version)
+    assert summary["rows_scored"] == summary["rows_in"] == ROWS and summary["rows_quarantined"] == 0
+    scores = read_scores(out).to_pandas()
+    assert len(scores) == ROWS and scores["sample_id"].is_unique
+    assert set(scores["model_version"]) == {str(champion.version)}
+    assert set(scores["run_id"]) == {champion.run_id}
+    assert scores["confidence"].between(0, 1).all()
+    # the raw test lines, scored by the job, read exactly as the training run's evaluation
+    evaluated = pq.read_table(
+        root / "ws" / "runs" / champion.run_id / "evaluation" / "test_predictions.parquet"
+    ).to_pandas()
+    joined = evaluated.merge(scores, on="sample_id", suffixes=("_eval", "_score"))
+    assert len(joined) == 48
+    assert (joined["prediction_eval"] == joined["prediction_score"]).all()
+    run = client.get_run(summary["mlflow_run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "scoring"
+    assert run.data.metrics["rows_scored"] == ROWS
+    assert run.data.params["model_version"] == str(champion.version)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_job_resumes_once_per_row_with_the_version_it_started_with(registered) -> None:
+    from crnn.inference import Predictor
+    from crnn.tracking.scoring import download_checkpoint
+    from crnn.train import load_checkpoint
+    from flows.score import _ctx, input_spec, resolve_task
+
+    root, config, first, _ = registered
+    uri, ws = first["mlflow"]["tracking_uri"], str(root / "ws")
+    client = _ctx(uri, None, ws).client()
+    out, spec = root / "killed", input_spec(None, None)
+    started_with = resolve_task.fn("crnn-tiny@champion", uri, ws, str(out), spec)
+    other = "1" if started_with.version == "2" else "2"
+    from crnn.config import load_pipeline
+
+    data = load_pipeline(config)[1].data
+    predictor = Predictor(
+        load_checkpoint(download_checkpoint(_ctx(uri, None, ws), started_with, root / "ck"))
+    )
+
+    def chaos(chunk_id: str, rows: int) -> None:
+        done.append(chunk_id)
+        if len(done) == 1:  # someone moves the alias while the job runs
+            client.set_registered_model_alias("crnn-tiny", "champion", other)
+        if len(done) == 3:
+            raise Killed
+
+    done: list[str] = []
+    with pytest.raises(Killed):
+        score(predictor, started_with, source_chunks(data, 32), out, spec, on_chunk=chaos)
+    assert len(list(out.glob("part-*.parquet"))) == 3
+    # the re-run resolves to the pinned version, not to where the alias points now
+    again = resolve_task.fn("crnn-tiny@champion", uri, ws, str(out), spec)
+    assert again == started_with
+    summary = score(predictor, again, source_chunks(data, 32), out, spec)
+    assert summary.chunks_skipped == 3 and summary.rows_scored == ROWS
+    scores = read_scores(out).to_pandas()
+    assert len(scores) == ROWS and scores["sample_id"].is_unique  # no duplicates, none lost
+    assert set(scores["model_version"]) == {started_with.version}
+    assert not list(out.glob(".*tmp"))
+
+
+def test_cli_score_of_a_shard_set_and_its_errors(registered, capsys) -> None:
+    from crnn.cli import main
+
+    root, config, first, _ = registered
+    shards = first["shards"]["manifest"]
+    out = root / "from-shards"
+    args = ["--config", str(config), "score", "crnn-tiny/1", "--shards", shards, "--out", str(out)]
+    assert main(args) == 0
+    assert "scored 480 of 480 rows with crnn-tiny version 1" in capsys.readouterr().out
+    assert len(read_scores(out)) == 480  # the shard set's rows, augmented copies included
+    # the same folder cannot take another job's rows
+    other = ["--config", str(config), "score", "crnn-tiny/2", "--shards", shards, "--out", str(out)]
+    assert main(other) == 2
+    assert "holds the output of another job" in capsys.readouterr().err
+    assert main(["--config", str(config), "score", "crnn-tiny@nope", "--out", str(root / "x")]) == 2
+    assert "is not in the registry" in capsys.readouterr().err
+    assert main(["--config", str(config), "score", "crnn-tiny", "--out", str(root / "x")]) == 2
+    assert "NAME@ALIAS" in capsys.readouterr().err

@@ -1,0 +1,130 @@
+"""The registry against a real MLflow store: the gate on a frozen test set, failures that leave the
+champion alone, and the human `promote` / `rollback` with who / when / why."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crnn.cli import main
+from crnn.data.preprocess import preprocess
+from crnn.errors import UserError
+from crnn.train import train_on_shards
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def registry(tiny_config, tmp_path):
+    """A tiny trained checkpoint and a function registering it with a given test score."""
+    from crnn.data.loader import load_split
+    from crnn.inference import Predictor, squeeze_channel
+    from crnn.tracking import log_pyfunc_model, open_tracking, register_with_gate, start_run
+    from crnn.tracking.registry import TestSet
+
+    config_file, cfg = tiny_config
+    workspace = Path(config_file.workspace)
+    shards = preprocess(cfg.data, cfg.preprocessing, workspace / "shards")
+    training = cfg.training.model_copy(update={"epochs": 1})
+    trained = train_on_shards(shards.manifest_path, cfg.model, training, tmp_path / "ckpt")
+    ctx = open_tracking(cfg.tracking, workspace)
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint)
+    example = load_split(shards.manifest_path, "test").inputs[:2].numpy()
+    raw = squeeze_channel(predictor.normalizer.inverse_transform(example), predictor.input_shape)
+    test_set = TestSet.of(shards.manifest_path)
+
+    def register(score: float, gate=None, test=test_set):
+        run_id = start_run(ctx, cfg, "tiny")
+        ctx.client().log_metric(run_id, "test_sequence_accuracy", score)
+        uri = log_pyfunc_model(ctx, run_id, trained.best_checkpoint, raw, True)
+        return register_with_gate(ctx, run_id, uri, gate or cfg.registry, score, "d", test)
+
+    return ctx, cfg, register, trained
+
+
+def champion(ctx, name="crnn-tiny") -> str:
+    return str(ctx.client().get_model_version_by_alias(name, "champion").version)
+
+
+def test_gate_rule_and_a_failure_mid_promotion_leave_champion(registry, monkeypatch) -> None:
+    from mlflow import MlflowClient
+
+    ctx, cfg, register, _ = registry
+    assert register(0.50).champion_version == "1"
+    worse = register(0.40)
+    assert not worse.decision.promote and champion(ctx) == "1"
+    # better, but not by the configured 10 % relative margin
+    strict = cfg.registry.model_copy(update={"min_relative": 0.10})
+    assert not register(0.52, strict).decision.promote and champion(ctx) == "1"
+    tags = ctx.client().get_model_version("crnn-tiny", "3").tags
+    assert tags["gate.decision"] == "rejected" and tags["gate.champion_scored_on"] == "its run"
+    assert tags["gate.test_set_digest"] == tags["crnn.test_set_digest"]
+
+    # a better challenger, but recording the decision fails: champion must not move
+    real = MlflowClient.set_model_version_tag
+
+    def failing(self, name, version, key, value):
+        if key == "gate.decision":
+            raise RuntimeError("injected: registry write failed")
+        return real(self, name, version, key, value)
+
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", failing)
+    with pytest.raises(RuntimeError, match="injected"):
+        register(0.90)
+    monkeypatch.undo()
+    assert champion(ctx) == "1"
+    assert register(0.90).champion_version == "5" and champion(ctx) == "5"
+    assert ctx.client().get_model_version("crnn-tiny", "5").tags["previous_champion"] == "1"
+
+
+def test_champion_is_rescored_on_the_challengers_test_set(registry, tiny_config, tmp_path):
+    from crnn.config import EvaluationConfig
+    from crnn.evaluate import evaluate_checkpoint
+    from crnn.tracking.registry import TestSet
+
+    ctx, cfg, register, trained = registry
+    register(0.99)  # the champion's own run claims 0.99 on its test set
+    other = cfg.data.model_copy(update={"seed": 7})
+    moved = preprocess(other, cfg.preprocessing, tmp_path / "other-shards")
+    new_test = TestSet.of(moved.manifest_path)
+    result = register(0.0, test=new_test)
+    tags = ctx.client().get_model_version("crnn-tiny", "2").tags
+    assert tags["gate.champion_scored_on"] == "re-evaluated on this test set"
+    expected = evaluate_checkpoint(
+        trained.best_checkpoint, moved.manifest_path, tmp_path / "e", EvaluationConfig()
+    ).metrics["test_sequence_accuracy"]
+    assert result.decision.champion == pytest.approx(expected)  # not the 0.99 of another set
+    assert tags["gate.test_set_digest"] == new_test.digest
+
+
+def test_promote_and_rollback_from_the_cli_record_who_when_why(registry, tiny_config, capsys):
+    ctx, _cfg, register, _ = registry
+    config_path = str(Path(tiny_config[0].workspace).parent / "pipelines.yaml")
+    register(0.5), register(0.4), register(0.3)  # champion v1; v2, v3 rejected
+    assert main(["--config", config_path, "promote", "crnn-tiny", "3", "--reason", "hotfix"]) == 0
+    assert champion(ctx) == "3"
+    v3 = ctx.client().get_model_version("crnn-tiny", "3").tags
+    assert v3["promote_reason"] == "hotfix" and v3["previous_champion"] == "1"
+    assert v3["promoted_by"] and v3["promoted_at"].endswith("+00:00")
+    assert main(["--config", config_path, "rollback", "crnn-tiny", "--reason", "bad"]) == 0
+    assert champion(ctx) == "1"
+    assert "rolled back from version 3 to version 1" in capsys.readouterr().out
+    v1 = ctx.client().get_model_version("crnn-tiny", "1").tags
+    assert v1["rollback_reason"] == "bad" and v1["previous_champion"] == "none"
+    history = json.loads(
+        ctx.client().get_registered_model("crnn-tiny").tags["crnn.champion_history"]
+    )
+    assert [(h["action"], h["version"]) for h in history] == [
+        ("promote", "1"),
+        ("promote", "3"),
+        ("rollback", "1"),
+    ]
+    # nothing before version 1: a clear one-line error, champion unchanged
+    assert main(["--config", config_path, "rollback", "crnn-tiny", "--reason", "again"]) == 2
+    assert "replaced no earlier champion" in capsys.readouterr().err
+    assert main(["--config", config_path, "promote", "crnn-tiny", "9", "--reason", "x"]) == 2
+    assert champion(ctx) == "1"
+    with pytest.raises(UserError):
+        from crnn.tracking.registry import rollback
+
+        rollback(ctx, "crnn-unknown", "x")
