@@ -31,7 +31,7 @@ LINES = {"digit_scale": 1, "margin": 2, "min_digits": 3, "max_digits": 8, "max_g
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--rows", type=int, default=4096)
+    parser.add_argument("--rows", type=int, default=8192)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="bench/results/score.json")
@@ -39,7 +39,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="crnn-score-bench-") as tmp:
         work = Path(tmp)
         data = DigitStringsData(lines={"train": 64, "val": 64, "test": args.rows}, **LINES)
-        prep = PreprocessingConfig(augmentation={"copies": 0}, shard_rows=1024)
+        prep = PreprocessingConfig(
+            augmentation={"copies": 0}, shard_rows=4096
+        )  # = crnn score's default chunk
         manifest_path = preprocess(data, prep, work / "shards").manifest_path
         manifest = load_manifest(manifest_path)
         model_cfg = ModelConfig(architecture="crnn", head="ctc")  # the default pipeline's model
