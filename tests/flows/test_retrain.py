@@ -248,3 +248,24 @@ def test_interrupted_pipeline_resumes_in_the_same_mlflow_run(
     assert sorted(m.step for m in history) == [1, 2, 3, 4]  # each epoch logged once
     assert resumed["training"]["epochs_run"] == 4
     assert len(run.inputs.dataset_inputs) == 3  # logged once, by the first attempt
+
+
+def test_two_training_processes_from_the_flow_log_into_its_run(
+    prefect_harness, config_path: Path
+) -> None:
+    """training.devices=2: the train task launches torchrun (2 gloo processes); rank 0 logs into
+    the flow's MLflow run, and the pipeline registers the result as usual."""
+    from flows.retrain import retrain
+
+    summary = retrain(
+        config_path=str(config_path),
+        overrides=["training.devices=2", "training.epochs=2"],
+        progress=False,
+    )
+    assert summary["training"]["setup"]["world_size"] == "2"
+    assert summary["training"]["setup"]["ranks_in_sync"] == "true"
+    client = _mlflow_client(summary)
+    run = client.get_run(summary["mlflow"]["run_id"])
+    assert run.data.tags["crnn.train.world_size"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+    assert summary["registry"]["version"] == "1" and "test_cer" in summary["metrics"]
