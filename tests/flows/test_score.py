@@ -126,3 +126,11 @@ def test_cli_score_of_a_shard_set_and_its_errors(registered, capsys) -> None:
     assert "is not in the registry" in capsys.readouterr().err
     assert main(["--config", str(config), "score", "crnn-tiny", "--out", str(root / "x")]) == 2
     assert "NAME@ALIAS" in capsys.readouterr().err
+    # new data for a model whose source reads no files: said in one line, nothing written
+    embedded = ["score", "crnn-tiny/1", "--input", str(root), "--out", str(root / "y")]
+    assert main(["--config", str(config), *embedded]) == 2
+    assert "reads no path: drop --input" in capsys.readouterr().err
+    assert not list((root / "y").glob("part-*"))
+    missing = ["score", "crnn-tiny/1", "--input", str(root / "nope"), "--out", str(root / "z")]
+    assert main(["--config", str(config), *missing]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
