@@ -1,6 +1,6 @@
-"""Batch scoring throughput: the scoring job's path (read shards, undo / redo the normalization,
-predict, decode, write Parquet parts) / the bare torch module's forward pass on the same tensors,
-measured in one run. Limit: >= 0.9.
+"""Batch scoring throughput: the scoring job's path (read shards, prepare inputs, predict, decode,
+write Parquet parts) / the bare torch module's forward pass on the same tensors, measured in one
+run. Limit: >= 0.9. The bare loop is the fastest one: ``torch.inference_mode``, same batch size.
 
     python bench/score_bench.py [--device cpu|cuda] [--rows 4096] [--out bench/results/score.json]
 """
@@ -33,7 +33,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--rows", type=int, default=8192)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="bench/results/score.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="crnn-score-bench-") as tmp:
@@ -60,7 +60,7 @@ def main() -> int:
 
         def bare() -> float:
             started = time.perf_counter()
-            with torch.no_grad():
+            with torch.inference_mode():  # the fastest bare loop: as the scoring job runs
                 for i in range(0, rows, args.batch_size):
                     predictor.model(tensors[i : i + args.batch_size])
             if predictor.device.type == "cuda":
@@ -84,7 +84,12 @@ def main() -> int:
         for _ in range(args.repeats):
             bares.append(bare())
             jobs.append(job())
-    ratio = max(jobs) / max(bares)
+    # The figure: the median over repeats of job / the bare pass just before it. Neighbours in
+    # time share the machine's load, so on a shared machine this is far steadier than best-of-each
+    # (on this 2-core VM best-of-each swung 0.89-1.05 between runs of the same code, this 0.96-1.02)
+    paired = sorted(j / b for j, b in zip(jobs, bares, strict=True))
+    ratio = paired[len(paired) // 2]
+    best_of_each = max(jobs) / max(bares)
     report = {
         "device": args.device,
         "rows": rows,
@@ -92,13 +97,17 @@ def main() -> int:
         "bare_rows_per_s": max(bares),
         "scoring_rows_per_s": max(jobs),
         "ratio": ratio,
+        "ratio_best_of_each": best_of_each,
+        "bare_rows_per_s_each": bares,
+        "scoring_rows_per_s_each": jobs,
         "limit": LIMIT,
     }
     print(f"{'figure':<44} {'value':>10}  limit")
     print(f"{'bare torch forward, rows/s':<44} {max(bares):>10.0f}")
     print(f"{'scoring job (read, predict, decode, write)':<44} {max(jobs):>10.0f}")
     status = "ok" if ratio >= LIMIT else "SHORT"
-    print(f"{'scoring / bare':<44} {ratio:>10.3f}  {status} (>= {LIMIT})")
+    print(f"{'scoring / bare (median of adjacent pairs)':<44} {ratio:>10.3f}  {status} >= {LIMIT}")
+    print(f"{'scoring / bare (best of each)':<44} {best_of_each:>10.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

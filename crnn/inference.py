@@ -16,7 +16,7 @@ import torch
 
 from crnn.data.normalization import Normalizer
 from crnn.data.sources import TargetSpec
-from crnn.models import create_model, ctc_greedy_decode
+from crnn.models import create_model, ctc_greedy_strings
 from crnn.train import load_checkpoint, resolve_device
 
 
@@ -59,7 +59,16 @@ class Predictor:
 
     def predict_raw(self, raw: np.ndarray, batch_size: int = 256) -> Predictions:
         """Predict on raw inputs (N, H, W) or (N, C, H, W), in source units (not normalized)."""
-        x = np.asarray(raw, dtype=np.float32)
+        return self.predict_normalized(self.prepare(raw), batch_size)
+
+    def prepare(self, x: np.ndarray, normalization: dict[str, Any] | None = None) -> torch.Tensor:
+        """Inputs -> the model's normalized tensor (N, *input_shape).
+
+        ``normalization``: the statistics ``x`` is already normalized with (a shard set's), or
+        None for source units. Inputs normalized with this model's own statistics pass as they are;
+        others are taken back to source units first.
+        """
+        x = np.asarray(x, dtype=np.float32)
         # single-channel data may come without its channel axis: (N, H, W), (N, T, H, W)
         axis = channel_axis(self.input_shape)
         if axis is not None and self.input_shape[axis] == 1:
@@ -71,9 +80,13 @@ class Predictor:
                 f"inputs of shape {list(x.shape[1:])} do not match the model's "
                 f"{list(self.input_shape)}"
             )
-        return self.predict_normalized(torch.from_numpy(self.normalizer.transform(x)), batch_size)
+        if normalization is not None and normalization == self.normalizer.stats_:
+            return torch.from_numpy(x)
+        if normalization is not None:
+            x = Normalizer.from_stats(normalization).inverse_transform(x)
+        return torch.from_numpy(self.normalizer.transform(x))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_normalized(self, x: torch.Tensor, batch_size: int = 256) -> Predictions:
         """Predict on already-normalized inputs (N, C, H, W), e.g. a shard split."""
         outputs: list[str] = []
@@ -82,7 +95,7 @@ class Predictor:
             out = self.model(x[start : start + batch_size].to(self.device)).float()
             probs = out.softmax(-1)
             if self.target.kind == "sequence":
-                outputs += [self.target.decode(ids) for ids in ctc_greedy_decode(out)]
+                outputs += ctc_greedy_strings(out, self.target.charset)
                 # best-path probability: product of per-frame maxima
                 confidence.append(probs.max(-1).values.log().sum(-1).exp().cpu().numpy())
             else:

@@ -18,23 +18,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from crnn.atomic import atomic_path, atomic_write_text
 from crnn.data.loader import input_views, load_manifest
-from crnn.data.normalization import Normalizer
 from crnn.data.sources import Chunk
 from crnn.errors import UserError
-from crnn.inference import Predictor, squeeze_channel
+from crnn.inference import Predictor
 
 SPLITS = ("train", "val", "test")
 JOB_FILE = "job.json"
+T = TypeVar("T")
 
 SCORE_SCHEMA = pa.schema(
     [
@@ -89,19 +91,53 @@ def source_chunks(data: Any, chunk_rows: int) -> Iterator[tuple[str, Chunk]]:
 
 
 def shard_chunks(manifest_path: Path) -> Iterator[tuple[str, Chunk]]:
-    """The samples of a shard set, a shard per chunk, back in source units."""
+    """The samples of a shard set, a shard per chunk, as normalized in the shards."""
     manifest = load_manifest(manifest_path)
     root = Path(manifest_path)
     root = root.parent if root.is_file() else root
-    normalizer = Normalizer.from_stats(manifest.normalization)
     shape = tuple(manifest.input_shape)
     for record in manifest.shards:
         table = pq.read_table(root / record.path, columns=["sample_id", "input"])
         views = input_views(table.column("input"), shape)
         x = np.concatenate(views) if len(views) != 1 else views[0]
-        raw = squeeze_channel(normalizer.inverse_transform(x), shape)
-        chunk = Chunk(record.split, table.column("sample_id").to_pylist(), raw)
+        ids = table.column("sample_id").to_pylist()
+        chunk = Chunk(record.split, ids, x, normalization=manifest.normalization)
         yield Path(record.path).stem, chunk
+
+
+@dataclass
+class _Prepared:
+    chunk_id: str
+    chunk: Chunk
+    keep: np.ndarray  # rows with finite inputs
+    inputs: torch.Tensor | None  # the kept rows, normalized for the model; None: chunk done
+
+
+def _prepare(
+    predictor: Predictor, chunks: Iterator[tuple[str, Chunk]], out_dir: Path
+) -> Iterator[_Prepared]:
+    for chunk_id, chunk in chunks:
+        if (out_dir / f"part-{chunk_id}.parquet").is_file():
+            yield _Prepared(chunk_id, chunk, np.zeros(0, bool), None)
+            continue
+        keep = np.isfinite(chunk.inputs.reshape(len(chunk), -1)).all(axis=1)
+        inputs = chunk.inputs if keep.all() else chunk.inputs[keep]
+        yield _Prepared(chunk_id, chunk, keep, predictor.prepare(inputs, chunk.normalization))
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """``items``, produced one ahead in a background thread: reading and preparing the next chunk
+    overlaps the model's work on this one (file reads, decoding and numpy release the GIL).
+    Memory stays bounded: at most two items are alive. Errors surface where they would have."""
+    end = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="crnn-prefetch") as pool:
+        pending = pool.submit(next, items, end)
+        while True:
+            item = pending.result()
+            if item is end:
+                return
+            pending = pool.submit(next, items, end)
+            yield item  # type: ignore[misc]
 
 
 def score(
@@ -122,17 +158,16 @@ def score(
     summary = ScoreSummary(model, input_spec, str(out_dir))
     started = time.perf_counter()
     scored_now = 0
-    for chunk_id, chunk in chunks:
-        part = out_dir / f"part-{chunk_id}.parquet"
-        if part.is_file():
+    for item in prefetched(_prepare(predictor, chunks, out_dir)):
+        chunk_id, chunk, keep = item.chunk_id, item.chunk, item.keep
+        if item.inputs is None:
             summary.chunks_skipped += 1
             continue
-        keep = np.isfinite(chunk.inputs.reshape(len(chunk), -1)).all(axis=1)
         bad = [(chunk.sample_ids[i], chunk.split, "non_finite") for i in np.flatnonzero(~keep)] + [
             (q.sample_id, q.origin, q.reason) for q in chunk.quarantined
         ]
         ids = [s for s, k in zip(chunk.sample_ids, keep, strict=True) if k]
-        preds = predictor.predict_raw(chunk.inputs[keep], batch_size)
+        preds = predictor.predict_normalized(item.inputs, batch_size)
         n = len(ids)
         table = pa.table(
             {
@@ -150,7 +185,7 @@ def score(
             quarantine = pa.table(dict(zip(QUARANTINE_SCHEMA.names, rows, strict=True)))
             with atomic_path(out_dir / f"quarantine-{chunk_id}.parquet") as tmp:
                 pq.write_table(quarantine.cast(QUARANTINE_SCHEMA), tmp)
-        with atomic_path(part) as tmp:
+        with atomic_path(out_dir / f"part-{chunk_id}.parquet") as tmp:
             pq.write_table(table, tmp)
         summary.chunks_scored += 1
         scored_now += n

@@ -37,7 +37,7 @@ from crnn.errors import ConfigError
 from crnn.evaluate import sequence_metrics
 from crnn.models import create_model, model_kwargs
 from crnn.models.crnn import RecurrentHead
-from crnn.models.decoding import ctc_greedy_decode
+from crnn.models.decoding import ctc_greedy_strings
 
 CHECKPOINT_VERSION = 1
 
@@ -494,7 +494,7 @@ def validate(
             out = model(batch.inputs).float()
         total += float(compute_loss(out, batch, head)[0]) * len(batch.index)
         if head == "ctc":
-            preds += ["".join(charset[i - 1] for i in ids) for ids in ctc_greedy_decode(out)]
+            preds += ctc_greedy_strings(out, charset)
         else:
             assert batch.labels is not None
             hits += int((out.argmax(-1) == batch.labels).sum())

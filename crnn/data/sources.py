@@ -74,6 +74,9 @@ class SourceInfo:
 class Chunk:
     """Raw samples of one split: ``inputs`` is (N, H, W) or (N, C, H, W) float32, source units.
 
+    Unless ``normalization`` is set: then ``inputs`` are already normalized with those statistics
+    (chunks read back from a shard set), and a consumer with other statistics undoes them first.
+
     ``quarantined`` holds the records of this stretch of input that a reader could not turn into
     samples (unreadable or truncated files...): they are counted, never dropped silently.
     """
@@ -84,6 +87,7 @@ class Chunk:
     texts: list[str] | None = None
     labels: np.ndarray | None = None
     quarantined: list[Quarantined] = field(default_factory=list)
+    normalization: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.sample_ids)

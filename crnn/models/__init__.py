@@ -1,7 +1,7 @@
 """Models: registered architectures (``create_model``), heads, decoding."""
 
 from crnn.models.crnn import ARCHITECTURES, CRNN, create_model, model_kwargs
-from crnn.models.decoding import ctc_greedy_decode
+from crnn.models.decoding import ctc_greedy_decode, ctc_greedy_strings
 from crnn.models.text import TextCRNN
 from crnn.models.video import FrameCRNN
 
@@ -12,5 +12,6 @@ __all__ = [
     "TextCRNN",
     "create_model",
     "ctc_greedy_decode",
+    "ctc_greedy_strings",
     "model_kwargs",
 ]

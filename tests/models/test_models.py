@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from crnn.config import ModelConfig
-from crnn.models import ARCHITECTURES, create_model, ctc_greedy_decode, model_kwargs
+from crnn.models import (
+    ARCHITECTURES,
+    create_model,
+    ctc_greedy_decode,
+    ctc_greedy_strings,
+    model_kwargs,
+)
 
 SHAPE = (1, 32, 128)
 
@@ -75,6 +81,16 @@ def test_ctc_greedy_decoding() -> None:
         ]
     )
     assert ctc_greedy_decode(batch) == [[1, 1, 2], [], [3], [1, 2, 1, 2, 3]]
+    assert ctc_greedy_strings(batch, "aβ中") == ["aaβ", "", "中", "aβaβ中"]  # any code point
+
+
+def test_vectorized_decoding_matches_per_row_decoding() -> None:
+    charset = "0123456789abcdefghij"
+    logits = torch.randn(64, 30, len(charset) + 1, generator=torch.Generator().manual_seed(0))
+    logits[:, ::3, 0] += 3.0  # plenty of blanks, so rows differ in length
+    expected = ["".join(charset[i - 1] for i in ids) for ids in ctc_greedy_decode(logits)]
+    assert ctc_greedy_strings(logits, charset) == expected
+    assert len(set(map(len, expected))) > 3
 
 
 def test_rows_as_the_sequence() -> None:
