@@ -77,7 +77,9 @@ def broadcast(obj: Any) -> Any:
 
 def barrier() -> None:
     if active():
-        torch_dist.barrier(device_ids=[device().index] if device() is not None else None)
+        dev = device()
+        index = dev.index if dev is not None else None
+        torch_dist.barrier(device_ids=[index] if index is not None else None)
 
 
 def init() -> None:
@@ -95,7 +97,7 @@ def launch(
     checkpoint_dir: Path,
     *,
     resume: bool = False,
-    tracking: dict[str, str] | None = None,
+    tracking: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> Any:
     """Train with ``train_cfg.devices`` processes under torchrun and return rank 0's TrainResult.

@@ -90,6 +90,48 @@ def source_chunks(data: Any, chunk_rows: int) -> Iterator[tuple[str, Chunk]]:
             yield f"{split}-{k:05d}", chunk
 
 
+def input_chunks(
+    ckpt: dict[str, Any],
+    model: ModelVersionRef,
+    input_path: str | None,
+    shards: str | None,
+    chunk_rows: int,
+) -> Iterator[tuple[str, Chunk]]:
+    """What a job scores: a shard set; new data at ``input_path`` read with the checkpoint's
+    bundled source config and features; or, for embedded sources, the source's own data."""
+    if shards:
+        return shard_chunks(Path(shards))
+    source = ckpt["preprocessing"].get("source")
+    if not source:
+        raise UserError(
+            f"{model.name} version {model.version} carries no source config; score a shard set "
+            "with --shards"
+        )
+    if not input_path:
+        return source_chunks(source_config(source), chunk_rows)
+    if "path" not in source:
+        raise UserError(f"{model.name}'s source {source['source']!r} reads no path: drop --input")
+    features = ckpt["preprocessing"].get("features") or {}
+    return new_chunks(source_config({**source, "path": input_path}), features, chunk_rows)
+
+
+def source_config(raw: dict[str, Any]) -> Any:
+    from pydantic import TypeAdapter
+
+    from crnn.config import SourceConfig
+
+    return TypeAdapter(SourceConfig).validate_python(raw)
+
+
+def new_chunks(data: Any, features: dict[str, Any], chunk_rows: int) -> Iterator[tuple[str, Chunk]]:
+    """New data at ``data.path`` (labels not needed), read with the model's bundled source config
+    and features; see :func:`crnn.data.sources.new_data_chunks`."""
+    from crnn.data.sources import new_data_chunks
+
+    for k, chunk in enumerate(new_data_chunks(data, features, chunk_rows)):
+        yield f"{chunk.split}-{k:05d}", chunk
+
+
 def shard_chunks(manifest_path: Path) -> Iterator[tuple[str, Chunk]]:
     """The samples of a shard set, a shard per chunk, as normalized in the shards."""
     manifest = load_manifest(manifest_path)

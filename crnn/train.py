@@ -235,7 +235,8 @@ class Trainer:
         if cuda:
             torch.backends.cudnn.benchmark = cfg.cudnn_benchmark and not cfg.deterministic
         self.memory_format = torch.channels_last if cuda and cfg.channels_last else None
-        model.to(self.device, memory_format=self.memory_format or torch.preserve_format)
+        memory_format = self.memory_format or torch.preserve_format
+        model.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
         self.rnn_dtype = configure_rnn_precision(model, self.device, self.amp_dtype)
         if cfg.compile:
             for name in ("features", "frame_encoder"):  # the conv front-end; RNNs break graphs
@@ -462,7 +463,7 @@ def run_epoch(trainer: Trainer, data: ShardLoader, head: str, callbacks: TrainCa
         loss_sum += loss.detach().float() * n
         bad_sum += bad
         pending += n
-        checkpoint = bool(every_ckpt) and step % every_ckpt == 0 and step < trainer.steps
+        checkpoint = every_ckpt is not None and step % every_ckpt == 0 and step < trainer.steps
         if step % every_log == 0 or step == trainer.steps or checkpoint:
             window_loss = float(loss_sum)  # the one read-back
             loop.total, loop.seen = loop.total + window_loss, loop.seen + pending

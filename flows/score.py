@@ -13,17 +13,14 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import TypeAdapter
 
-from crnn.config import SourceConfig, TrackingConfig
-from crnn.errors import UserError
+from crnn.config import TrackingConfig
 from crnn.scoring import (
     ModelVersionRef,
     ScoreSummary,
+    input_chunks,
     pinned_model,
     score,
-    shard_chunks,
-    source_chunks,
 )
 
 SCORING_EXPERIMENT = "scoring"
@@ -68,22 +65,7 @@ def score_task(
         checkpoint = download_checkpoint(_ctx(tracking_uri, None, workspace), ref, Path(tmp))
         ckpt = load_checkpoint(checkpoint)
         predictor = Predictor(ckpt, device="auto")
-    if shards:
-        chunks = shard_chunks(Path(shards))
-    else:
-        source = ckpt["preprocessing"].get("source")
-        if not source:
-            raise UserError(
-                f"{ref.name} version {ref.version} carries no source config; score a shard set "
-                "with --shards"
-            )
-        if input_path:
-            if "path" not in source:
-                raise UserError(
-                    f"{ref.name}'s source {source['source']!r} reads no path: drop --input"
-                )
-            source = {**source, "path": input_path}
-        chunks = source_chunks(TypeAdapter(SourceConfig).validate_python(source), chunk_rows)
+    chunks = input_chunks(ckpt, ref, input_path, shards, chunk_rows)
     return score(predictor, ref, chunks, Path(out), spec, batch_size, on_chunk)
 
 

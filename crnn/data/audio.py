@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,9 +22,16 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from crnn.config import AudioFolderData, AugmentationConfig, SplitFractions
 from crnn.data.augment import AUGMENTERS
-from crnn.data.files import files_digest, require_path
+from crnn.data.files import files_digest, new_data_files, require_input, require_path
 from crnn.data.quarantine import Quarantined
-from crnn.data.sources import SOURCES, Chunk, SourceInfo, TargetSpec, split_indices
+from crnn.data.sources import (
+    SOURCES,
+    Chunk,
+    SourceInfo,
+    TargetSpec,
+    per_file_chunks,
+    split_indices,
+)
 from crnn.errors import DataError
 
 
@@ -192,6 +200,25 @@ class AudioFolderSource:
             shape = (0, 1, self.cfg.n_mels, self.frames)
             inputs = np.stack(specs) if specs else np.zeros(shape, np.float32)
             yield Chunk(split, ids, inputs, labels=np.asarray(labels, np.int64), quarantined=bad)
+
+    @classmethod
+    def new_data(
+        cls, cfg: AudioFolderData, features: dict[str, Any], chunk_rows: int
+    ) -> Iterator[Chunk]:
+        """Every WAV file under ``cfg.path`` (names and CSV not needed), as training's features."""
+        root = require_input(cfg.path)
+        files = new_data_files(root, {".wav"})
+        if not files:
+            raise DataError(f"{root}: no WAV files to score")
+        fbank = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
+        frames = 1 + round(cfg.duration_seconds * cfg.sample_rate) // cfg.hop_length
+
+        def read(path: Path) -> np.ndarray:
+            wave = read_wav(path, cfg.sample_rate, cfg.duration_seconds)
+            return log_mel(wave, fbank, cfg.n_fft, cfg.hop_length)[None]
+
+        shape = (1, cfg.n_mels, frames)
+        yield from per_file_chunks(files, root, chunk_rows, read, shape, "unreadable_audio")
 
 
 @AUGMENTERS.register("audio")

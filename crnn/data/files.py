@@ -33,3 +33,40 @@ def files_digest(paths: list[Path], config: dict[str, Any]) -> str:
             while block := fh.read(1 << 20):
                 h.update(block)
     return h.hexdigest()
+
+
+def new_data_files(path: Path, suffixes: set[str]) -> list[Path]:
+    """New data for scoring: ``path`` itself or every file under it (any depth, class folders or
+    none) whose suffix is one of ``suffixes``; hidden files aside; in a stable order."""
+    if path.is_file():
+        return [path] if path.suffix.lower() in suffixes else []
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in suffixes
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+
+
+def sample_id_of(path: Path, root: Path) -> str:
+    """A file's id in scoring output: its path under the input folder (or its name)."""
+    return path.name if path == root else path.relative_to(root).as_posix()
+
+
+def require_input(path: str | None) -> Path:
+    """The new data to score: a file or folder that exists, or a one-line error."""
+    if not path or not Path(path).exists():
+        raise DataError(f"{path}: no such file or folder to score; check --input")
+    return Path(path)
+
+
+def new_data_dirs(path: Path) -> list[Path]:
+    """Every folder under ``path`` (any depth), hidden ones aside."""
+    if not path.is_dir():
+        return []
+    return [
+        p
+        for p in path.rglob("*")
+        if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    ]

@@ -390,7 +390,7 @@ def _permuted(a: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool, pinned: bool) -> torch.Tensor:
     if shared:  # what torch's default collate does in workers
         storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
-        return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+        return torch.empty(0, dtype=dtype).set_(storage, 0, shape)  # type: ignore[call-overload]
     if pinned and torch.cuda.is_available():
         return torch.empty(shape, dtype=dtype, pin_memory=True)  # torch caches pinned blocks
     # Arrow's pool (jemalloc / mimalloc) keeps freed windows for the next one; a fresh malloc of

@@ -7,6 +7,7 @@ silently skipping it.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import pickle
@@ -18,9 +19,23 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from crnn.config import Cifar10Data, ImageFolderData, MnistIdxData, SplitFractions
-from crnn.data.files import IMAGE_SUFFIXES, files_digest, require_path
+from crnn.data.files import (
+    IMAGE_SUFFIXES,
+    files_digest,
+    new_data_files,
+    require_input,
+    require_path,
+)
 from crnn.data.quarantine import Quarantined
-from crnn.data.sources import SOURCES, SPLITS, Chunk, SourceInfo, TargetSpec, split_indices
+from crnn.data.sources import (
+    SOURCES,
+    SPLITS,
+    Chunk,
+    SourceInfo,
+    TargetSpec,
+    per_file_chunks,
+    split_indices,
+)
 from crnn.errors import DataError
 
 IDX_TYPES: dict[int, str] = {
@@ -348,19 +363,15 @@ class ImageFolderSource:
         )
 
     def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
 
-        h, w = self.cfg.image_size
-        mode = "L" if self.cfg.mode == "grayscale" else "RGB"
         files = self.splits[split]
         for start in range(0, len(files), chunk_rows):
             ids, images, labels, bad = [], [], [], []
             for path, label in files[start : start + chunk_rows]:
                 sample_id = path.relative_to(self.root).as_posix()
                 try:
-                    with Image.open(path) as img:
-                        resized = img.convert(mode).resize((w, h), Image.Resampling.BILINEAR)
-                        array = np.asarray(resized, dtype=np.float32)
+                    image = read_image(path, self.cfg)
                 except (OSError, UnidentifiedImageError, ValueError) as exc:
                     bad.append(
                         Quarantined(
@@ -373,8 +384,37 @@ class ImageFolderSource:
                     )
                     continue
                 ids.append(sample_id)
-                images.append(array if mode == "L" else array.transpose(2, 0, 1))
+                images.append(image)
                 labels.append(label)
-            shape = (h, w) if mode == "L" else (3, h, w)
+            shape = image_shape(self.cfg)
             inputs = np.stack(images) if images else np.zeros((0, *shape), np.float32)
             yield Chunk(split, ids, inputs, labels=np.asarray(labels, np.int64), quarantined=bad)
+
+    @classmethod
+    def new_data(
+        cls, cfg: ImageFolderData, features: dict[str, Any], chunk_rows: int
+    ) -> Iterator[Chunk]:
+        """Every image under ``cfg.path`` (loose or in any folders), resized like training."""
+        root = require_input(cfg.path)
+        files = new_data_files(root, IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{root}: no PNG / JPEG images to score")
+        shape = image_shape(cfg)
+        reader = functools.partial(read_image, cfg=cfg)
+        yield from per_file_chunks(files, root, chunk_rows, reader, shape, "unreadable_image")
+
+
+def image_shape(cfg: ImageFolderData) -> tuple[int, ...]:
+    """One image as a chunk holds it: (H, W) grey, (3, H, W) colour."""
+    return tuple(cfg.image_size) if cfg.mode == "grayscale" else (3, *cfg.image_size)
+
+
+def read_image(path: Path, cfg: ImageFolderData) -> np.ndarray:
+    """An image file in ``cfg.mode``, resized to ``cfg.image_size`` (bilinear), source units."""
+    from PIL import Image
+
+    h, w = cfg.image_size
+    mode = "L" if cfg.mode == "grayscale" else "RGB"
+    with Image.open(path) as img:
+        array = np.asarray(img.convert(mode).resize((w, h), Image.Resampling.BILINEAR), np.float32)
+    return array if mode == "L" else array.transpose(2, 0, 1)

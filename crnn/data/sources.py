@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,6 +21,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from crnn.config import DigitsData, DigitStringsData, SourceConfig, SplitFractions
+from crnn.data.files import sample_id_of
 from crnn.data.quarantine import Quarantined
 from crnn.registry import Registry
 
@@ -97,6 +99,53 @@ class Source(Protocol):
     def info(self) -> SourceInfo: ...
 
     def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]: ...
+
+
+NEW = "new"  # the split name of new (unlabeled) data read for scoring
+
+
+def new_data_chunks(
+    cfg: SourceConfig, features: dict[str, Any], chunk_rows: int
+) -> Iterator[Chunk]:
+    """New data for scoring at ``cfg.path``, read with the settings a model was trained with
+    (``cfg``, ``features``: its bundled source config and fitted features), labels not needed.
+
+    Readers with a ``new_data(cfg, features, chunk_rows)`` classmethod read any layout (loose
+    files, class folders, a table without a label column); the others read their labelled layout,
+    every split.
+    """
+    reader = SOURCES.get(cfg.source)
+    if hasattr(reader, "new_data"):
+        yield from reader.new_data(cfg, features, chunk_rows)
+        return
+    source = open_source(cfg)
+    for split in SPLITS:
+        yield from source.chunks(split, chunk_rows)
+
+
+def per_file_chunks(
+    files: list[Path],
+    root: Path,
+    chunk_rows: int,
+    read: Callable[[Path], np.ndarray],
+    shape: tuple[int, ...],
+    reason: str,
+) -> Iterator[Chunk]:
+    """New data where a file is a sample: ``read(file)`` -> one input of ``shape``. A file that
+    ``read`` cannot parse is quarantined under ``reason`` with the error, never dropped."""
+    for start in range(0, len(files), chunk_rows):
+        ids, inputs, bad = [], [], []
+        for path in files[start : start + chunk_rows]:
+            sample_id = sample_id_of(path, root)
+            try:
+                inputs.append(read(path))
+            except Exception as exc:  # any parse failure of a user's file is a bad record
+                detail = f"{type(exc).__name__}: {exc}"[:300]
+                bad.append(Quarantined(sample_id, NEW, str(path), reason, detail))
+                continue
+            ids.append(sample_id)
+        stacked = np.stack(inputs) if inputs else np.zeros((0, *shape), np.float32)
+        yield Chunk(NEW, ids, stacked, quarantined=bad)
 
 
 SOURCES: Registry[Any] = Registry("source")

@@ -38,7 +38,15 @@ from crnn.config import AugmentationConfig, SplitFractions, TextTableData
 from crnn.data.augment import AUGMENTERS
 from crnn.data.files import files_digest
 from crnn.data.quarantine import Quarantined
-from crnn.data.sources import SOURCES, SPLITS, Chunk, SourceInfo, TargetSpec, split_indices
+from crnn.data.sources import (
+    NEW,
+    SOURCES,
+    SPLITS,
+    Chunk,
+    SourceInfo,
+    TargetSpec,
+    split_indices,
+)
 from crnn.errors import DataError
 
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -183,19 +191,28 @@ class TextRecord:
 
 
 def check_record(
-    cfg: TextTableData, sample_id: str, origin: str, text: Any, label: Any, split: Any = None
+    cfg: TextTableData,
+    sample_id: str,
+    origin: str,
+    text: Any,
+    label: Any = None,
+    split: Any = None,
+    *,
+    labeled: bool = True,
 ) -> TextRecord | Quarantined:
     """Raw field values -> a usable record, or a quarantine record with the first reason that
     applies: undecodable_text, empty_text, missing_label, bad_split_value.
 
     Quarantined records carry the split their split column names, else "train" (the pass that
-    reports them).
+    reports them), or "new" for new data (``labeled=False``: text only, no label, no split).
     """
-    fields = {"text": _as_str(text), "label": _as_label(label)}
-    if cfg.split_column:
+    fields = {"text": _as_str(text)}
+    if labeled:
+        fields["label"] = _as_label(label)
+    if cfg.split_column and labeled:
         fields["split"] = _as_str(split).strip().lower()
     named = fields.get("split", "")
-    where = named if named in SPLITS else "train"
+    where = named if named in SPLITS else "train" if labeled else NEW
 
     def bad(reason: str, detail: str) -> Quarantined:
         return Quarantined(sample_id, where, origin, reason, detail[:300])
@@ -210,14 +227,14 @@ def check_record(
             )
     if not fields["text"].strip():
         return bad("empty_text", f"{cfg.text_column} is empty")
-    if not fields["label"]:
+    if labeled and not fields["label"]:
         return bad("missing_label", f"{cfg.label_column} is missing or empty")
-    if cfg.split_column and named not in SPLITS:
+    if labeled and cfg.split_column and named not in SPLITS:
         return bad(
             "bad_split_value",
             f"{cfg.split_column} is {_as_str(split)!r}; expected train, val or test",
         )
-    return TextRecord(sample_id, origin, fields["text"], fields["label"], named or None)
+    return TextRecord(sample_id, origin, fields["text"], fields.get("label", ""), named or None)
 
 
 def _is_missing(value: Any) -> bool:
@@ -262,7 +279,9 @@ def _line_records(stream: Iterable[str]) -> Iterator[tuple[int, str]]:
         yield number, line.rstrip("\r\n")
 
 
-def read_delimited(path: Path, cfg: TextTableData, sep: str) -> Iterator[TextRecord | Quarantined]:
+def read_delimited(
+    path: Path, cfg: TextTableData, sep: str, labeled: bool = True
+) -> Iterator[TextRecord | Quarantined]:
     """CSV / TSV with a header row. Blank lines are not records; a row whose field count differs
     from the header's is quarantined (``malformed_row``).
     """
@@ -273,26 +292,31 @@ def read_delimited(path: Path, cfg: TextTableData, sep: str) -> Iterator[TextRec
             header = next(rows, None)
             if header is None:
                 return
-            index = {name: column_index(header, name, path) for name in wanted_columns(cfg)}
+            wanted = wanted_columns(cfg, labeled)
+            index = {name: column_index(header, name, path) for name in wanted}
             for row, fields in enumerate(rows):
                 sample_id, origin = f"{path.stem}-{row:07d}", f"{path.name}[{row}]"
                 if len(fields) != len(header):
                     detail = f"{len(fields)} fields, the header has {len(header)}"
-                    yield Quarantined(sample_id, "train", origin, "malformed_row", detail)
+                    where = "train" if labeled else NEW
+                    yield Quarantined(sample_id, where, origin, "malformed_row", detail)
                     continue
-                yield check_record(cfg, sample_id, origin, *(fields[i] for i in index.values()))
+                values = (fields[i] for i in index.values())
+                yield check_record(cfg, sample_id, origin, *values, labeled=labeled)
         except csv.Error as exc:  # e.g. a field over csv's size limit: name the line
             raise DataError(f"{path}, line {reader.line_num}: {exc}") from None
 
 
-def read_jsonl(path: Path, cfg: TextTableData) -> Iterator[TextRecord | Quarantined]:
+def read_jsonl(
+    path: Path, cfg: TextTableData, labeled: bool = True
+) -> Iterator[TextRecord | Quarantined]:
     """One JSON object per line; blank lines are not records, unparsable lines are quarantined."""
     with open_text(path, cfg.encoding) as stream:
-        yield from _jsonl_records(path, cfg, stream)
+        yield from _jsonl_records(path, cfg, stream, labeled)
 
 
 def _jsonl_records(
-    path: Path, cfg: TextTableData, stream: Iterable[str]
+    path: Path, cfg: TextTableData, stream: Iterable[str], labeled: bool = True
 ) -> Iterator[TextRecord | Quarantined]:
     row = 0
     for number, line in _line_records(stream):
@@ -309,38 +333,46 @@ def _jsonl_records(
             detail = f"line {number}: {exc}" + (
                 f"; not valid {cfg.encoding}" if reason == "undecodable_text" else ""
             )
-            yield Quarantined(sample_id, "train", origin, reason, detail[:300])
+            yield Quarantined(sample_id, "train" if labeled else NEW, origin, reason, detail[:300])
             continue
-        yield check_record(cfg, sample_id, origin, *(obj.get(name) for name in wanted_columns(cfg)))
+        values = (obj.get(name) for name in wanted_columns(cfg, labeled))
+        yield check_record(cfg, sample_id, origin, *values, labeled=labeled)
 
 
 def read_parquet(
-    path: Path, cfg: TextTableData, batch_rows: int = 65536
+    path: Path, cfg: TextTableData, labeled: bool = True, batch_rows: int = 65536
 ) -> Iterator[TextRecord | Quarantined]:
     """Parquet strings are already decoded; nulls are missing values."""
     names = pq.read_schema(path).names
-    columns = wanted_columns(cfg)
+    columns = wanted_columns(cfg, labeled)
     for name in columns:
         column_index(names, name, path)
     row = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
         values = [batch.column(name).to_pylist() for name in columns]
         for fields in zip(*values, strict=True):
-            yield check_record(cfg, f"{path.stem}-{row:07d}", f"{path.name}[{row}]", *fields)
+            sample_id, origin = f"{path.stem}-{row:07d}", f"{path.name}[{row}]"
+            yield check_record(cfg, sample_id, origin, *fields, labeled=labeled)
             row += 1
 
 
-def read_lines(path: Path, cfg: TextTableData) -> Iterator[TextRecord | Quarantined]:
-    """``CLASS.txt``: every line is a text of class CLASS (blank lines are quarantined)."""
+def read_lines(
+    path: Path, cfg: TextTableData, labeled: bool = True
+) -> Iterator[TextRecord | Quarantined]:
+    """``CLASS.txt``: every line is a text of class CLASS (blank lines are quarantined); for new
+    data (``labeled=False``) every line of any ``.txt`` file is a text to score."""
     with open_text(path, cfg.encoding) as stream:
         for number, line in _line_records(stream):
-            yield check_record(
-                cfg, f"{path.stem}-{number:07d}", f"{path.name}:{number}", line, path.stem
-            )
+            sample_id, origin = f"{path.stem}-{number:07d}", f"{path.name}:{number}"
+            label = path.stem if labeled else None
+            yield check_record(cfg, sample_id, origin, line, label, labeled=labeled)
 
 
-def wanted_columns(cfg: TextTableData) -> list[str]:
-    """Text, label and (when set) split column names, in :func:`check_record`'s argument order."""
+def wanted_columns(cfg: TextTableData, labeled: bool = True) -> list[str]:
+    """Text, label and (when set) split column names, in :func:`check_record`'s argument order;
+    new data (``labeled=False``) needs the text column only."""
+    if not labeled:
+        return [cfg.text_column]
     return [cfg.text_column, cfg.label_column, *([cfg.split_column] if cfg.split_column else [])]
 
 
@@ -362,7 +394,9 @@ def find_files(cfg: TextTableData) -> tuple[str, list[Path]]:
     if not path.exists():
         raise DataError(f"data.path {path} does not exist: set it to {what}")
     if path.is_file():
-        fmt = cfg.format if cfg.format != "auto" else SUFFIX_FORMATS.get(path.suffix.lower())
+        suffix = path.suffix.lower()
+        fmt = cfg.format if cfg.format != "auto" else SUFFIX_FORMATS.get(suffix)
+        fmt = "lines" if fmt is None and suffix == ".txt" else fmt
         if fmt is None:
             raise DataError(f"{path}: unknown table extension; set data.format")
         return fmt, [path]
@@ -385,17 +419,17 @@ def find_files(cfg: TextTableData) -> tuple[str, list[Path]]:
 
 
 def read_records(
-    fmt: str, files: list[Path], cfg: TextTableData
+    fmt: str, files: list[Path], cfg: TextTableData, labeled: bool = True
 ) -> Iterator[TextRecord | Quarantined]:
     for path in files:
         if fmt in ("csv", "tsv"):
-            yield from read_delimited(path, cfg, "," if fmt == "csv" else "\t")
+            yield from read_delimited(path, cfg, "," if fmt == "csv" else "\t", labeled)
         elif fmt == "jsonl":
-            yield from read_jsonl(path, cfg)
+            yield from read_jsonl(path, cfg, labeled)
         elif fmt == "parquet":
-            yield from read_parquet(path, cfg)
+            yield from read_parquet(path, cfg, labeled)
         else:
-            yield from read_lines(path, cfg)
+            yield from read_lines(path, cfg, labeled)
 
 
 # --------------------------------------------------------------------------------------- source
@@ -516,6 +550,38 @@ class TextTableSource:
                 batch, pending = [], []
         if batch or pending:
             yield self._chunk(split, batch, pending)
+
+    @classmethod
+    def new_data(
+        cls, cfg: TextTableData, features: dict[str, Any], chunk_rows: int
+    ) -> Iterator[Chunk]:
+        """Texts to score at ``cfg.path``: a table (the text column; labels and splits not
+        needed), a ``.txt`` file or folder of them (a text per line), tokenized with the model's
+        own vocabulary (``features``). Words it never saw are out-of-vocabulary, as in training.
+        """
+        cfg = cfg.model_copy(update={"split_column": None})
+        fmt, files = find_files(cfg)
+        tokenizer = Tokenizer.from_features(features)
+        batch: list[TextRecord] = []
+        bad: list[Quarantined] = []
+        for item in read_records(fmt, files, cfg, labeled=False):
+            if isinstance(item, TextRecord):
+                batch.append(item)
+            else:
+                bad.append(item)
+            if len(batch) + len(bad) == chunk_rows:
+                yield cls._new_chunk(batch, bad, tokenizer)
+                batch, bad = [], []
+        if batch or bad:
+            yield cls._new_chunk(batch, bad, tokenizer)
+
+    @staticmethod
+    def _new_chunk(
+        records: list[TextRecord], bad: list[Quarantined], tokenizer: Tokenizer
+    ) -> Chunk:
+        texts = [r.text for r in records]
+        ids = [r.sample_id for r in records]
+        return Chunk(NEW, ids, tokenizer.transform(texts), texts=texts, quarantined=list(bad))
 
     def _chunk(self, split: str, records: list[TextRecord], bad: list[Quarantined]) -> Chunk:
         texts = [r.text for r in records]

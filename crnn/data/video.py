@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,14 @@ import torch.nn.functional as F
 
 from crnn.config import AugmentationConfig, MovingDigitsData, VideoClipsData
 from crnn.data.augment import AUGMENTERS, augment_images
-from crnn.data.files import IMAGE_SUFFIXES, files_digest, require_path
+from crnn.data.files import (
+    IMAGE_SUFFIXES,
+    files_digest,
+    new_data_dirs,
+    new_data_files,
+    require_input,
+    require_path,
+)
 from crnn.data.quarantine import Quarantined
 from crnn.data.sources import (
     SOURCES,
@@ -27,6 +35,7 @@ from crnn.data.sources import (
     TargetSpec,
     _digest,
     _sklearn_digits,
+    per_file_chunks,
     split_indices,
 )
 from crnn.errors import DataError
@@ -238,3 +247,26 @@ class VideoClipsSource:
             shape = (0, self.cfg.frames, self.channels, *self.cfg.frame_size)
             inputs = np.stack(clips) if clips else np.zeros(shape, np.float32)
             yield Chunk(split, ids, inputs, labels=np.asarray(labels, np.int64), quarantined=bad)
+
+    @classmethod
+    def new_data(
+        cls, cfg: VideoClipsData, features: dict[str, Any], chunk_rows: int
+    ) -> Iterator[Chunk]:
+        """Every clip under ``cfg.path``: video and .npy/.npz files, and folders of frames."""
+        root = require_input(cfg.path)
+        files = new_data_files(root, VIDEO_SUFFIXES | {".npy", ".npz"})
+        frame_dirs = [
+            p
+            for p in ([root] if root.is_dir() else []) + sorted(new_data_dirs(root))
+            if any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir() if f.is_file())
+        ]
+        clips = sorted(files + frame_dirs)
+        if not clips:
+            raise DataError(f"{root}: no clips to score (video files, .npy/.npz, frame folders)")
+        channels = 1 if cfg.mode == "grayscale" else 3
+
+        def read(path: Path) -> np.ndarray:
+            return sample_frames(read_clip(path, gray=channels == 1), cfg.frames, cfg.frame_size)
+
+        shape = (cfg.frames, channels, *cfg.frame_size)
+        yield from per_file_chunks(clips, root, chunk_rows, read, shape, "unreadable_video")

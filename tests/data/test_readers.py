@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import shutil
 import struct
 from pathlib import Path
 
@@ -272,3 +273,25 @@ def test_rgb_image_folder_pipeline_end_to_end(tmp_path: Path) -> None:
     assert report.metrics["test_accuracy"] >= 0.9
     assert report.sample_images is not None and report.sample_images.shape[1:] == (3, 16, 16)
     assert (tmp_path / "eval" / "sample_predictions.png").stat().st_size > 0
+    # new data: the test images as loose, renamed files (no class folders), scored the way
+    # `crnn score --input` does, predict what the evaluation predicted for those images
+    from crnn.inference import Predictor
+    from crnn.scoring import ModelVersionRef, input_chunks, read_scores, score
+    from crnn.train import load_checkpoint
+
+    evaluated = pd.read_parquet(report.predictions_path)
+    new = tmp_path / "incoming"
+    new.mkdir()
+    for k, sample_id in enumerate(evaluated["sample_id"]):
+        shutil.copy(tmp_path / "img" / sample_id, new / f"{k:03d}.png")
+    ckpt = load_checkpoint(result.best_checkpoint)
+    ref = ModelVersionRef("img", "1", "run")
+    chunks = input_chunks(ckpt, ref, str(new), None, chunk_rows=5)
+    summary = score(Predictor(ckpt, device="cpu"), ref, chunks, tmp_path / "scored", "new")
+    assert summary.rows_scored == len(evaluated) and summary.rows_quarantined == 0
+    scored = read_scores(tmp_path / "scored").to_pandas().set_index("sample_id")
+    renamed = [f"{k:03d}.png" for k in range(len(evaluated))]
+    assert list(scored.loc[renamed, "prediction"]) == list(evaluated["prediction"])
+    np.testing.assert_allclose(
+        scored.loc[renamed, "confidence"], evaluated["confidence"], rtol=1e-4
+    )
