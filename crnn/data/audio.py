@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +113,7 @@ class AudioFolderSource:
             self.pools = group_split(table["group"].to_numpy(), cfg.split, cfg.seed)
         else:
             self.pools = split_indices(labels, cfg.split, cfg.seed)
-        self.fbank = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
-        n = round(cfg.duration_seconds * cfg.sample_rate)
-        self.frames = 1 + n // cfg.hop_length
+        self.read, self.shape = spectrogram_reader(cfg)
 
     def _label_table(self) -> tuple[pd.DataFrame, list[str]]:
         """(path, label[, group]) of every labelled file, and the WAV files without a label."""
@@ -151,7 +149,7 @@ class AudioFolderSource:
             description=f"WAV folder {self.root}: {len(self.files)} files, "
             f"{len(self.classes)} classes",
             digest=files_digest(self.files, {k: v for k, v in config.items() if k != "path"}),
-            input_shape=(1, cfg.n_mels, self.frames),
+            input_shape=self.shape,
             target=TargetSpec(kind="class", classes=self.classes),
             config=config,
             modality="audio",
@@ -164,7 +162,7 @@ class AudioFolderSource:
             yield Chunk(
                 split,
                 [],
-                np.zeros((0, 1, self.cfg.n_mels, self.frames), np.float32),
+                np.zeros((0, *self.shape), np.float32),
                 labels=np.zeros(0, np.int64),
                 quarantined=[
                     Quarantined(
@@ -177,29 +175,17 @@ class AudioFolderSource:
                     for u in self.unlabeled
                 ],
             )
-        for start in range(0, len(pool), chunk_rows):
-            ids, specs, labels, bad = [], [], [], []
-            for i in pool[start : start + chunk_rows]:
-                rel = self.files[i].relative_to(self.root).as_posix()
-                try:
-                    wave = read_wav(self.files[i], self.cfg.sample_rate, self.cfg.duration_seconds)
-                except Exception as exc:  # any parse failure of a user's file is a bad record
-                    bad.append(
-                        Quarantined(
-                            rel,
-                            split,
-                            str(self.files[i]),
-                            "unreadable_audio",
-                            f"{type(exc).__name__}: {exc}"[:300],
-                        )
-                    )
-                    continue
-                ids.append(rel)
-                specs.append(log_mel(wave, self.fbank, self.cfg.n_fft, self.cfg.hop_length)[None])
-                labels.append(self.labels[i])
-            shape = (0, 1, self.cfg.n_mels, self.frames)
-            inputs = np.stack(specs) if specs else np.zeros(shape, np.float32)
-            yield Chunk(split, ids, inputs, labels=np.asarray(labels, np.int64), quarantined=bad)
+        files = [self.files[i] for i in pool]
+        yield from per_file_chunks(
+            files,
+            self.root,
+            chunk_rows,
+            self.read,
+            self.shape,
+            "unreadable_audio",
+            split,
+            self.labels[pool],
+        )
 
     @classmethod
     def new_data(
@@ -210,15 +196,22 @@ class AudioFolderSource:
         files = new_data_files(root, {".wav"})
         if not files:
             raise DataError(f"{root}: no WAV files to score")
-        fbank = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
-        frames = 1 + round(cfg.duration_seconds * cfg.sample_rate) // cfg.hop_length
-
-        def read(path: Path) -> np.ndarray:
-            wave = read_wav(path, cfg.sample_rate, cfg.duration_seconds)
-            return log_mel(wave, fbank, cfg.n_fft, cfg.hop_length)[None]
-
-        shape = (1, cfg.n_mels, frames)
+        read, shape = spectrogram_reader(cfg)
         yield from per_file_chunks(files, root, chunk_rows, read, shape, "unreadable_audio")
+
+
+def spectrogram_reader(
+    cfg: AudioFolderData,
+) -> tuple[Callable[[Path], np.ndarray], tuple[int, ...]]:
+    """(WAV file -> its (1, n_mels, frames) log-mel spectrogram, that shape) for ``cfg``."""
+    fbank = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
+    frames = 1 + round(cfg.duration_seconds * cfg.sample_rate) // cfg.hop_length
+
+    def read(path: Path) -> np.ndarray:
+        wave = read_wav(path, cfg.sample_rate, cfg.duration_seconds)
+        return log_mel(wave, fbank, cfg.n_fft, cfg.hop_length)[None]
+
+    return read, (1, cfg.n_mels, frames)
 
 
 @AUGMENTERS.register("audio")

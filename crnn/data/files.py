@@ -40,13 +40,19 @@ def new_data_files(path: Path, suffixes: set[str]) -> list[Path]:
     none) whose suffix is one of ``suffixes``; hidden files aside; in a stable order."""
     if path.is_file():
         return [path] if path.suffix.lower() in suffixes else []
-    return sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in suffixes
-        and not any(part.startswith(".") for part in p.relative_to(path).parts)
-    )
+    return [p for p in visible_under(path) if p.is_file() and p.suffix.lower() in suffixes]
+
+
+def visible_under(path: Path) -> list[Path]:
+    """Every file and folder under ``path`` (any depth), sorted, hidden ones and their contents
+    aside; nothing for a file."""
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.rglob("*") if not _hidden(p.relative_to(path)))
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def sample_id_of(path: Path, root: Path) -> str:
@@ -59,14 +65,3 @@ def require_input(path: str | None) -> Path:
     if not path or not Path(path).exists():
         raise DataError(f"{path}: no such file or folder to score; check --input")
     return Path(path)
-
-
-def new_data_dirs(path: Path) -> list[Path]:
-    """Every folder under ``path`` (any depth), hidden ones aside."""
-    if not path.is_dir():
-        return []
-    return [
-        p
-        for p in path.rglob("*")
-        if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-    ]

@@ -363,32 +363,13 @@ class ImageFolderSource:
         )
 
     def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
-        from PIL import UnidentifiedImageError
-
-        files = self.splits[split]
-        for start in range(0, len(files), chunk_rows):
-            ids, images, labels, bad = [], [], [], []
-            for path, label in files[start : start + chunk_rows]:
-                sample_id = path.relative_to(self.root).as_posix()
-                try:
-                    image = read_image(path, self.cfg)
-                except (OSError, UnidentifiedImageError, ValueError) as exc:
-                    bad.append(
-                        Quarantined(
-                            sample_id,
-                            split,
-                            str(path),
-                            "unreadable_image",
-                            f"{type(exc).__name__}: {exc}"[:300],
-                        )
-                    )
-                    continue
-                ids.append(sample_id)
-                images.append(image)
-                labels.append(label)
-            shape = image_shape(self.cfg)
-            inputs = np.stack(images) if images else np.zeros((0, *shape), np.float32)
-            yield Chunk(split, ids, inputs, labels=np.asarray(labels, np.int64), quarantined=bad)
+        files = [path for path, _ in self.splits[split]]
+        labels = np.array([label for _, label in self.splits[split]], np.int64)
+        read = functools.partial(read_image, cfg=self.cfg)
+        shape = image_shape(self.cfg)
+        yield from per_file_chunks(
+            files, self.root, chunk_rows, read, shape, "unreadable_image", split, labels
+        )
 
     @classmethod
     def new_data(

@@ -130,22 +130,28 @@ def per_file_chunks(
     read: Callable[[Path], np.ndarray],
     shape: tuple[int, ...],
     reason: str,
+    split: str = NEW,
+    labels: np.ndarray | None = None,
 ) -> Iterator[Chunk]:
-    """New data where a file is a sample: ``read(file)`` -> one input of ``shape``. A file that
-    ``read`` cannot parse is quarantined under ``reason`` with the error, never dropped."""
+    """Samples that are one file each (images, WAVs, clips): ``read(file)`` -> one input of
+    ``shape``, ``labels[k]`` the class of ``files[k]`` (None: new data). A file that ``read``
+    cannot parse is quarantined under ``reason`` with the error, never dropped."""
     for start in range(0, len(files), chunk_rows):
-        ids, inputs, bad = [], [], []
-        for path in files[start : start + chunk_rows]:
+        ids, inputs, kept, bad = [], [], [], []
+        for k in range(start, min(start + chunk_rows, len(files))):
+            path = files[k]
             sample_id = sample_id_of(path, root)
             try:
                 inputs.append(read(path))
             except Exception as exc:  # any parse failure of a user's file is a bad record
                 detail = f"{type(exc).__name__}: {exc}"[:300]
-                bad.append(Quarantined(sample_id, NEW, str(path), reason, detail))
+                bad.append(Quarantined(sample_id, split, str(path), reason, detail))
                 continue
             ids.append(sample_id)
+            kept.append(k)
         stacked = np.stack(inputs) if inputs else np.zeros((0, *shape), np.float32)
-        yield Chunk(NEW, ids, stacked, quarantined=bad)
+        chunk_labels = None if labels is None else np.asarray(labels, np.int64)[kept]
+        yield Chunk(split, ids, stacked, labels=chunk_labels, quarantined=bad)
 
 
 SOURCES: Registry[Any] = Registry("source")

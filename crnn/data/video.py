@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,11 @@ from crnn.data.augment import AUGMENTERS, augment_images
 from crnn.data.files import (
     IMAGE_SUFFIXES,
     files_digest,
-    new_data_dirs,
     new_data_files,
     require_input,
     require_path,
+    visible_under,
 )
-from crnn.data.quarantine import Quarantined
 from crnn.data.sources import (
     SOURCES,
     SPLITS,
@@ -222,31 +221,12 @@ class VideoClipsSource:
         )
 
     def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
-        pool = self.pools[split]
-        for start in range(0, len(pool), chunk_rows):
-            ids, clips, labels, bad = [], [], [], []
-            for i in pool[start : start + chunk_rows]:
-                path, label = self.clips[i]
-                rel = path.relative_to(self.root).as_posix()
-                try:
-                    frames = read_clip(path, gray=self.channels == 1)
-                except Exception as exc:  # any decode failure of a user's clip is a bad record
-                    bad.append(
-                        Quarantined(
-                            rel,
-                            split,
-                            str(path),
-                            "unreadable_video",
-                            f"{type(exc).__name__}: {exc}"[:300],
-                        )
-                    )
-                    continue
-                ids.append(rel)
-                clips.append(sample_frames(frames, self.cfg.frames, self.cfg.frame_size))
-                labels.append(label)
-            shape = (0, self.cfg.frames, self.channels, *self.cfg.frame_size)
-            inputs = np.stack(clips) if clips else np.zeros(shape, np.float32)
-            yield Chunk(split, ids, inputs, labels=np.asarray(labels, np.int64), quarantined=bad)
+        clips = [self.clips[i] for i in self.pools[split]]
+        read, shape = clip_reader(self.cfg)
+        files, labels = [p for p, _ in clips], np.array([c for _, c in clips], np.int64)
+        yield from per_file_chunks(
+            files, self.root, chunk_rows, read, shape, "unreadable_video", split, labels
+        )
 
     @classmethod
     def new_data(
@@ -257,16 +237,22 @@ class VideoClipsSource:
         files = new_data_files(root, VIDEO_SUFFIXES | {".npy", ".npz"})
         frame_dirs = [
             p
-            for p in ([root] if root.is_dir() else []) + sorted(new_data_dirs(root))
-            if any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir() if f.is_file())
+            for p in ([root] if root.is_dir() else []) + visible_under(root)
+            if p.is_dir()
+            and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir() if f.is_file())
         ]
         clips = sorted(files + frame_dirs)
         if not clips:
             raise DataError(f"{root}: no clips to score (video files, .npy/.npz, frame folders)")
-        channels = 1 if cfg.mode == "grayscale" else 3
-
-        def read(path: Path) -> np.ndarray:
-            return sample_frames(read_clip(path, gray=channels == 1), cfg.frames, cfg.frame_size)
-
-        shape = (cfg.frames, channels, *cfg.frame_size)
+        read, shape = clip_reader(cfg)
         yield from per_file_chunks(clips, root, chunk_rows, read, shape, "unreadable_video")
+
+
+def clip_reader(cfg: VideoClipsData) -> tuple[Callable[[Path], np.ndarray], tuple[int, ...]]:
+    """(clip -> its (frames, C, h, w) sampled frames, that shape) for ``cfg``."""
+    channels = 1 if cfg.mode == "grayscale" else 3
+
+    def read(path: Path) -> np.ndarray:
+        return sample_frames(read_clip(path, gray=channels == 1), cfg.frames, cfg.frame_size)
+
+    return read, (cfg.frames, channels, *cfg.frame_size)
