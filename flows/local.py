@@ -12,6 +12,7 @@ timeout, so it gets more room. A real Prefect server (PREFECT_API_URL) is left a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -45,6 +46,26 @@ class UserErrorWithoutTraceback(logging.Filter):
         return True
 
 
+class PoolTeardownCancelled(logging.Filter):
+    """Drops SQLAlchemy's report of a pooled connection whose reset was cancelled: the in-process
+    Prefect server's database pool, torn down while the process exits after a user error, logs
+    that cancellation with a traceback. Nothing is lost, and the user's error stays one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def quiet_pool_teardown() -> None:
+    """Route ``sqlalchemy.pool`` records through a stderr handler that drops the teardown
+    cancellation (without a handler they would reach Python's last-resort handler unfiltered)."""
+    pool = logging.getLogger("sqlalchemy.pool")
+    if not any(isinstance(f, PoolTeardownCancelled) for h in pool.handlers for f in h.filters):
+        handler = logging.StreamHandler()
+        handler.addFilter(PoolTeardownCancelled())
+        pool.addHandler(handler)
+        pool.propagate = False
+
+
 def quiet_user_errors() -> None:
     """Attach the filter to every handler of Prefect's loggers (call after importing Prefect)."""
     names = ["prefect", *[n for n in logging.root.manager.loggerDict if n.startswith("prefect")]]
@@ -52,3 +73,4 @@ def quiet_user_errors() -> None:
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, UserErrorWithoutTraceback) for f in handler.filters):
                 handler.addFilter(UserErrorWithoutTraceback())
+    quiet_pool_teardown()

@@ -213,6 +213,35 @@ def test_user_error_inside_a_task_is_one_line_without_traceback(
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
+def test_pool_teardown_cancellation_is_dropped_and_other_pool_errors_kept() -> None:
+    import asyncio
+    import io
+    import logging
+
+    from flows.local import PoolTeardownCancelled, quiet_pool_teardown
+
+    quiet_pool_teardown()
+    quiet_pool_teardown()  # idempotent: one handler
+    pool = logging.getLogger("sqlalchemy.pool")
+    (handler,) = [
+        h for h in pool.handlers if any(isinstance(f, PoolTeardownCancelled) for f in h.filters)
+    ]
+    stream = io.StringIO()
+    old = handler.setStream(stream)
+    try:
+        child = logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool")
+        for error in (asyncio.CancelledError(), OSError("database is locked")):
+            try:
+                raise error
+            except BaseException:
+                child.error("Exception during reset or similar", exc_info=True)
+    finally:
+        handler.setStream(old)
+    printed = stream.getvalue()
+    assert "CancelledError" not in printed
+    assert printed.count("Traceback") == 1 and "database is locked" in printed
+
+
 def test_interrupted_pipeline_resumes_in_the_same_mlflow_run(
     prefect_harness, config_path: Path, monkeypatch
 ) -> None:
