@@ -375,7 +375,7 @@ def standard_run_figures(workdir: Path) -> dict[str, Any]:
 
     from crnn.config import load_pipeline
     from crnn.data.preprocess import preprocess as build
-    from flows.local import prepare_local_prefect, quiet_user_errors
+    from flows.local import local_flow_runs, prepare_local_prefect, quiet_user_errors
 
     mapping = yaml.safe_load((REPO / "pipelines.yaml").read_text())
     mapping["workspace"] = str(workdir / "ws")
@@ -396,7 +396,8 @@ def standard_run_figures(workdir: Path) -> dict[str, Any]:
 
     open_tracking(cfg.tracking, workdir / "ws")
     started = time.perf_counter()
-    summary = retrain(config_path=str(config), progress=False)
+    with local_flow_runs():  # as `crnn run` runs it
+        summary = retrain(config_path=str(config), progress=False)
     wall = time.perf_counter() - started
     t = summary["timings"]
     compute = t["preprocess"] + t["train"] + t["evaluate"]

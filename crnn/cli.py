@@ -108,20 +108,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise DataError(
             f"pipeline {cfg.name!r}: {exc} (in {args.config} or with --set data.path=DIR)"
         ) from None
-    from flows.local import prepare_local_prefect, quiet_user_errors
+    from flows.local import local_flow_runs, prepare_local_prefect, quiet_user_errors
 
     prepare_local_prefect(workspace.root)
     from flows.retrain import retrain
 
     quiet_user_errors()
 
-    summary = retrain(
-        pipeline=cfg.name,
-        config_path=str(args.config),
-        overrides=list(args.overrides),
-        progress=not args.json,
-        resume=args.resume,
-    )
+    with local_flow_runs():
+        summary = retrain(
+            pipeline=cfg.name,
+            config_path=str(args.config),
+            overrides=list(args.overrides),
+            progress=not args.json,
+            resume=args.resume,
+        )
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -150,22 +151,23 @@ def cmd_score(args: argparse.Namespace) -> int:
     for given in (args.input, args.shards):
         if given and not Path(given).expanduser().exists():
             raise UserError(f"{given}: no such file or folder")
-    from flows.local import prepare_local_prefect, quiet_user_errors
+    from flows.local import local_flow_runs, prepare_local_prefect, quiet_user_errors
 
     prepare_local_prefect(workspace.root)
     from flows.score import score_flow
 
     quiet_user_errors()
-    summary = score_flow(
-        model=args.model,
-        out=str(Path(args.out).expanduser().resolve()),
-        tracking_uri=resolve_tracking_uri(cfg.tracking, workspace.root),
-        workspace=str(workspace.root),
-        input_path=str(Path(args.input).expanduser()) if args.input else None,
-        shards=args.shards,
-        chunk_rows=args.chunk_rows,
-        batch_size=args.batch_size,
-    )
+    with local_flow_runs():
+        summary = score_flow(
+            model=args.model,
+            out=str(Path(args.out).expanduser().resolve()),
+            tracking_uri=resolve_tracking_uri(cfg.tracking, workspace.root),
+            workspace=str(workspace.root),
+            input_path=str(Path(args.input).expanduser()) if args.input else None,
+            shards=args.shards,
+            chunk_rows=args.chunk_rows,
+            batch_size=args.batch_size,
+        )
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0

@@ -355,6 +355,7 @@ def train(
     Returns:
         where the checkpoints are, the best epoch and score, and the per-epoch history.
     """
+    started = time.perf_counter()  # setup (device, optimizer, restore) is training time too
     seed_everything(cfg.seed, cfg.deterministic)
     steps = len(train_data)
     trainer = Trainer(model, cfg, steps, checkpoint_dir, checkpoint_meta)
@@ -364,7 +365,6 @@ def train(
     assert es.monitor and es.mode, "PipelineConfig resolves the early-stopping monitor"
     sign = 1.0 if es.mode == "min" else -1.0
     hooks = TimedCallbacks(callbacks if dist.is_main() else ())
-    started = time.perf_counter()
     hooks.on_train_start(cfg.epochs, steps)
 
     while loop.epoch <= cfg.epochs and not loop.stopped:
@@ -419,7 +419,8 @@ def train(
         result.setup["ranks_in_sync"] = str(dist.in_sync(model)).lower()
     dist.barrier()  # rank 0's checkpoints are on disk before any rank returns
     hooks.on_train_end(result)
-    result.callback_seconds = hooks.seconds
+    result.callback_seconds = hooks.seconds  # all of them, on_train_end's too: in ``seconds``
+    result.seconds = time.perf_counter() - started
     return result
 
 
@@ -545,6 +546,7 @@ def train_on_shards(
     Seeds before building the model, so the initial weights are reproducible too; with
     ``resume``, continues from ``checkpoint_dir/last.pt`` (see :func:`train`).
     """
+    started = time.perf_counter()
     manifest = load_manifest(manifest_path)
     kwargs = model_kwargs(model_cfg, manifest.features)
     meta = checkpoint_meta(manifest, model_cfg.architecture, kwargs)
@@ -567,7 +569,7 @@ def train_on_shards(
         world_size=dist.world_size(),
     )
     try:
-        return train(
+        result = train(
             model,
             train_loader,
             load_split(manifest_path, "val"),
@@ -581,6 +583,8 @@ def train_on_shards(
         )
     finally:
         train_loader.close()
+    result.seconds = time.perf_counter() - started  # with building the model and the loaders
+    return result
 
 
 def save_checkpoint(path: Path, model: nn.Module, state: dict[str, Any]) -> None:

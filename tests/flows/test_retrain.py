@@ -298,3 +298,26 @@ def test_two_training_processes_from_the_flow_log_into_its_run(
     assert run.data.tags["crnn.train.world_size"] == "2"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
     assert summary["registry"]["version"] == "1" and "test_cer" in summary["metrics"]
+
+
+def test_local_flow_runs_send_no_heartbeats_and_a_configured_server_keeps_them() -> None:
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    from flows.local import local_flow_runs
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # the temporary local server
+        before = get_current_settings().flows.heartbeat_frequency
+        with local_flow_runs():
+            assert get_current_settings().flows.heartbeat_frequency is None
+        assert get_current_settings().flows.heartbeat_frequency == before is not None
+    with (
+        temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 45}),
+        local_flow_runs(),
+    ):
+        assert get_current_settings().flows.heartbeat_frequency == 45
