@@ -1,4 +1,5 @@
-"""The `retrain` flow: preprocess -> train -> evaluate -> register, for one named pipeline.
+"""The `retrain` flow: preprocess -> train -> evaluate (beside logging the model) -> register,
+for one named pipeline.
 
 Tasks are thin wrappers over library functions. They pass references (manifest paths, digests,
 checkpoint paths, MLflow run ids), never arrays. Caching is by data digest inside the library, so
@@ -172,6 +173,31 @@ def evaluate_task(
 
 
 @task(
+    name="log-model",
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
+)
+def log_model_task(
+    cfg: PipelineConfig, shards: ShardSet, trained: TrainResult, ref: TrackingRef
+) -> str:
+    """Log the best checkpoint as the run's pyfunc model, with a raw input example; returns its
+    URI. It needs only the checkpoint, so the flow runs it beside evaluation."""
+    from crnn.inference import Predictor, squeeze_channel
+    from crnn.tracking import log_pyfunc_model
+
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint)
+    example = load_split(shards.manifest_path, "test").inputs[:3].numpy()
+    raw_example = squeeze_channel(
+        predictor.normalizer.inverse_transform(example), predictor.input_shape
+    )
+    return log_pyfunc_model(
+        _ctx(ref), ref.run_id, trained.best_checkpoint, raw_example, cfg.is_sequence
+    )
+
+
+@task(
     name="register",
     cache_policy=NO_CACHE,
     retries=IO_RETRIES,
@@ -179,29 +205,15 @@ def evaluate_task(
     retry_condition_fn=retry_unless_user_error,
 )
 def register_task(
-    cfg: PipelineConfig,
-    shards: ShardSet,
-    trained: TrainResult,
-    report: EvalReport,
-    ref: TrackingRef,
+    cfg: PipelineConfig, shards: ShardSet, report: EvalReport, ref: TrackingRef, model_uri: str
 ) -> dict[str, Any]:
-    """Log the pyfunc model, register it as challenger, and let the gate decide on champion."""
-    from crnn.inference import Predictor, squeeze_channel
-    from crnn.tracking import log_pyfunc_model, register_with_gate
+    """Register the logged model as challenger, and let the gate decide on champion."""
+    from crnn.tracking import register_with_gate
     from crnn.tracking.registry import TestSet
 
-    ctx = _ctx(ref)
-    predictor = Predictor.from_checkpoint(trained.best_checkpoint)
-    example = load_split(shards.manifest_path, "test").inputs[:3].numpy()
-    raw_example = squeeze_channel(
-        predictor.normalizer.inverse_transform(example), predictor.input_shape
-    )
-    model_uri = log_pyfunc_model(
-        ctx, ref.run_id, trained.best_checkpoint, raw_example, cfg.is_sequence
-    )
     assert cfg.registry.metric is not None
     result = register_with_gate(
-        ctx,
+        _ctx(ref),
         ref.run_id,
         model_uri,
         cfg.registry,
@@ -248,8 +260,14 @@ def retrain(
         if not ref.resumed:  # a resumed run has its dataset inputs already
             log_datasets_task(ref, shards)
         trained = train_task(cfg, shards, ref, workspace, progress)
-        report = evaluate_task(cfg, shards, trained, ref, workspace)
-        registration = register_task(cfg, shards, trained, report, ref)
+        # logging the model needs only the checkpoint: it runs beside evaluation
+        logging_model = log_model_task.submit(cfg, shards, trained, ref)
+        try:
+            report = evaluate_task(cfg, shards, trained, ref, workspace)
+        except BaseException:
+            logging_model.wait()  # nothing writes to the run once it is marked failed
+            raise
+        registration = register_task(cfg, shards, report, ref, logging_model.result())
         ok = True
     finally:
         from crnn.tracking import finish_run

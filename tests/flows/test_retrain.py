@@ -321,3 +321,32 @@ def test_local_flow_runs_send_no_heartbeats_and_a_configured_server_keeps_them()
         local_flow_runs(),
     ):
         assert get_current_settings().flows.heartbeat_frequency == 45
+
+
+def test_a_failed_evaluation_waits_for_the_model_logging_beside_it(
+    prefect_harness, tmp_path: Path, monkeypatch
+) -> None:
+    """The model is logged while evaluation runs; when evaluation fails, the run is marked
+    failed only after the logging finished (else its last step would set the run RUNNING
+    again), and nothing is registered."""
+    import flows.retrain as retrain_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected: evaluation failed")
+
+    monkeypatch.setattr(retrain_module, "evaluate_checkpoint", broken)
+    config = write_config(
+        tmp_path / "pipelines.yaml", tiny_pipelines(tmp_path / "ws", registry=dict(GATE))
+    )
+    with pytest.raises(RuntimeError, match="injected"):
+        retrain_module.retrain(config_path=str(config), progress=False)
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'ws' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert run.info.status == "FAILED"
+    (logged,) = client.search_logged_models([run.info.experiment_id])
+    assert logged.source_run_id == run.info.run_id
+    assert logged.last_updated_timestamp <= run.info.end_time
+    assert client.search_registered_models() == []
