@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIPELINE ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint setup clean ui bench
+.PHONY: run test lint setup clean ui bench gpu-check gpu-wheels
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -26,6 +26,16 @@ bench: $(STAMP)
 	$(BIN)/python bench/preprocess_memory.py; status=$$?; \
 	$(BIN)/python bench/score_bench.py; \
 	$(BIN)/python bench/train_bench.py && exit $$status
+
+# The GPU check runs on a bare GPU image: python3 from PATH, no virtualenv, no package index (the
+# core's missing dependencies travel as wheels in .whl/: `make gpu-wheels` where a registry is).
+GPU_OUT ?= bench/results/gpu
+GPU_ARGS ?=
+gpu-check:
+	bash bench/gpu_check.sh $(GPU_OUT) $(GPU_ARGS)
+
+gpu-wheels:
+	bash bench/gpu_check.sh --download-wheels
 
 lint: $(STAMP)
 	$(BIN)/ruff check crnn flows tests

@@ -305,6 +305,46 @@ def step_figures(
     return out
 
 
+def loader_rows(
+    manifest: Path, lines: str, args: argparse.Namespace, report: dict[str, Any]
+) -> list[tuple[str, str, str]]:
+    """R1 and R2 with their bounds on one shard set; the figures go into ``report``."""
+    shape = load_manifest(manifest).input_shape
+    lf = loader_figures(manifest, 64, workers=2, repeats=args.repeats)
+    report[f"loader_{lines}"] = lf
+    what = f"{lf['rows']} rows of {'x'.join(map(str, shape))}"
+    return [
+        (f"R1 loader / per-sample Dataset, {what}", f"{lf['R1']:.1f}", check("R1", lf["R1"])),
+        (f"R2 loader / raw pyarrow read, {what}", f"{lf['R2']:.2f}", check("R2", lf["R2"])),
+        (
+            "   bound on R2: 2 passes / memory bandwidth",
+            f"{lf['R2_bound_two_passes']:.2f}",
+            f"2 copies at once: {2 * lf['copy_one_s'] / lf['copy_two_concurrent_s']:.2f}x",
+        ),
+        ("   bound on R1: R2 bound x raw read / Dataset", f"{lf['R1_bound']:.1f}", ""),
+    ]
+
+
+def step_rows(sf: dict[str, Any], cuda: bool) -> list[tuple[str, str, str]]:
+    """The table's rows for one model at one batch size."""
+    what = f"{sf['model']}, batch {sf['batch_size']}"
+    rows = [
+        (f"R3 engine / bare loop, {what}", f"{sf['R3']:.3f}", check("R3", sf["R3"])),
+        (f"   loader wait share, {what}", f"{sf['loader_wait_share']:.3f}", "< 0.05"),
+    ]
+    if cuda:
+        rows += [
+            (f"   samples/s, {what}", f"{sf['ours_samples_per_s']:.0f}", ""),
+            (
+                f"   TFLOP/s / bf16 matmul peak, {what}",
+                f"{sf['mfu']:.3f}",
+                f"{sf['achieved_tflops']:.1f} / {sf['bf16_matmul_peak_tflops']:.0f}",
+            ),
+            (f"   H2D copy / pinned probe, {what}", f"{sf['h2d_ratio']:.2f}", ""),
+        ]
+    return rows
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -481,8 +521,12 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=4096, help="training lines for R1-R3")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-r4", action="store_true", help="no standard run (bare images)")
+    parser.add_argument("--skip-loader", action="store_true", help="no R1 / R2 (loader figures)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--steps", type=int, help="training steps per R3 measurement")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", help="R3 at each (default: 32 on CPU, 256 on CUDA)"
+    )
     parser.add_argument("--out", default="bench/results/train.json")
     parser.add_argument("--standard-run-only", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -498,49 +542,16 @@ def main() -> int:
     rows_out: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="crnn-bench-") as tmp:
         work = Path(tmp)
-        manifests = {}
-        for lines, rows in (("shi2015", args.rows), ("default", 4 * args.rows)):
-            manifests[lines] = build_shards(work, lines, rows)
-            shape = load_manifest(manifests[lines]).input_shape
-            lf = loader_figures(manifests[lines], 64, workers=2, repeats=args.repeats)
-            report[f"loader_{lines}"] = lf
-            what = f"{lf['rows']} rows of {'x'.join(map(str, shape))}"
-            rows_out += [
-                (
-                    f"R1 loader / per-sample Dataset, {what}",
-                    f"{lf['R1']:.1f}",
-                    check("R1", lf["R1"]),
-                ),
-                (f"R2 loader / raw pyarrow read, {what}", f"{lf['R2']:.2f}", check("R2", lf["R2"])),
-                (
-                    "   bound on R2: 2 passes / memory bandwidth",
-                    f"{lf['R2_bound_two_passes']:.2f}",
-                    f"2 copies at once: {2 * lf['copy_one_s'] / lf['copy_two_concurrent_s']:.2f}x",
-                ),
-                ("   bound on R1: R2 bound x raw read / Dataset", f"{lf['R1_bound']:.1f}", ""),
-            ]
-        manifest = manifests["shi2015"]
+        if not args.skip_loader:
+            for lines, rows in (("shi2015", args.rows), ("default", 4 * args.rows)):
+                rows_out += loader_rows(build_shards(work, lines, rows), lines, args, report)
+        manifest = build_shards(work, "shi2015", args.rows)  # a cache hit if built above
         steps = args.steps or {"cpu": 12, "cuda": 50}[args.device]
-        batch = {"cpu": 32, "cuda": 256}[args.device]
         for name in args.models:
-            sf = step_figures(manifest, name, args.device, batch, steps, args.repeats)
-            report[f"step_{name}"] = sf
-            rows_out.append(
-                (f"R3 engine / bare loop, {sf['model']}", f"{sf['R3']:.3f}", check("R3", sf["R3"]))
-            )
-            rows_out.append(
-                (f"   loader wait share, {sf['model']}", f"{sf['loader_wait_share']:.3f}", "")
-            )
-            if cuda:
-                rows_out += [
-                    (f"   samples/s, {sf['model']}", f"{sf['ours_samples_per_s']:.0f}", ""),
-                    (
-                        f"   TFLOP/s / bf16 matmul peak, {sf['model']}",
-                        f"{sf['mfu']:.3f}",
-                        f"{sf['achieved_tflops']:.1f} / {sf['bf16_matmul_peak_tflops']:.0f}",
-                    ),
-                    (f"   H2D copy / pinned probe, {sf['model']}", f"{sf['h2d_ratio']:.2f}", ""),
-                ]
+            for batch in args.batch_sizes or [{"cpu": 32, "cuda": 256}[args.device]]:
+                sf = step_figures(manifest, name, args.device, batch, steps, args.repeats)
+                report[f"step_{name}_b{batch}"] = sf
+                rows_out += step_rows(sf, cuda)
         have_edges = all(available(m) for m in ("prefect", "mlflow"))
         if args.skip_r4 or not have_edges:
             rows_out.append(("R4 tracking+orchestration / training", "-", "skipped"))

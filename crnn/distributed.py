@@ -135,6 +135,8 @@ def launch(
             str(spec),
         ]
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        if train_cfg.device == "cpu":  # CPU training on a GPU machine: gloo, not NCCL
+            env["CRNN_DDP_BACKEND"] = "gloo"
         proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0 or not result_path.is_file():
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])

@@ -16,8 +16,9 @@ import torch
 
 from crnn.data.normalization import Normalizer
 from crnn.data.sources import TargetSpec
+from crnn.device import resolve_device
 from crnn.models import create_model, ctc_greedy_strings
-from crnn.train import load_checkpoint, resolve_device
+from crnn.train import load_checkpoint
 
 
 def channel_axis(input_shape: tuple[int, ...]) -> int | None:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,10 +31,15 @@ from crnn.data.loader import (
 )
 from crnn.data.shards import Manifest
 from crnn.data.sources import TargetSpec
-from crnn.errors import ConfigError
+from crnn.device import (
+    compile_front_end,
+    configure_rnn_precision,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 from crnn.evaluate import sequence_metrics
 from crnn.models import create_model, model_kwargs
-from crnn.models.crnn import RecurrentHead
 from crnn.models.decoding import ctc_greedy_strings
 
 CHECKPOINT_VERSION = 1
@@ -94,39 +97,6 @@ class TimedCallbacks(TrainCallback):
 
     def on_train_end(self, result: TrainResult) -> None:
         self._each("on_train_end", result)
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; anything else as given."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"training.device is {spec!r} but no CUDA device is available; use auto or cpu"
-        )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"training.device is {spec!r} but MPS is not available; use auto or cpu")
-    return device
-
-
-def resolve_precision(spec: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32."""
-    if spec == "fp32" or (spec == "auto" and device.type != "cuda"):
-        return None
-    if spec == "fp16" and device.type != "cuda":
-        raise ConfigError("training.precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    if spec == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[spec]
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def compute_loss(
@@ -238,10 +208,7 @@ class Trainer:
         memory_format = self.memory_format or torch.preserve_format
         model.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
         self.rnn_dtype = configure_rnn_precision(model, self.device, self.amp_dtype)
-        if cfg.compile:
-            for name in ("features", "frame_encoder"):  # the conv front-end; RNNs break graphs
-                if isinstance(getattr(model, name, None), nn.Module):
-                    getattr(model, name).compile()
+        self.compiled = compile_front_end(model) if cfg.compile else []
         self.net: nn.Module = dist.wrap(model, self.device)
         self.opt = build_optimizer(model, cfg)
         self.sched = build_scheduler(self.opt, cfg, steps_per_epoch)
@@ -262,6 +229,7 @@ class Trainer:
             "rnn_dtype": self.rnn_dtype,
             "channels_last": str(self.memory_format is not None).lower(),
             "grad_scaler": str(self.scaler.is_enabled()).lower(),
+            "compiled": ",".join(self.compiled) or "none",
         }
 
     def autocast(self) -> torch.autocast:
@@ -306,28 +274,6 @@ class Trainer:
         torch.set_rng_state(ckpt["resume"]["torch_rng"])
         self.loop = LoopState.from_dict(ckpt["resume"]["loop"])
         return True
-
-
-def configure_rnn_precision(
-    model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None
-) -> str:
-    """Run one tiny batch through each recurrent head under autocast: where the stack has no
-    low-precision RNN (cuDNN < 9.13 for bf16) it raises, and the heads then run in fp32.
-    Returns what the RNN really runs in."""
-    heads = [m for m in model.modules() if isinstance(m, RecurrentHead)]
-    if amp_dtype is None or not heads:
-        return "float32"
-    ran = "float32"
-    for head in heads:
-        rnn = head.rnn
-        probe = torch.zeros(2, 3, rnn.input_size, device=device)
-        try:
-            with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype):
-                ran = str(rnn(probe)[0].dtype).split(".")[-1]
-        except RuntimeError:
-            head.autocast_rnn = False
-            ran = "float32"
-    return ran
 
 
 def train(

@@ -85,5 +85,5 @@ def test_training_benchmark_runs_on_a_bare_image(tmp_path) -> None:
     for lines in ("shi2015", "default"):
         assert report[f"loader_{lines}"]["R1"] > 1  # columnar beats per-sample even when tiny
         assert report[f"loader_{lines}"]["R2"] > 0
-    step = report["step_default"]
+    step = report["step_default_b32"]
     assert step["R3"] > 0 and step["steps"] == 4 and 0 <= step["loader_wait_share"] < 1
