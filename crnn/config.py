@@ -262,6 +262,11 @@ class PreprocessingConfig(Frozen):
     )
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
     shard_rows: int = Field(8192, ge=16, description="Most rows in one Parquet shard.")
+    shuffle_seed: int = Field(
+        0,
+        description="Seeds the order of the training rows in the shards: a random order over "
+        "the whole split, whatever order the source has (e.g. sorted by class).",
+    )
     max_quarantine_fraction: float = Field(
         0.01,
         ge=0,

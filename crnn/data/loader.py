@@ -3,11 +3,12 @@
 Two ways in:
 
 * :class:`ShardLoader` streams one split for training: shard-aware shuffling with a seed, worker
-  processes, pinned memory, and an exact position (epoch, step) to resume from. Each epoch the shard
-  order is permuted; the resulting row stream is cut into *windows* of ``window_rows`` rows (a few
-  shards), rows are permuted inside a window, and a window is sliced into batches. A worker builds a
-  whole window (read, decode, shuffle: one gather into shared memory) and the main process slices
-  batches out of it as views, so the batch order does not depend on the number of workers.
+  processes, pinned memory, and an exact position (epoch, step) to resume from. Each epoch the
+  order of the shards' row groups is permuted; the resulting row stream is cut into *windows* of
+  ``window_rows`` rows (groups of several shards), rows are permuted inside a window, and a window
+  is sliced into batches. A worker builds a whole window (read, decode, shuffle: one gather into
+  shared memory) and the main process slices batches out of it as views, so the batch order does
+  not depend on the number of workers.
 * :func:`load_split` reads a whole split into memory (evaluation, baselines, small splits).
 """
 
@@ -169,11 +170,14 @@ def iterate_batches(
 
 @dataclass(frozen=True)
 class Piece:
-    """Rows ``start:stop`` of the split's shard number ``shard``."""
+    """Rows ``start:stop`` of the split's shard number ``shard``, inside its row group ``group``
+    (which starts at row ``group_start`` of the shard)."""
 
     shard: int
     start: int
     stop: int
+    group: int = 0
+    group_start: int = 0
 
 
 class ShardLoader:
@@ -213,6 +217,12 @@ class ShardLoader:
             raise DataError(f"{root}: the manifest lists no {split!r} shards")
         self.paths = [str(root / r.path) for r in records]
         self.shard_rows = [r.rows for r in records]
+        # (shard, group, first row, rows): the units an epoch's order permutes, several a window
+        self.groups = [
+            (shard, g, start, rows)
+            for shard, path in enumerate(self.paths)
+            for g, (start, rows) in enumerate(_row_groups(pq.ParquetFile(path).metadata))
+        ]
         self.offsets = np.cumsum([0, *self.shard_rows])
         self.total = int(self.offsets[-1])
         self.per_rank = self.total // world_size
@@ -230,7 +240,7 @@ class ShardLoader:
         # (epoch, first window) of the iteration in progress, shared with persistent workers
         self.state = torch.zeros(2, dtype=torch.int64).share_memory_()
         self._loader: DataLoader | None = None
-        self._maps: dict[int, pa.MemoryMappedFile] = {}
+        self._maps: dict[int, pq.ParquetFile] = {}
 
     def __len__(self) -> int:
         """Batches per epoch (for this rank)."""
@@ -241,23 +251,26 @@ class ShardLoader:
         return [INPUT_COLUMN, *(("target", "length") if self.sequence else ("label",))]
 
     def plan(self, epoch: int) -> list[list[Piece]]:
-        """The epoch's windows for this rank: consecutive pieces of the shard stream."""
-        n_shards = len(self.shard_rows)
+        """The epoch's windows for this rank: consecutive pieces of the stream of row groups,
+        whose order is permuted each epoch (so a window mixes groups of several shards)."""
+        n_groups = len(self.groups)
         order = (
-            np.random.default_rng([self.seed, epoch]).permutation(n_shards)
+            np.random.default_rng([self.seed, epoch]).permutation(n_groups)
             if self.shuffle
-            else np.arange(n_shards)
+            else np.arange(n_groups)
         )
         lo, hi = self.rank * self.per_rank, (self.rank + 1) * self.per_rank
         windows: list[list[Piece]] = []
         current: list[Piece] = []
         filled = pos = 0
-        for shard in order:
-            shard_start, pos = pos, pos + self.shard_rows[shard]
-            a, b = max(lo, shard_start), min(hi, pos)
+        for unit in order:
+            shard, group, first, size = self.groups[unit]
+            group_pos, pos = pos, pos + size
+            a, b = max(lo, group_pos), min(hi, pos)
             while a < b:
                 take = min(b - a, self.window - filled)
-                current.append(Piece(int(shard), a - shard_start, a - shard_start + take))
+                start = first + a - group_pos
+                current.append(Piece(shard, start, start + take, group, first))
                 filled, a = filled + take, a + take
                 if filled == self.window:
                     windows.append(current)
@@ -270,10 +283,13 @@ class ShardLoader:
         """Read, decode and shuffle one window into one contiguous block (``shared``: in shared
         memory, so handing it from a worker to the main process copies nothing)."""
         tables = {
-            shard: pq.read_table(self._mapped(shard), columns=self.columns)
-            for shard in dict.fromkeys(p.shard for p in pieces)
+            (p.shard, p.group): self._file(p.shard).read_row_group(p.group, columns=self.columns)
+            for p in pieces
         }
-        parts = [tables[p.shard].slice(p.start, p.stop - p.start) for p in pieces]
+        parts = [
+            tables[p.shard, p.group].slice(p.start - p.group_start, p.stop - p.start)
+            for p in pieces
+        ]
         n = sum(len(t) for t in parts)
         perm = (
             np.random.default_rng([self.seed, epoch, self.rank, index]).permutation(n)
@@ -310,14 +326,13 @@ class ShardLoader:
             block.labels = torch.from_numpy(_permuted(labels.astype(np.int64), perm))
         return block
 
-    def _mapped(self, shard: int) -> pa.MemoryMappedFile:
+    def _file(self, shard: int) -> pq.ParquetFile:
         """Shards stay memory-mapped for the loader's life (per process): after the first epoch
         their pages are mapped, and a read costs one decode pass, no faults."""
-        mapped = self._maps.get(shard)
-        if mapped is None or mapped.closed:
-            mapped = self._maps[shard] = pa.memory_map(self.paths[shard])
-        mapped.seek(0)
-        return mapped
+        opened = self._maps.get(shard)
+        if opened is None:
+            opened = self._maps[shard] = pq.ParquetFile(pa.memory_map(self.paths[shard]))
+        return opened
 
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch``, from batch number ``start`` (0-based) on."""
@@ -353,8 +368,8 @@ class ShardLoader:
 
     def close(self) -> None:
         """Stop the worker processes now (rather than whenever the loader is collected)."""
-        for mapped in self._maps.values():
-            mapped.close()
+        for opened in self._maps.values():
+            opened.close()
         self._maps = {}
         loader, self._loader = self._loader, None
         iterator = getattr(loader, "_iterator", None)
@@ -381,6 +396,12 @@ class _Windows(IterableDataset):
         windows = self.loader.plan(epoch)
         for w in range(first + worker, len(windows), n):
             yield self.loader.build_window(epoch, w, windows[w], shared=info is not None)
+
+
+def _row_groups(meta: pq.FileMetaData) -> list[tuple[int, int]]:
+    """(first row, rows) of each row group of a Parquet file."""
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    return [(int(start), n) for start, n in zip(np.cumsum([0, *sizes[:-1]]), sizes, strict=True)]
 
 
 def _permuted(a: np.ndarray, perm: np.ndarray | None) -> np.ndarray:

@@ -83,12 +83,21 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
     root.mkdir(parents=True)
 
     normalizer = Normalizer(cfg.normalization)
+    train_rows = 0
     for chunk in source.chunks("train", CHUNK_ROWS):
         valid = validate_chunk(chunk, info.target)[0]
+        train_rows += len(valid)
         if len(valid):
             normalizer.partial_fit(valid.inputs)
 
-    writer = ShardWriter(root, info.input_shape, info.target.kind, cfg.shard_rows)
+    writer = ShardWriter(
+        root,
+        info.input_shape,
+        info.target.kind,
+        cfg.shard_rows,
+        shuffled={"train": train_rows * (1 + cfg.augmentation.copies)},  # order never leaks
+        seed=cfg.shuffle_seed,
+    )
     counts = {s: {"rows": 0, "original": 0, "augmented": 0} for s in SPLITS}
     quarantined: list[Quarantined] = []
     augment = AUGMENTERS.get(info.modality)
@@ -136,6 +145,7 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
         features=info.features,
         splits=counts,
         shards=writer.close(),
+        order=writer.order(),
         quarantine={
             **summarize(quarantined),
             "input_records": records_in,

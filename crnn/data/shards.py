@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crnn.atomic import atomic_path, atomic_write_text
+from crnn.data.shuffle import BucketSpill
 from crnn.errors import DataError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 INPUT_COLUMN = "input"
+GROUPS_PER_SHARD = 8  # the loader mixes row groups: several shards' groups in every window
 
 
 def shard_schema(input_shape: tuple[int, ...], target_kind: str) -> pa.Schema:
@@ -71,6 +74,7 @@ class Manifest:
     shards: list[ShardRecord]
     quarantine: dict[str, Any] = field(default_factory=lambda: {"total": 0, "by_reason": {}})
     features: dict[str, Any] = field(default_factory=dict)
+    order: dict[str, str] = field(default_factory=dict)  # how each split's rows are ordered
     format_version: int = FORMAT_VERSION
     input_dtype: str = "float32"
 
@@ -101,9 +105,21 @@ def file_sha256(path: Path) -> str:
 
 
 class ShardWriter:
-    """Buffers rows per split and writes bounded Parquet shards atomically."""
+    """Buffers rows per split and writes bounded Parquet shards atomically.
 
-    def __init__(self, root: Path, input_shape: tuple[int, ...], target_kind: str, shard_rows: int):
+    ``shuffled``: splits whose rows are expected in number (``{"train": rows}``) and written in a
+    seeded random order (:mod:`crnn.data.shuffle`) rather than in the order they come.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        input_shape: tuple[int, ...],
+        target_kind: str,
+        shard_rows: int,
+        shuffled: dict[str, int] | None = None,
+        seed: int = 0,
+    ):
         self.root = root
         self.schema = shard_schema(input_shape, target_kind)
         self.target_kind = target_kind
@@ -111,6 +127,12 @@ class ShardWriter:
         self.records: list[ShardRecord] = []
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._pending_rows: dict[str, int] = {}
+        self._spills = {
+            split: BucketSpill(
+                root / f".spill-{split}", self.schema, math.ceil(rows / shard_rows), seed
+            )
+            for split, rows in (shuffled or {}).items()
+        }
 
     def write(
         self,
@@ -142,37 +164,62 @@ class ShardWriter:
             assert labels is not None
             columns["label"] = pa.array(np.asarray(labels, dtype=np.int32))
         batch = pa.RecordBatch.from_arrays(list(columns.values()), schema=self.schema)
-        self._pending.setdefault(split, []).append(batch)
-        self._pending_rows[split] = self._pending_rows.get(split, 0) + n
+        if split in self._spills:
+            self._spills[split].add(batch)
+        else:
+            self._queue(split, [batch], n)
+
+    def _queue(self, split: str, batches: list[pa.RecordBatch], rows: int) -> None:
+        self._pending.setdefault(split, []).extend(batches)
+        self._pending_rows[split] = self._pending_rows.get(split, 0) + rows
         while self._pending_rows[split] >= self.shard_rows:
             self._flush(split, self.shard_rows)
 
     def close(self) -> list[ShardRecord]:
-        """Flush what is left; returns every shard written, in order."""
+        """Flush what is left, shuffled splits bucket by bucket; returns every shard written."""
+        for split, spill in self._spills.items():
+            for bucket in spill.drain():  # about shard_rows rows each, in random order
+                self._queue(split, bucket.to_batches(), bucket.num_rows)
         for split in list(self._pending):
             if self._pending_rows[split]:
                 self._flush(split, self._pending_rows[split])
         return self.records
+
+    def order(self) -> dict[str, str]:
+        """How each split's rows are ordered in its shards (for the manifest)."""
+        return {
+            split: (
+                f"shuffled: seeded hash of sample_id (seed {self._spills[split].seed}), "
+                f"{self._spills[split].buckets} buckets"
+                if split in self._spills
+                else "source order"
+            )
+            for split in self._pending
+        }
 
     def _flush(self, split: str, rows: int) -> None:
         table = pa.Table.from_batches(self._pending[split], schema=self.schema)
         head, rest = table.slice(0, rows), table.slice(rows)
         self._pending[split] = rest.to_batches()
         self._pending_rows[split] = rest.num_rows
+        self._write_shard(split, head)
+
+    def _write_shard(self, split: str, table: pa.Table) -> None:
         index = sum(1 for r in self.records if r.split == split)
         name = f"{split}-{index:05d}.parquet"
         path = self.root / name
         with atomic_path(path) as tmp:
             pq.write_table(
-                head,
+                table,
                 tmp,
                 compression={
-                    c: ("none" if c == INPUT_COLUMN else "zstd") for c in head.column_names
+                    c: ("none" if c == INPUT_COLUMN else "zstd") for c in table.column_names
                 },
                 use_dictionary=["split"],  # dictionary encoding hurts float tensors
-                row_group_size=min(rows, 4096),
+                row_group_size=min(1024, max(16, self.shard_rows // GROUPS_PER_SHARD)),
             )
-        self.records.append(ShardRecord(name, split, rows, path.stat().st_size, file_sha256(path)))
+        rows, size = table.num_rows, path.stat().st_size
+        self.records.append(ShardRecord(name, split, rows, size, file_sha256(path)))
 
 
 def write_manifest(root: Path, manifest: Manifest) -> Path:

@@ -46,9 +46,23 @@ def test_shuffle_is_seeded_per_epoch_and_shard_aware(shard_set) -> None:
     assert _indices(a.batches(0)) == _indices(b.batches(0))
     assert _indices(a.batches(0)) != _indices(a.batches(1))
     assert _indices(a.batches(0)) != _indices(make(4).batches(0))
-    # a window of 64 rows is read from at most two shards of 128: each batch touches <= 2 shards
-    for batch in a.batches(0):
-        assert len(set((batch.index // 128).tolist())) <= 2
+    # a window of 64 rows reads at most 5 row groups of 16 (64 rows, cut at most once more)
+    groups = np.array([a.offsets[shard] + start for shard, _, start, _ in a.groups])
+    for batch in a.batches(0):  # 2 batches per window
+        touched = set(np.searchsorted(groups, batch.index.numpy(), side="right").tolist())
+        assert len(touched) <= 5
+
+
+def test_every_window_mixes_row_groups_of_several_shards(shard_set) -> None:
+    manifest, _ = shard_set  # 3 shards of about 128 training rows, row groups of 16
+    loader = ShardLoader(manifest, "train", 32, shuffle=True, seed=0, window_rows=64)
+    for epoch in range(3):
+        windows = loader.plan(epoch)
+        assert len(windows) == 6
+        # 4 groups of 16 drawn from 24: a window from one shard alone would be rare; every one
+        # here holds groups of at least 2 shards, in most windows of 3
+        assert all(len({p.shard for p in w}) >= 2 for w in windows[:-1])
+        assert sum(len({p.shard for p in w}) == 3 for w in windows) >= 2
 
 
 def test_order_does_not_depend_on_worker_processes(shard_set) -> None:
