@@ -16,6 +16,7 @@ WHEELS=(  # the core's dependencies a bare GPU image lacks, pinned as the projec
   pydantic-core==2.50.5
   annotated-types==0.8.0
   typing-inspection==0.4.5
+  rapidfuzz==3.14.6
 )
 
 if [ "${1:-}" = "--download-wheels" ]; then

@@ -22,8 +22,8 @@ from pathlib import Path
 from crnn.config import load_pipeline
 from crnn.data.loader import SplitData, load_split
 from crnn.data.preprocess import preprocess
-from crnn.evaluate import sequence_metrics
 from crnn.inference import Predictor
+from crnn.metrics import sequence_metrics
 from crnn.train import TrainCallback, train_on_shards
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.svm import SVC
 
 from crnn.data.loader import load_split
-from crnn.evaluate import classification_metrics
+from crnn.metrics import classification_metrics
 
 
 def svc_baseline(manifest_path: Path, seed: int = 0) -> dict[str, float]:

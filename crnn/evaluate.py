@@ -1,4 +1,4 @@
-"""Evaluation metrics: scikit-learn for classification; edit distance (CER) for sequences."""
+"""The evaluation report: test metrics, per-character or per-class reports, plots, predictions."""
 
 from __future__ import annotations
 
@@ -10,55 +10,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    accuracy_score,
-    classification_report,
-    confusion_matrix,
-    precision_recall_fscore_support,
-)
+from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
 from crnn.config import EvaluationConfig
-
-GAP = "∅"  # stands for a missing character in an alignment (insertion / deletion)
-
-
-def align(truth: str, pred: str) -> tuple[int, list[tuple[str, str]]]:
-    """Levenshtein distance and one optimal alignment as (true_char, predicted_char) pairs.
-
-    Deleted characters pair with GAP on the predicted side, inserted ones on the true side.
-    A dozen lines of dynamic programming: the core must run with torch/numpy/sklearn only.
-    """
-    n, m = len(truth), len(pred)
-    d = np.zeros((n + 1, m + 1), dtype=np.int32)
-    d[:, 0], d[0, :] = np.arange(n + 1), np.arange(m + 1)
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            sub = d[i - 1, j - 1] + (truth[i - 1] != pred[j - 1])
-            d[i, j] = min(sub, d[i - 1, j] + 1, d[i, j - 1] + 1)
-    pairs: list[tuple[str, str]] = []
-    i, j = n, m
-    while i or j:
-        if i and j and d[i, j] == d[i - 1, j - 1] + (truth[i - 1] != pred[j - 1]):
-            pairs.append((truth[i - 1], pred[j - 1]))
-            i, j = i - 1, j - 1
-        elif i and d[i, j] == d[i - 1, j] + 1:
-            pairs.append((truth[i - 1], GAP))
-            i -= 1
-        else:
-            pairs.append((GAP, pred[j - 1]))
-            j -= 1
-    return int(d[n, m]), pairs[::-1]
-
-
-def sequence_metrics(truths: Sequence[str], preds: Sequence[str]) -> dict[str, float]:
-    """sequence_accuracy (exact match) and cer (edits / true characters)."""
-    edits = sum(align(t, p)[0] for t, p in zip(truths, preds, strict=True))
-    chars = sum(len(t) for t in truths)
-    exact = sum(t == p for t, p in zip(truths, preds, strict=True))
-    return {
-        "sequence_accuracy": exact / max(len(truths), 1),
-        "cer": edits / max(chars, 1),
-    }
+from crnn.metrics import GAP, align, classification_metrics, sequence_metrics
 
 
 def character_report(truths: Sequence[str], preds: Sequence[str], charset: str) -> dict[str, Any]:
@@ -68,16 +23,6 @@ def character_report(truths: Sequence[str], preds: Sequence[str], charset: str) 
     y_pred = [b for _, b in pairs]
     labels = [*charset, GAP]
     return _report(y_true, y_pred, labels, report_labels=list(charset))
-
-
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "precision_macro": float(p),
-        "recall_macro": float(r),
-        "f1_macro": float(f),
-    }
 
 
 def class_report(
@@ -138,6 +83,7 @@ def evaluate_checkpoint(
         metrics = {
             "test_sequence_accuracy": seq["sequence_accuracy"],
             "test_cer": seq["cer"],
+            "test_wer": seq["wer"],
             "test_char_precision_macro": report["precision_macro"],
             "test_char_recall_macro": report["recall_macro"],
             "test_char_f1_macro": report["f1_macro"],

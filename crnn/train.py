@@ -38,7 +38,7 @@ from crnn.device import (
     resolve_precision,
     seed_everything,
 )
-from crnn.evaluate import sequence_metrics
+from crnn.metrics import sequence_metrics
 from crnn.models import create_model, model_kwargs
 from crnn.models.decoding import ctc_greedy_strings
 
@@ -173,6 +173,7 @@ class LoopState:
     seen: int = 0
     infeasible: int = 0
     best: float = math.inf  # best signed score so far (lower is better)
+    best_loss: float = math.inf  # val_loss of that epoch: breaks ties of a coarse metric
     best_epoch: int = 0
     bad_epochs: int = 0
     stopped: bool = False
@@ -336,8 +337,9 @@ def train(
             )
         loop.history.append({"epoch": float(loop.epoch), **metrics})
         score = sign * metrics[es.monitor]
-        if score < loop.best - es.min_delta:
-            loop.best, loop.best_epoch, loop.bad_epochs = score, loop.epoch, 0
+        if improves(score, metrics["val_loss"], loop.best, loop.best_loss, es.min_delta):
+            loop.best, loop.best_loss = score, metrics["val_loss"]
+            loop.best_epoch, loop.bad_epochs = loop.epoch, 0
             trainer.save_best(loop.epoch, metrics)
         else:
             loop.bad_epochs += 1
@@ -368,6 +370,13 @@ def train(
     result.callback_seconds = hooks.seconds  # all of them, on_train_end's too: in ``seconds``
     result.seconds = time.perf_counter() - started
     return result
+
+
+def improves(score: float, loss: float, best: float, best_loss: float, min_delta: float) -> bool:
+    """Whether an epoch beats the best so far: its signed score (lower is better) by more than
+    ``min_delta``, or, on a tie (a saturated or coarse metric, e.g. accuracy on a few hundred
+    samples, repeats its value), a lower validation loss. Early stopping then waits for the loss."""
+    return score < best - min_delta or (score == best and loss < best_loss)
 
 
 def run_epoch(trainer: Trainer, data: ShardLoader, head: str, callbacks: TrainCallback) -> float:

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from crnn.evaluate import GAP, align, character_report, classification_metrics, sequence_metrics
+from crnn.evaluate import character_report
+from crnn.metrics import GAP, align, classification_metrics, sequence_metrics
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from crnn.models import create_model, model_kwargs
 from crnn.train import (
     TrainCallback,
     checkpoint_meta,
+    improves,
     infeasible_ctc_samples,
     load_checkpoint,
     train,
@@ -82,7 +83,10 @@ def test_training_learns_and_writes_self_describing_checkpoints(tiny_config, tmp
 
 def test_early_stopping_stops_when_metric_stalls(tiny_config, tmp_path) -> None:
     _, cfg = tiny_config
-    es = cfg.training.early_stopping.model_copy(update={"patience": 1, "min_delta": 10.0})
+    # on val_loss: a tie on val_cer (1.0 for an untrained CTC model) would go on to the loss
+    es = cfg.training.early_stopping.model_copy(
+        update={"patience": 1, "min_delta": 10.0, "monitor": "val_loss", "mode": "min"}
+    )
     cfg_train = cfg.training.model_copy(update={"epochs": 10, "early_stopping": es})
     shards, _, meta, model = _setup(cfg, tmp_path)
     result = _train(cfg, cfg_train, shards, meta, model, tmp_path)
@@ -205,3 +209,13 @@ def test_resume_without_a_checkpoint_starts_fresh(tiny_config, tmp_path) -> None
         shards.manifest_path, cfg.model, cfg.training, tmp_path / "c", resume=True
     )
     assert len(result.history) == cfg.training.epochs
+
+
+def test_a_tie_on_the_monitored_metric_is_broken_by_the_validation_loss() -> None:
+    # signed scores: lower is better (accuracy 1.0 -> -1.0)
+    assert improves(-1.0, 0.20, best=-1.0, best_loss=0.30, min_delta=0.0)  # saturated, loss falls
+    assert not improves(-1.0, 0.35, best=-1.0, best_loss=0.30, min_delta=0.0)  # tie, loss rises
+    assert improves(-0.99, 0.50, best=-0.98, best_loss=0.30, min_delta=0.0)  # the metric decides
+    assert not improves(-0.97, 0.10, best=-0.98, best_loss=0.30, min_delta=0.0)  # worse: no
+    # an improvement inside min_delta is no improvement, and no tie either
+    assert not improves(-0.985, 0.10, best=-0.98, best_loss=0.30, min_delta=0.01)
