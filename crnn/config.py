@@ -8,6 +8,7 @@ An invalid file raises :class:`ConfigError` with one line: key path, bad value, 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -154,12 +155,26 @@ class VideoClipsData(FileSourceBase):
     split: SplitFractions = Field(default_factory=SplitFractions)
 
 
+class SplitRule(Frozen):
+    """A split the dataset publishes in its file names: files whose ``group`` (a named group of
+    ``filename_pattern``) has one of the ``test`` values are test, of the ``val`` values val, the
+    rest train. A value is a string or an inclusive numeric range, e.g. ``"0-4"``."""
+
+    group: str = Field(description="A named group of data.filename_pattern, e.g. index.")
+    test: list[str] = Field(min_length=1, description='Values or ranges ("0-4") that are test.')
+    val: list[str] = Field(default_factory=list, description="Values that are val; none: carved.")
+
+
 class AudioFolderData(FileSourceBase):
     """A folder of WAV files -> log-mel spectrograms (1, n_mels, frames), time along the width.
 
-    Labels come from a CSV (``labels_csv``: columns path,label[,group]) or from the file name
-    (``filename_pattern``, a regex with a named group ``label``). With ``group`` set (a named
+    Labels come from a CSV (``labels_csv``: columns path,label[,group][,split]) or from the file
+    name (``filename_pattern``, a regex with a named group ``label``). With ``group`` set (a named
     group of the pattern or a CSV column, e.g. the speaker), no group spans two splits.
+
+    A split the dataset publishes is kept as given, three ways: a ``split_column`` in the CSV,
+    ``train/ val/ test/`` sub-folders, or a ``split_rule`` on the file names. Without a given val,
+    ``val_fraction`` of train becomes val (grouped when ``group`` is set).
     """
 
     source: Literal["audio_folder"] = "audio_folder"
@@ -170,11 +185,34 @@ class AudioFolderData(FileSourceBase):
     )
     group: str | None = Field("speaker", description="Group key for a group-aware split.")
     split: SplitFractions = Field(default_factory=SplitFractions)
+    split_column: str = Field(
+        "split", description="labels_csv column of train / val / test, when the CSV has it."
+    )
+    split_rule: SplitRule | None = Field(None, description="A given split by file name.")
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="A given split without val: this share of train is val."
+    )
     sample_rate: int = Field(8000, ge=1000, le=96000, description="Resampled to this rate, Hz.")
     duration_seconds: float = Field(1.0, gt=0, le=60, description="Clips padded / cropped to it.")
     n_mels: int = Field(40, ge=8, le=256)
     n_fft: int = Field(256, ge=32, le=8192)
     hop_length: int = Field(128, ge=8, le=4096)
+
+    @model_validator(mode="after")
+    def _split_rule_names_a_group(self) -> AudioFolderData:
+        rule = self.split_rule
+        if rule is None:
+            return self
+        if self.labels_csv:
+            raise ValueError("split_rule reads file names: use a split column in labels_csv")
+        groups = re.compile(self.filename_pattern or "").groupindex
+        if rule.group not in groups:
+            known = ", ".join(sorted(groups)) or "none"
+            raise ValueError(
+                f"split_rule.group {rule.group!r} is not a named group of filename_pattern "
+                f"(its groups: {known})"
+            )
+        return self
 
 
 class TextTableData(FileSourceBase):

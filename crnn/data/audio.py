@@ -26,11 +26,13 @@ from crnn.data.files import files_digest, new_data_files, require_input, require
 from crnn.data.quarantine import Quarantined
 from crnn.data.sources import (
     SOURCES,
+    SPLITS,
     Chunk,
     SourceInfo,
     TargetSpec,
     per_file_chunks,
     split_indices,
+    split_train_val,
 )
 from crnn.errors import DataError
 
@@ -93,6 +95,43 @@ def group_split(groups: np.ndarray, fractions: SplitFractions, seed: int) -> dic
     return {"train": rest[train], "val": rest[val], "test": test}
 
 
+def split_of(value: str, test: list[str], val: list[str]) -> str:
+    """The split a file-name value falls in under a split rule (values or ranges "lo-hi")."""
+
+    def matches(item: str) -> bool:
+        lo, dash, hi = item.partition("-")
+        if dash and lo.strip().isdigit() and hi.strip().isdigit() and value.isdigit():
+            return int(lo) <= int(value) <= int(hi)
+        return value == item
+
+    if any(matches(v) for v in test):
+        return "test"
+    return "val" if any(matches(v) for v in val) else "train"
+
+
+def kept_split(
+    given: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, cfg: AudioFolderData
+) -> dict[str, np.ndarray]:
+    """Indices per split as the dataset gives them; without a given val, ``cfg.val_fraction``
+    of train becomes val (by group when there are groups, else stratified by label)."""
+    if (given == 1).any():
+        if groups is not None:
+            raise DataError(
+                f"data.group {cfg.group!r} and a given train / val / test split: the given split "
+                f"is kept, so no split is made by group; set data.group: null"
+            )
+        return {s: np.flatnonzero(given == k) for k, s in enumerate(SPLITS)}
+    train = np.flatnonzero(given == 0)
+    if groups is not None:
+        carve = GroupShuffleSplit(n_splits=1, test_size=cfg.val_fraction, random_state=cfg.seed)
+        keep, val = next(carve.split(train, groups=groups[train]))
+        kept, carved = train[keep], train[val]
+    else:
+        assign = split_train_val(labels[train], cfg.val_fraction, cfg.seed)
+        kept, carved = train[assign == 0], train[assign == 1]
+    return {"train": np.sort(kept), "val": np.sort(carved), "test": np.flatnonzero(given == 2)}
+
+
 @SOURCES.register("audio_folder")
 class AudioFolderSource:
     """WAV files under ``data.path``; labels from ``labels_csv`` or the file-name pattern."""
@@ -109,11 +148,44 @@ class AudioFolderSource:
         self.classes = tuple(sorted(table["label"].unique()))
         labels = np.array([self.classes.index(v) for v in table["label"]])
         self.labels = labels
-        if cfg.group and "group" in table:
-            self.pools = group_split(table["group"].to_numpy(), cfg.split, cfg.seed)
+        groups = table["group"].to_numpy() if cfg.group and "group" in table else None
+        given = self._given_split(table)
+        if given is not None:
+            self.pools = kept_split(given, labels, groups, cfg)
+        elif groups is not None:
+            self.pools = group_split(groups, cfg.split, cfg.seed)
         else:
             self.pools = split_indices(labels, cfg.split, cfg.seed)
         self.read, self.shape = spectrogram_reader(cfg)
+
+    def _given_split(self, table: pd.DataFrame) -> np.ndarray | None:
+        """Split code (0 train, 1 val, 2 test) of each labelled file where the dataset gives
+        its split (a CSV column, sub-folders or a file-name rule); None where it does not."""
+        cfg, named = self.cfg, None
+        ways = {
+            f"labels_csv column {cfg.split_column!r}": "split" in table,
+            "train/ val/ test/ sub-folders": (self.root / "train").is_dir(),
+            "data.split_rule": cfg.split_rule is not None,
+        }
+        given = [way for way, present in ways.items() if present]
+        if len(given) > 1:
+            raise DataError(f"{self.root}: the split is given twice ({' and '.join(given)})")
+        if not given:
+            return None
+        if "split" in table:
+            named = table["split"].fillna("").str.strip().str.lower()
+            where = f"{self.root / str(cfg.labels_csv)}: column {cfg.split_column!r}"
+        elif cfg.split_rule is None:
+            named = table["path"].str.split("/").str[0]
+            where = f"{self.root}: sub-folder"
+        else:
+            rule = cfg.split_rule
+            named = table["split_key"].map(lambda v: split_of(v, rule.test, rule.val))
+            where = "data.split_rule"
+        bad = sorted(set(named) - set(SPLITS))
+        if bad:
+            raise DataError(f"{where} holds {bad[:3]}; allowed: {', '.join(SPLITS)}")
+        return named.map(SPLITS.index).to_numpy(np.int8)
 
     def _label_table(self) -> tuple[pd.DataFrame, list[str]]:
         """(path, label[, group]) of every labelled file, and the WAV files without a label."""
@@ -122,6 +194,8 @@ class AudioFolderSource:
             table = pd.read_csv(self.root / self.cfg.labels_csv, dtype=str)
             if self.cfg.group and self.cfg.group in table:
                 table = table.rename(columns={self.cfg.group: "group"})
+            if self.cfg.split_column in table:
+                table = table.rename(columns={self.cfg.split_column: "split"})
             listed = set(table["path"])
             return table, [w for w in wavs if w not in listed]
         pattern = re.compile(self.cfg.filename_pattern or "")
@@ -134,6 +208,8 @@ class AudioFolderSource:
             row = {"path": rel, "label": m["label"]}
             if self.cfg.group and self.cfg.group in m.groupdict():
                 row["group"] = m[self.cfg.group]
+            if self.cfg.split_rule is not None:
+                row["split_key"] = m[self.cfg.split_rule.group]
             rows.append(row)
         return pd.DataFrame(rows), unlabeled
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, cast
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from crnn.config import Cifar10Data, ImageFolderData, MnistIdxData, SplitFractions
 from crnn.data.files import (
@@ -35,6 +34,7 @@ from crnn.data.sources import (
     TargetSpec,
     per_file_chunks,
     split_indices,
+    split_train_val,
 )
 from crnn.errors import DataError
 
@@ -46,19 +46,6 @@ IDX_TYPES: dict[int, str] = {
     0x0D: ">f4",
     0x0E: ">f8",
 }
-
-
-def split_train_val(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
-    """Split id (0 train, 1 val) per record; stratified by label when there are enough records."""
-    idx = np.arange(len(labels))
-    _, counts = np.unique(labels, return_counts=True)
-    n_val = int(np.ceil(val_fraction * len(labels)))
-    enough = len(counts) and counts.min() >= 2 and min(n_val, len(labels) - n_val) >= len(counts)
-    stratify = labels if enough else None
-    _, val = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=stratify)
-    assign = np.zeros(len(labels), dtype=np.int8)
-    assign[val] = 1
-    return assign
 
 
 # -------------------------------------------------------------------------------------- IDX

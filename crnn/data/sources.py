@@ -170,6 +170,19 @@ def split_indices(
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
+def split_train_val(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """Split id (0 train, 1 val) per record; stratified by label when there are enough records."""
+    idx = np.arange(len(labels))
+    _, counts = np.unique(labels, return_counts=True)
+    n_val = int(np.ceil(val_fraction * len(labels)))
+    enough = len(counts) and counts.min() >= 2 and min(n_val, len(labels) - n_val) >= len(counts)
+    stratify = labels if enough else None
+    _, val = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=stratify)
+    assign = np.zeros(len(labels), dtype=np.int8)
+    assign[val] = 1
+    return assign
+
+
 def _digest(*parts: bytes | str) -> str:
     h = hashlib.sha256()
     for p in parts:
