@@ -15,21 +15,11 @@ import numpy as np
 import torch
 
 from crnn.data.normalization import Normalizer
+from crnn.data.raw import channel_axis, raw_to_inputs
 from crnn.data.sources import TargetSpec
 from crnn.device import resolve_device
 from crnn.models import create_model, ctc_greedy_strings
 from crnn.train import load_checkpoint
-
-
-def channel_axis(input_shape: tuple[int, ...]) -> int | None:
-    """Index of the channel axis in a sample's shape: (C, H, W) -> 0, (T, C, H, W) -> 1."""
-    return len(input_shape) - 3 if len(input_shape) >= 3 else None
-
-
-def squeeze_channel(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Drop a single channel axis from a batch: how users hold grey images and clips."""
-    axis = channel_axis(input_shape)
-    return x if axis is None or input_shape[axis] != 1 else np.squeeze(x, axis=1 + axis)
 
 
 @dataclass
@@ -53,10 +43,17 @@ class Predictor:
         self.input_shape = tuple(prep["input_shape"])
         self.normalizer = Normalizer.from_stats(prep["normalization"])
         self.target = TargetSpec.from_dict(prep["target"])
+        self.source, self.features = prep.get("source", {}), prep.get("features", {})
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
         return cls(load_checkpoint(Path(path)), device)
+
+    def predict_input(self, model_input: Any, batch_size: int = 256) -> Predictions:
+        """Predict on what a user has: strings for a text model, waveforms / WAV bytes / paths
+        for an audio model, raw arrays otherwise (see :mod:`crnn.data.raw`)."""
+        raw = raw_to_inputs(model_input, self.source, self.features)
+        return self.predict_raw(raw, batch_size)
 
     def predict_raw(self, raw: np.ndarray, batch_size: int = 256) -> Predictions:
         """Predict on raw inputs (N, H, W) or (N, C, H, W), in source units (not normalized)."""

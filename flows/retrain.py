@@ -18,7 +18,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from crnn.config import PipelineConfig, load_pipeline
-from crnn.data.loader import load_manifest, load_split
+from crnn.data.loader import load_manifest
 from crnn.data.preprocess import ShardSet, preprocess
 from crnn.errors import UserError
 from crnn.evaluate import EvalReport, evaluate_checkpoint
@@ -184,16 +184,12 @@ def log_model_task(
 ) -> str:
     """Log the best checkpoint as the run's pyfunc model, with a raw input example; returns its
     URI. It needs only the checkpoint, so the flow runs it beside evaluation."""
-    from crnn.inference import Predictor, squeeze_channel
+    from crnn.data.raw import raw_example
     from crnn.tracking import log_pyfunc_model
 
-    predictor = Predictor.from_checkpoint(trained.best_checkpoint)
-    example = load_split(shards.manifest_path, "test").inputs[:3].numpy()
-    raw_example = squeeze_channel(
-        predictor.normalizer.inverse_transform(example), predictor.input_shape
-    )
+    example = raw_example(shards.manifest_path)
     return log_pyfunc_model(
-        _ctx(ref), ref.run_id, trained.best_checkpoint, raw_example, cfg.is_sequence
+        _ctx(ref), ref.run_id, trained.best_checkpoint, example, cfg.is_sequence
     )
 
 

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 def registry(tiny_config, tmp_path):
     """A tiny trained checkpoint and a function registering it with a given test score."""
     from crnn.data.loader import load_split
-    from crnn.inference import Predictor, squeeze_channel
+    from crnn.data.raw import squeeze_channel
+    from crnn.inference import Predictor
     from crnn.tracking import log_pyfunc_model, open_tracking, register_with_gate, start_run
     from crnn.tracking.registry import TestSet
 

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -48,10 +48,15 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     return np.maximum(0, np.minimum(rising, falling)).astype(np.float32)
 
 
-def read_wav(path: Path, sample_rate: int, duration: float) -> np.ndarray:
+def read_wav(path: Path | BinaryIO, sample_rate: int, duration: float) -> np.ndarray:
     """Mono float32 in [-1, 1] at ``sample_rate``, padded with silence or cut to ``duration``."""
     rate, data = wavfile.read(path)
-    x = np.asarray(data)
+    return fit_wave(np.asarray(data), rate, sample_rate, duration)
+
+
+def fit_wave(x: np.ndarray, rate: int, sample_rate: int, duration: float) -> np.ndarray:
+    """Samples (integer PCM or float in [-1, 1]; mono or (samples, channels)) at ``rate`` ->
+    mono float32 at ``sample_rate``, padded with silence or cut to ``duration``."""
     if x.dtype.kind in "iu":
         info = np.iinfo(x.dtype)
         x = (x.astype(np.float32) - (info.max + info.min + 1) / 2) / ((info.max - info.min + 1) / 2)
@@ -278,16 +283,27 @@ class AudioFolderSource:
 
 def spectrogram_reader(
     cfg: AudioFolderData,
-) -> tuple[Callable[[Path], np.ndarray], tuple[int, ...]]:
+) -> tuple[Callable[[Path | BinaryIO], np.ndarray], tuple[int, ...]]:
     """(WAV file -> its (1, n_mels, frames) log-mel spectrogram, that shape) for ``cfg``."""
+    spectrogram, shape = wave_features(cfg)
+
+    def read(path: Path | BinaryIO) -> np.ndarray:
+        return spectrogram(read_wav(path, cfg.sample_rate, cfg.duration_seconds))
+
+    return read, shape
+
+
+def wave_features(
+    cfg: AudioFolderData,
+) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, ...]]:
+    """(fitted wave at ``cfg.sample_rate`` -> its (1, n_mels, frames) log-mel, that shape)."""
     fbank = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
     frames = 1 + round(cfg.duration_seconds * cfg.sample_rate) // cfg.hop_length
 
-    def read(path: Path) -> np.ndarray:
-        wave = read_wav(path, cfg.sample_rate, cfg.duration_seconds)
+    def spectrogram(wave: np.ndarray) -> np.ndarray:
         return log_mel(wave, fbank, cfg.n_fft, cfg.hop_length)[None]
 
-    return read, (1, cfg.n_mels, frames)
+    return spectrogram, (1, cfg.n_mels, frames)
 
 
 @AUGMENTERS.register("audio")

@@ -1,6 +1,7 @@
 """MLflow "model from code": executed by MLflow when the model is logged and when it is loaded.
 
-Raw images in (float32, N x H x W, source units), decoded strings (or class labels) out. The
+What a user has in (images or clips as float32 arrays in source units; strings for a text model;
+waveforms, WAV bytes or paths for an audio model), decoded strings (or class labels) out. The
 checkpoint holds a state_dict plus the preprocessing the model was trained with; it is loaded with
 ``weights_only=True``, so loading never unpickles code.
 """
@@ -8,7 +9,6 @@ checkpoint holds a state_dict plus the preprocessing the model was trained with;
 from typing import Any
 
 import mlflow
-import numpy as np
 from mlflow.pyfunc import PythonModel
 
 from crnn.inference import Predictor
@@ -18,8 +18,9 @@ class CRNNModel(PythonModel):
     def load_context(self, context: Any) -> None:
         self.predictor = Predictor.from_checkpoint(context.artifacts["checkpoint"], device="auto")
 
-    def predict(self, context: Any, model_input: np.ndarray, params: Any = None) -> list[str]:
-        return self.predictor.predict_raw(np.asarray(model_input, dtype=np.float32)).outputs
+    # no type hint on model_input: MLflow would validate by it instead of by the signature
+    def predict(self, context: Any, model_input, params: Any = None) -> list[str]:
+        return self.predictor.predict_input(model_input).outputs
 
 
 mlflow.models.set_model(CRNNModel())

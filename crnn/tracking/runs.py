@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+from mlflow.types.schema import Array
 
 import crnn
 from crnn.config import PipelineConfig, TrackingConfig, flatten
@@ -274,16 +275,38 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return ((1 - x if x.ndim == 2 else x) * 255).astype(np.uint8)
 
 
+def input_schema(input_example: np.ndarray | pd.DataFrame) -> Schema:
+    """What the pyfunc takes, from a raw example: strings (a ``text`` column), audio (waveforms
+    with their rate, WAV bytes or WAV paths: one of them), or float32 arrays of a fixed shape."""
+    if isinstance(input_example, np.ndarray):
+        return Schema([TensorSpec(np.dtype(np.float32), (-1, *input_example.shape[1:]))])
+    if "text" in input_example:  # unnamed: a list of strings or a one-column frame
+        return Schema([ColSpec(DataType.string)])
+    return Schema(
+        [
+            ColSpec(Array(DataType.float), "audio", required=False),
+            ColSpec(DataType.long, "sample_rate", required=False),
+            ColSpec(DataType.binary, "wav", required=False),
+            ColSpec(DataType.string, "path", required=False),
+        ]
+    )
+
+
 def log_pyfunc_model(
-    ctx: TrackingContext, run_id: str, checkpoint: Path, input_example: np.ndarray, sequence: bool
+    ctx: TrackingContext,
+    run_id: str,
+    checkpoint: Path,
+    input_example: np.ndarray | pd.DataFrame,
+    sequence: bool,
 ) -> str:
-    """Log the model as a pyfunc built from code: raw images in, decoded strings / labels out.
+    """Log the model as a pyfunc built from code: raw inputs in (see :func:`input_schema`),
+    decoded strings / labels out.
 
     Weights travel as a state_dict checkpoint (loaded with weights_only=True); the crnn package is
     bundled as code, so nothing pickled is ever loaded. Returns the model URI.
     """
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_example.shape[1:]))]),
+        inputs=input_schema(input_example),
         outputs=Schema([ColSpec(DataType.string, "prediction" if not sequence else "text")]),
     )
     with mlflow.start_run(run_id=run_id):
