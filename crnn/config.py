@@ -215,6 +215,45 @@ class AudioFolderData(FileSourceBase):
         return self
 
 
+class SpokenDigitStringsData(FileSourceBase):
+    """Speech to text: utterances of several words composed from a folder of single-word
+    recordings (named as ``audio_folder`` names them), with random pauses, and their transcripts.
+
+    The recordings are split first (by ``group`` when set, e.g. the speaker), so no recording
+    or speaker appears in two splits; each split composes ``lines`` utterances from its own.
+    """
+
+    source: Literal["spoken_digit_strings"] = "spoken_digit_strings"
+    filename_pattern: str | None = Field(
+        r"(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav",
+        description="Regex on the file name with a named group `label` (the word said).",
+    )
+    labels_csv: str | None = Field(None, description="CSV of path,label[,group] under data.path.")
+    group: str | None = Field("speaker", description="Group key: no group in two splits.")
+    split: SplitFractions = Field(default_factory=SplitFractions)
+    lines: LineCounts = Field(
+        default_factory=lambda: LineCounts(train=3000, val=300, test=500),
+        description="Utterances composed per split.",
+    )
+    min_words: int = Field(2, ge=1, le=32)
+    max_words: int = Field(5, ge=1, le=32)
+    min_pause_seconds: float = Field(0.05, ge=0, le=5, description="Shortest pause between words.")
+    max_pause_seconds: float = Field(0.3, ge=0, le=5, description="Longest pause between words.")
+    sample_rate: int = Field(8000, ge=1000, le=96000, description="Resampled to this rate, Hz.")
+    duration_seconds: float = Field(3.0, gt=0, le=60, description="Utterances padded to it.")
+    n_mels: int = Field(40, ge=8, le=256)
+    n_fft: int = Field(256, ge=32, le=8192)
+    hop_length: int = Field(128, ge=8, le=4096)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SpokenDigitStringsData:
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) > max_words ({self.max_words})")
+        if self.min_pause_seconds > self.max_pause_seconds:
+            raise ValueError("min_pause_seconds > max_pause_seconds")
+        return self
+
+
 class TextTableData(FileSourceBase):
     """Text classification tables: CSV / TSV / JSONL / Parquet with text and label columns, or
     one file per class (``CLASS.txt``, one text per line). Token ids are the model's input.
@@ -243,10 +282,11 @@ SourceConfig = (
     | ImageFolderData
     | VideoClipsData
     | AudioFolderData
+    | SpokenDigitStringsData
     | TextTableData
 )
 DataConfig = Annotated[SourceConfig, Field(discriminator="source")]
-SEQUENCE_SOURCES = frozenset({"digit_strings"})
+SEQUENCE_SOURCES = frozenset({"digit_strings", "spoken_digit_strings"})
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "digit_strings": DigitStringsData,
     "digits": DigitsData,
@@ -256,6 +296,7 @@ SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "image_folder": ImageFolderData,
     "video_clips": VideoClipsData,
     "audio_folder": AudioFolderData,
+    "spoken_digit_strings": SpokenDigitStringsData,
     "text_table": TextTableData,
 }
 

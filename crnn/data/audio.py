@@ -20,7 +20,7 @@ from scipy.io import wavfile
 from scipy.signal import resample_poly
 from sklearn.model_selection import GroupShuffleSplit
 
-from crnn.config import AudioFolderData, AugmentationConfig, SplitFractions
+from crnn.config import AudioFolderData, AugmentationConfig, SplitFractions, SpokenDigitStringsData
 from crnn.data.augment import AUGMENTERS
 from crnn.data.files import files_digest, new_data_files, require_input, require_path
 from crnn.data.quarantine import Quarantined
@@ -48,13 +48,14 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     return np.maximum(0, np.minimum(rising, falling)).astype(np.float32)
 
 
-def read_wav(path: Path | BinaryIO, sample_rate: int, duration: float) -> np.ndarray:
-    """Mono float32 in [-1, 1] at ``sample_rate``, padded with silence or cut to ``duration``."""
+def read_wav(path: Path | BinaryIO, sample_rate: int, duration: float | None) -> np.ndarray:
+    """Mono float32 in [-1, 1] at ``sample_rate``, padded with silence or cut to ``duration``
+    (None: as long as it is)."""
     rate, data = wavfile.read(path)
     return fit_wave(np.asarray(data), rate, sample_rate, duration)
 
 
-def fit_wave(x: np.ndarray, rate: int, sample_rate: int, duration: float) -> np.ndarray:
+def fit_wave(x: np.ndarray, rate: int, sample_rate: int, duration: float | None) -> np.ndarray:
     """Samples (integer PCM or float in [-1, 1]; mono or (samples, channels)) at ``rate`` ->
     mono float32 at ``sample_rate``, padded with silence or cut to ``duration``."""
     if x.dtype.kind in "iu":
@@ -68,6 +69,8 @@ def fit_wave(x: np.ndarray, rate: int, sample_rate: int, duration: float) -> np.
     if rate != sample_rate:
         g = math.gcd(rate, sample_rate)
         x = resample_poly(x, sample_rate // g, rate // g).astype(np.float32)
+    if duration is None:
+        return x
     n = round(duration * sample_rate)
     return np.pad(x[:n], (0, max(0, n - len(x))))
 
@@ -294,7 +297,7 @@ def spectrogram_reader(
 
 
 def wave_features(
-    cfg: AudioFolderData,
+    cfg: AudioFolderData | SpokenDigitStringsData,
 ) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, ...]]:
     """(fitted wave at ``cfg.sample_rate`` -> its (1, n_mels, frames) log-mel, that shape)."""
     fbank = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels)

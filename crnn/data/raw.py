@@ -43,7 +43,8 @@ def waves_to_inputs(
     model_input: Any, source: dict[str, Any], features: dict[str, Any]
 ) -> np.ndarray:
     """Waveforms, WAV bytes or WAV paths -> log-mel spectrograms (N, 1, n_mels, frames)."""
-    cfg = AudioFolderData.model_validate({**source, "path": None})
+    keys = ("sample_rate", "duration_seconds", "n_mels", "n_fft", "hop_length")
+    cfg = AudioFolderData.model_validate({k: source[k] for k in keys})
     spectrogram, _ = wave_features(cfg)
     rate, seconds = cfg.sample_rate, cfg.duration_seconds
     frame = model_input if isinstance(model_input, pd.DataFrame) else None
@@ -80,6 +81,7 @@ def squeeze_channel(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
 RAW_READERS: dict[str, RawReader] = {
     "text_table": texts_to_inputs,
     "audio_folder": waves_to_inputs,
+    "spoken_digit_strings": waves_to_inputs,
 }
 
 
@@ -106,6 +108,11 @@ def raw_example(manifest_path: Path, rows: int = 3) -> np.ndarray | pd.DataFrame
         ids = test.inputs[:rows].numpy().astype(int)
         texts = [" ".join(vocabulary[i] for i in row if i > 1) for row in ids]  # no pad, no unk
         return pd.DataFrame({"text": texts})
+    if kind == "spoken_digit_strings":
+        from crnn.data.speech import raw_waves
+
+        waves = raw_waves(source, rows)
+        return pd.DataFrame({"audio": waves, "sample_rate": [int(source["sample_rate"])] * rows})
     if kind == "audio_folder":
         root, rate = Path(source["path"]), int(source["sample_rate"])
         waves = [

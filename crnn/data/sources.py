@@ -315,5 +315,5 @@ def check_source(cfg: SourceConfig) -> None:
 
 
 # the readers of published formats register themselves in SOURCES (and their augmenters)
-for _module in ("readers", "video", "audio", "text"):
+for _module in ("readers", "video", "audio", "speech", "text"):
     importlib.import_module(f"crnn.data.{_module}")

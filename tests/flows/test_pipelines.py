@@ -18,6 +18,7 @@ from crnn.config import load_config
 from tests.conftest import REPO
 from tests.data.test_audio import spoken_folder
 from tests.data.test_readers import mnist_folder, write_cifar
+from tests.data.test_speech import spoken_words
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,10 @@ def tiny_overrides(name: str, tmp_path: Path) -> list[str]:
         return ["data.clips={train: 40, val: 14, test: 14}", *ONE_EPOCH]
     if name == "spoken-digits":
         return [f"data.path={spoken_folder(tmp_path / 'audio', 2)}", *ONE_EPOCH]
+    if name == "spoken-digit-strings":
+        words = spoken_words(tmp_path / "words", per_speaker=2)
+        lines = "data.lines={train: 48, val: 16, test: 16}"
+        return [f"data.path={words}", lines, "data.duration_seconds=1.5", *ONE_EPOCH]
     if name == "sentiment":
         return [f"data.path={_sentiment_table(tmp_path / 'reviews.csv')}", *ONE_EPOCH]
     if name == "mnist":
@@ -57,6 +62,7 @@ def tiny_overrides(name: str, tmp_path: Path) -> list[str]:
 
 
 SHIPPED = [n for n in load_config(REPO / "pipelines.yaml").pipelines if n != "digit-strings"]
+SEQUENCE = {"spoken-digit-strings"}
 
 
 def test_every_shipped_pipeline_is_covered() -> None:
@@ -64,6 +70,7 @@ def test_every_shipped_pipeline_is_covered() -> None:
         "digits",
         "moving-digits",
         "spoken-digits",
+        "spoken-digit-strings",
         "sentiment",
         "mnist",
         "cifar10",
@@ -90,7 +97,8 @@ def test_shipped_pipeline_through_the_retrain_flow(
     )
     assert summary["workspace"] == str(tmp_path / "ws")
     assert summary["registry"]["version"] == "1" and summary["registry"]["promoted"]
-    assert 0.0 <= summary["metrics"]["test_accuracy"] <= 1.0
+    metric = "test_cer" if name in SEQUENCE else "test_accuracy"
+    assert 0.0 <= summary["metrics"][metric] <= 1.0
     if name == "digits":  # the SVC baseline is scored on the same split, in the same run
         assert summary["metrics"]["baseline_svc_test_accuracy"] > 0.9
     uri = summary["mlflow"]["tracking_uri"]
@@ -105,4 +113,7 @@ def test_shipped_pipeline_through_the_retrain_flow(
     assert served == predictor.predict_input(raw).outputs
     if name != "sentiment":  # texts decoded from tokens drop out-of-vocabulary words
         assert served == predictor.predict_normalized(test.inputs[:5]).outputs
-    assert set(served) <= set(predictor.target.classes)
+    if name in SEQUENCE:  # transcripts over the charset
+        assert set("".join(served)) <= set(predictor.target.charset)
+    else:
+        assert set(served) <= set(predictor.target.classes)
