@@ -165,7 +165,25 @@ class SplitRule(Frozen):
     val: list[str] = Field(default_factory=list, description="Values that are val; none: carved.")
 
 
-class AudioFolderData(FileSourceBase):
+class Recordings(FileSourceBase):
+    """WAV recordings labelled by a CSV or their file names, and the log-mel features read from
+    them: what ``audio_folder`` and ``spoken_digit_strings`` share."""
+
+    labels_csv: str | None = Field(None, description="CSV of path,label[,group] under data.path.")
+    filename_pattern: str | None = Field(
+        r"(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav",
+        description="Regex on the file name with a named group `label` (used without a CSV).",
+    )
+    group: str | None = Field("speaker", description="Group key: no group in two splits.")
+    split: SplitFractions = Field(default_factory=SplitFractions)
+    sample_rate: int = Field(8000, ge=1000, le=96000, description="Resampled to this rate, Hz.")
+    duration_seconds: float = Field(1.0, gt=0, le=60, description="Clips padded / cropped to it.")
+    n_mels: int = Field(40, ge=8, le=256)
+    n_fft: int = Field(256, ge=32, le=8192)
+    hop_length: int = Field(128, ge=8, le=4096)
+
+
+class AudioFolderData(Recordings):
     """A folder of WAV files -> log-mel spectrograms (1, n_mels, frames), time along the width.
 
     Labels come from a CSV (``labels_csv``: columns path,label[,group][,split]) or from the file
@@ -178,13 +196,6 @@ class AudioFolderData(FileSourceBase):
     """
 
     source: Literal["audio_folder"] = "audio_folder"
-    labels_csv: str | None = Field(None, description="CSV of path,label[,group] under data.path.")
-    filename_pattern: str | None = Field(
-        r"(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav",
-        description="Regex on the file name with a named group `label` (used without a CSV).",
-    )
-    group: str | None = Field("speaker", description="Group key for a group-aware split.")
-    split: SplitFractions = Field(default_factory=SplitFractions)
     split_column: str = Field(
         "split", description="labels_csv column of train / val / test, when the CSV has it."
     )
@@ -192,11 +203,6 @@ class AudioFolderData(FileSourceBase):
     val_fraction: float = Field(
         0.1, gt=0, lt=1, description="A given split without val: this share of train is val."
     )
-    sample_rate: int = Field(8000, ge=1000, le=96000, description="Resampled to this rate, Hz.")
-    duration_seconds: float = Field(1.0, gt=0, le=60, description="Clips padded / cropped to it.")
-    n_mels: int = Field(40, ge=8, le=256)
-    n_fft: int = Field(256, ge=32, le=8192)
-    hop_length: int = Field(128, ge=8, le=4096)
 
     @model_validator(mode="after")
     def _split_rule_names_a_group(self) -> AudioFolderData:
@@ -215,7 +221,7 @@ class AudioFolderData(FileSourceBase):
         return self
 
 
-class SpokenDigitStringsData(FileSourceBase):
+class SpokenDigitStringsData(Recordings):
     """Speech to text: utterances of several words composed from a folder of single-word
     recordings (named as ``audio_folder`` names them), with random pauses, and their transcripts.
 
@@ -224,13 +230,6 @@ class SpokenDigitStringsData(FileSourceBase):
     """
 
     source: Literal["spoken_digit_strings"] = "spoken_digit_strings"
-    filename_pattern: str | None = Field(
-        r"(?P<label>\d)_(?P<speaker>[a-z]+)_\d+\.wav",
-        description="Regex on the file name with a named group `label` (the word said).",
-    )
-    labels_csv: str | None = Field(None, description="CSV of path,label[,group] under data.path.")
-    group: str | None = Field("speaker", description="Group key: no group in two splits.")
-    split: SplitFractions = Field(default_factory=SplitFractions)
     lines: LineCounts = Field(
         default_factory=lambda: LineCounts(train=3000, val=300, test=500),
         description="Utterances composed per split.",
@@ -239,11 +238,7 @@ class SpokenDigitStringsData(FileSourceBase):
     max_words: int = Field(5, ge=1, le=32)
     min_pause_seconds: float = Field(0.05, ge=0, le=5, description="Shortest pause between words.")
     max_pause_seconds: float = Field(0.3, ge=0, le=5, description="Longest pause between words.")
-    sample_rate: int = Field(8000, ge=1000, le=96000, description="Resampled to this rate, Hz.")
     duration_seconds: float = Field(3.0, gt=0, le=60, description="Utterances padded to it.")
-    n_mels: int = Field(40, ge=8, le=256)
-    n_fft: int = Field(256, ge=32, le=8192)
-    hop_length: int = Field(128, ge=8, le=4096)
 
     @model_validator(mode="after")
     def _ranges(self) -> SpokenDigitStringsData:

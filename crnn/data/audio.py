@@ -20,7 +20,7 @@ from scipy.io import wavfile
 from scipy.signal import resample_poly
 from sklearn.model_selection import GroupShuffleSplit
 
-from crnn.config import AudioFolderData, AugmentationConfig, SplitFractions, SpokenDigitStringsData
+from crnn.config import AudioFolderData, AugmentationConfig, Recordings, SplitFractions
 from crnn.data.augment import AUGMENTERS
 from crnn.data.files import files_digest, new_data_files, require_input, require_path
 from crnn.data.quarantine import Quarantined
@@ -35,6 +35,13 @@ from crnn.data.sources import (
     split_train_val,
 )
 from crnn.errors import DataError
+
+MEL_KEYS = ("sample_rate", "duration_seconds", "n_mels", "n_fft", "hop_length")
+
+
+def mel_features(config: dict[str, Any]) -> dict[str, Any]:
+    """What a model's checkpoint keeps to turn new audio into its inputs (a source's config)."""
+    return {"kind": "log_mel", **{k: config[k] for k in MEL_KEYS}}
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
@@ -224,10 +231,6 @@ class AudioFolderSource:
     def info(self) -> SourceInfo:
         cfg = self.cfg
         config = cfg.model_dump(mode="json")
-        features = {
-            k: config[k]
-            for k in ("sample_rate", "duration_seconds", "n_mels", "n_fft", "hop_length")
-        }
         return SourceInfo(
             name="audio_folder",
             description=f"WAV folder {self.root}: {len(self.files)} files, "
@@ -237,7 +240,7 @@ class AudioFolderSource:
             target=TargetSpec(kind="class", classes=self.classes),
             config=config,
             modality="audio",
-            features={"kind": "log_mel", **features},
+            features=mel_features(config),
         )
 
     def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
@@ -297,7 +300,7 @@ def spectrogram_reader(
 
 
 def wave_features(
-    cfg: AudioFolderData | SpokenDigitStringsData,
+    cfg: Recordings,
 ) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, ...]]:
     """(fitted wave at ``cfg.sample_rate`` -> its (1, n_mels, frames) log-mel, that shape)."""
     fbank = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from crnn.config import AudioFolderData
-from crnn.data.audio import fit_wave, read_wav, wave_features
+from crnn.data.audio import MEL_KEYS, fit_wave, read_wav, wave_features
 from crnn.data.text import Tokenizer
 from crnn.errors import DataError
 
@@ -43,8 +43,7 @@ def waves_to_inputs(
     model_input: Any, source: dict[str, Any], features: dict[str, Any]
 ) -> np.ndarray:
     """Waveforms, WAV bytes or WAV paths -> log-mel spectrograms (N, 1, n_mels, frames)."""
-    keys = ("sample_rate", "duration_seconds", "n_mels", "n_fft", "hop_length")
-    cfg = AudioFolderData.model_validate({k: source[k] for k in keys})
+    cfg = AudioFolderData.model_validate({k: source[k] for k in MEL_KEYS})
     spectrogram, _ = wave_features(cfg)
     rate, seconds = cfg.sample_rate, cfg.duration_seconds
     frame = model_input if isinstance(model_input, pd.DataFrame) else None

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from crnn.config import AudioFolderData, SpokenDigitStringsData
+from crnn.config import AudioFolderData, Recordings, SpokenDigitStringsData
 from crnn.data import audio  # the module, not its names: the source registry may be loading it
 from crnn.data.files import files_digest
 from crnn.data.sources import SOURCES, SPLITS, Chunk, SourceInfo, TargetSpec
@@ -53,15 +53,11 @@ class SpokenDigitStringsSource:
 
     @staticmethod
     def word_config(cfg: SpokenDigitStringsData) -> AudioFolderData:
-        keys = AudioFolderData.model_fields.keys() - {"source", "split_rule"}
-        return AudioFolderData.model_validate({k: getattr(cfg, k) for k in keys if hasattr(cfg, k)})
+        shared = Recordings.model_fields.keys()
+        return AudioFolderData.model_validate({k: getattr(cfg, k) for k in shared})
 
     def info(self) -> SourceInfo:
         config = self.cfg.model_dump(mode="json")
-        features = {
-            k: config[k]
-            for k in ("sample_rate", "duration_seconds", "n_mels", "n_fft", "hop_length")
-        }
         return SourceInfo(
             name="spoken_digit_strings",
             description=f"spoken strings of {self.cfg.min_words}-{self.cfg.max_words} words "
@@ -71,7 +67,7 @@ class SpokenDigitStringsSource:
             target=TargetSpec(kind="sequence", charset=self.charset),
             config=config,
             modality="audio",
-            features={"kind": "log_mel", **features},
+            features=audio.mel_features(config),
         )
 
     def word(self, index: int) -> np.ndarray:

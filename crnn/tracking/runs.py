@@ -284,7 +284,7 @@ def input_schema(input_example: np.ndarray | pd.DataFrame) -> Schema:
         return Schema([ColSpec(DataType.string)])
     return Schema(
         [
-            ColSpec(Array(DataType.float), "audio", required=False),
+            ColSpec(Array(DataType.double), "audio", required=False),  # float64, as numpy has it
             ColSpec(DataType.long, "sample_rate", required=False),
             ColSpec(DataType.binary, "wav", required=False),
             ColSpec(DataType.string, "path", required=False),

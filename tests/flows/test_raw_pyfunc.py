@@ -90,10 +90,10 @@ def test_audio_model_takes_waveforms_wav_bytes_and_paths(prefect_harness, tmp_pa
     evaluated = _evaluated(summary, tmp_path)
     paths = [root / i for i in evaluated.sample_id]
     waves, rates = [], []
-    for path in paths:  # as a user holds audio: float samples in [-1, 1] at the file's rate
+    for path in paths:  # as numpy hands audio to a user: float64 in [-1, 1] at the file's rate
         rate, data = wavfile.read(path)
         x = data / 32768.0 if data.dtype == np.int16 else data
-        waves.append(np.asarray(x, dtype=np.float32).reshape(len(x), -1).mean(axis=1))
+        waves.append(np.asarray(x, dtype=np.float64).reshape(len(x), -1).mean(axis=1))
         rates.append(rate)
     frames = {
         "audio": pd.DataFrame({"audio": waves, "sample_rate": rates}),
