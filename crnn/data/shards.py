@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crnn.atomic import atomic_path, atomic_write_text
-from crnn.data.shuffle import BucketSpill
+from crnn.data.shuffle import BucketSpill, bucket_count
 from crnn.errors import DataError
 
 MANIFEST_NAME = "manifest.json"
@@ -129,7 +128,7 @@ class ShardWriter:
         self._pending_rows: dict[str, int] = {}
         self._spills = {
             split: BucketSpill(
-                root / f".spill-{split}", self.schema, math.ceil(rows / shard_rows), seed
+                root / f".spill-{split}", self.schema, bucket_count(rows, shard_rows // 4), seed
             )
             for split, rows in (shuffled or {}).items()
         }
@@ -176,12 +175,12 @@ class ShardWriter:
             self._flush(split, self.shard_rows)
 
     def close(self) -> list[ShardRecord]:
-        """Flush what is left, shuffled splits bucket by bucket; returns every shard written."""
-        for split, spill in self._spills.items():
-            for bucket in spill.drain():  # about shard_rows rows each, in random order
+        """Flush what is left, then the shuffled splits bucket by bucket (nothing else is held
+        while they drain); returns every shard written."""
+        for split, spill in [*((s, None) for s in self._pending), *self._spills.items()]:
+            for bucket in spill.drain() if spill is not None else ():  # in random order
                 self._queue(split, bucket.to_batches(), bucket.num_rows)
-        for split in list(self._pending):
-            if self._pending_rows[split]:
+            if self._pending_rows.get(split):
                 self._flush(split, self._pending_rows[split])
         return self.records
 

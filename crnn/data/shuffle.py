@@ -3,14 +3,15 @@
 Sources yield records in file order, and real datasets are often sorted by class (one folder or
 file per class). Training rows must not reach the shards that way. Each row is keyed by a seeded
 64-bit hash of its ``sample_id``; the key picks one of ``buckets`` spill files (Arrow IPC, on disk
-beside the shards), and each bucket, about one shard's worth of rows, is then read back and
-sorted by the key. The result is a random order over the whole split that depends on the seed and
-the sample ids alone, not on the order the source produced them in; memory holds one chunk while
-spilling and one bucket while draining.
+beside the shards), and each bucket is then read back and sorted by the key. The result is a
+random order over the whole split that depends on the seed and the sample ids alone, not on the
+order the source produced them in. Memory holds one chunk while spilling and one bucket while
+draining: about a quarter of a shard, since the writer fills shards from consecutive buckets.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,13 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 ORDER_COLUMN = "__order"
+MAX_BUCKETS = 512  # one open file each: well inside the usual 1024 descriptors of a process
+
+
+def bucket_count(rows: int, bucket_rows: int) -> int:
+    """Buckets for ``rows`` rows of about ``bucket_rows`` each, at most MAX_BUCKETS (beyond
+    that buckets grow: 10 M rows in buckets of 2048 become 512 buckets of 20 k rows)."""
+    return max(1, min(MAX_BUCKETS, math.ceil(rows / max(1, bucket_rows))))
 
 
 def order_keys(sample_ids: list[str], seed: int) -> np.ndarray:
@@ -62,9 +70,10 @@ class BucketSpill:
             sink.close()
         for bucket in range(self.buckets):
             path = self._path(bucket)
-            with pa.memory_map(str(path)) as source:
+            with pa.OSFile(str(path)) as source:  # read, not mapped: one copy in memory
                 table = ipc.open_stream(source).read_all()
             path.unlink()
+            pa.default_memory_pool().release_unused()  # freed buckets' pages back to the system
             if table.num_rows:
                 order = np.argsort(table.column(ORDER_COLUMN).to_numpy(), kind="stable")
                 yield table.take(pa.array(order)).drop_columns([ORDER_COLUMN])

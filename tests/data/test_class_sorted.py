@@ -27,7 +27,7 @@ from crnn.config import (
 )
 from crnn.data.loader import ShardLoader, load_manifest, load_split
 from crnn.data.preprocess import preprocess
-from crnn.data.shuffle import BucketSpill
+from crnn.data.shuffle import MAX_BUCKETS, BucketSpill, bucket_count
 from crnn.inference import Predictor
 from crnn.train import train_on_shards
 from tests.data.test_audio import write_tone
@@ -198,3 +198,9 @@ def train_and_score(cfg: TextTableData, work: Path) -> float:
     predicted = predictor.predict_normalized(test.inputs).outputs
     truth = [predictor.target.classes[i] for i in test.labels.tolist()]
     return float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
+
+
+def test_bucket_count_bounds_memory_and_open_files() -> None:
+    assert bucket_count(100, 2048) == 1
+    assert bucket_count(5000, 2048) == 3  # buckets of a quarter shard: about 1667 rows
+    assert bucket_count(10_000_000, 2048) == MAX_BUCKETS == 512  # one open file each
