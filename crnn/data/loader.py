@@ -18,7 +18,6 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from crnn.data.shards import INPUT_COLUMN, MANIFEST_NAME, Manifest, ShardRecord
+from crnn.data.windows import window_tensor, worker_context
 from crnn.errors import DataError
 
 
@@ -223,6 +223,7 @@ class ShardLoader:
             for shard, path in enumerate(self.paths)
             for g, (start, rows) in enumerate(_row_groups(pq.ParquetFile(path).metadata))
         ]
+        self.group_rows = [[r for s, _, _, r in self.groups if s == k] for k in range(len(records))]
         self.offsets = np.cumsum([0, *self.shard_rows])
         self.total = int(self.offsets[-1])
         self.per_rank = self.total // world_size
@@ -282,21 +283,14 @@ class ShardLoader:
     def build_window(self, epoch: int, index: int, pieces: Sequence[Piece], shared: bool) -> Batch:
         """Read, decode and shuffle one window into one contiguous block (``shared``: in shared
         memory, so handing it from a worker to the main process copies nothing)."""
-        tables = {
-            (p.shard, p.group): self._file(p.shard).read_row_group(p.group, columns=self.columns)
-            for p in pieces
-        }
-        parts = [
-            tables[p.shard, p.group].slice(p.start - p.group_start, p.stop - p.start)
-            for p in pieces
-        ]
+        parts = self._read(pieces)
         n = sum(len(t) for t in parts)
         perm = (
             np.random.default_rng([self.seed, epoch, self.rank, index]).permutation(n)
             if self.shuffle
             else None
         )
-        inputs = _empty((n, *self.input_shape), torch.float32, shared, self.pin_memory)
+        inputs = window_tensor((n, *self.input_shape), torch.float32, shared, self.pin_memory)
         out = inputs.numpy()
         # one pass from the (memory-mapped) column buffers into the window: row j of the sources
         # goes to out[dest[j]]; no concatenated copy in between
@@ -325,6 +319,25 @@ class ShardLoader:
             labels = np.concatenate([t.column("label").to_numpy() for t in parts])
             block.labels = torch.from_numpy(_permuted(labels.astype(np.int64), perm))
         return block
+
+    def _read(self, pieces: Sequence[Piece]) -> list[pa.Table]:
+        """The pieces' rows: one read per shard of all its row groups the window needs."""
+        groups: dict[int, dict[int, int]] = {}  # shard -> {group: its first row in the read}
+        for p in pieces:
+            groups.setdefault(p.shard, {}).setdefault(p.group, p.group_start)
+        tables: dict[int, pa.Table] = {}
+        at: dict[tuple[int, int], int] = {}  # (shard, group) -> its first row in the shard's read
+        for shard, starts in groups.items():
+            order = sorted(starts)
+            tables[shard] = self._file(shard).read_row_groups(order, columns=self.columns)
+            sizes = [self.group_rows[shard][g] for g in order]
+            at.update(zip(((shard, g) for g in order), np.cumsum([0, *sizes[:-1]]), strict=True))
+        return [
+            tables[p.shard].slice(
+                int(at[p.shard, p.group]) + p.start - p.group_start, p.stop - p.start
+            )
+            for p in pieces
+        ]
 
     def _file(self, shard: int) -> pq.ParquetFile:
         """Shards stay memory-mapped for the loader's life (per process): after the first epoch
@@ -359,7 +372,7 @@ class ShardLoader:
                 pin_memory=self.pin_memory,
                 prefetch_factor=self.prefetch,
                 persistent_workers=True,
-                multiprocessing_context=_start_method(),
+                multiprocessing_context=worker_context(),
                 # its own generator: drawing worker seeds from the global RNG would shift the
                 # model's dropout masks and break exact resume
                 generator=torch.Generator().manual_seed(self.seed),
@@ -406,34 +419,3 @@ def _row_groups(meta: pq.FileMetaData) -> list[tuple[int, int]]:
 
 def _permuted(a: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
     return a if perm is None else a[perm]
-
-
-def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool, pinned: bool) -> torch.Tensor:
-    if shared:  # what torch's default collate does in workers
-        storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
-        return torch.empty(0, dtype=dtype).set_(storage, 0, shape)  # type: ignore[call-overload]
-    if pinned and torch.cuda.is_available():
-        return torch.empty(shape, dtype=dtype, pin_memory=True)  # torch caches pinned blocks
-    # Arrow's pool (jemalloc / mimalloc) keeps freed windows for the next one; a fresh malloc of
-    # this size would be a new mmap each time, every page faulted in again
-    nbytes = math.prod(shape) * dtype.itemsize
-    array = np.frombuffer(pa.allocate_buffer(nbytes), dtype=np.uint8)
-    return torch.from_numpy(array).view(dtype).view(shape)
-
-
-def _start_method() -> Any:
-    """How worker processes start. fork is fastest, but forking a process that runs other threads
-    (Prefect's server, MLflow's async logging) can deadlock a child; then forkserver, with this
-    module preloaded so a worker does not import torch again. (Like any non-fork start, forkserver
-    runs the main script again in each worker: a script needs ``if __name__ == "__main__":``.)"""
-    import multiprocessing
-    import threading
-
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-        return ctx
-    return multiprocessing.get_context("spawn")

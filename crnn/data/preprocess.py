@@ -27,7 +27,7 @@ from crnn.data.shards import (
     verify_shards,
     write_manifest,
 )
-from crnn.data.sources import SPLITS, Chunk, SourceInfo, open_source
+from crnn.data.sources import SPLITS, Chunk, Source, SourceInfo, open_source
 from crnn.errors import DataError
 
 CHUNK_ROWS = 2048
@@ -82,14 +82,7 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
         shutil.rmtree(root)  # leftovers of an interrupted run: no manifest lists them
     root.mkdir(parents=True)
 
-    normalizer = Normalizer(cfg.normalization)
-    train_rows = 0
-    for chunk in source.chunks("train", CHUNK_ROWS):
-        valid = validate_chunk(chunk, info.target)[0]
-        train_rows += len(valid)
-        if len(valid):
-            normalizer.partial_fit(valid.inputs)
-
+    normalizer, train_rows = fit_normalizer(source, info, cfg.normalization)
     writer = ShardWriter(
         root,
         info.input_shape,
@@ -153,6 +146,17 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
         },
     )
     return ShardSet(write_manifest(root, manifest), digest, reused=False)
+
+
+def fit_normalizer(source: Source, info: SourceInfo, kind: str) -> tuple[Normalizer, int]:
+    """The normalizer fit on the training split's valid records, and how many there are."""
+    normalizer, rows = Normalizer(kind), 0
+    for chunk in source.chunks("train", CHUNK_ROWS):
+        valid = validate_chunk(chunk, info.target)[0]
+        rows += len(valid)
+        if len(valid):
+            normalizer.partial_fit(valid.inputs)
+    return normalizer, rows
 
 
 def _write_chunk(
