@@ -31,7 +31,7 @@ if [ "${1:-}" = "--download-wheels" ]; then
   exit 0
 fi
 
-if ! "$PY" -c 'import pydantic, yaml' 2>/dev/null; then
+if ! "$PY" -c 'import pydantic, rapidfuzz, yaml' 2>/dev/null; then
   if ! compgen -G ".whl/*.whl" >/dev/null; then
     echo "gpu_check: the core's dependencies (${WHEELS[*]}) are missing and .whl/ holds no" \
       "wheels: run 'bench/gpu_check.sh --download-wheels' where a registry is reachable" >&2
