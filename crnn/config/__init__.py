@@ -1,0 +1,240 @@
+"""Typed configuration: the only reader of pipelines.yaml.
+
+The file is parsed once into frozen pydantic models that forbid unknown keys. Every library
+function receives the small slice it needs (``cfg.training``, ``cfg.preprocessing``), never a dict.
+An invalid file raises :class:`ConfigError` with one line: key path, bad value, what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from crnn.config.base import CONFIG_VERSION, NAME_PATTERN, Frozen
+from crnn.config.data import (
+    SEQUENCE_SOURCES,
+    SOURCE_MODELS,
+    AudioFolderData,
+    Cifar10Data,
+    DataConfig,
+    DigitsData,
+    DigitStringsData,
+    FileSourceBase,
+    ImageFolderData,
+    LineCounts,
+    MnistIdxData,
+    MovingDigitsData,
+    Recordings,
+    SourceConfig,
+    SplitFractions,
+    SplitRule,
+    SpokenDigitStringsData,
+    TextTableData,
+    VideoClipsData,
+)
+from crnn.config.pipeline import (
+    AugmentationConfig,
+    EarlyStoppingConfig,
+    EvaluationConfig,
+    LoaderConfig,
+    ModelConfig,
+    PipelineConfig,
+    PipelinesFile,
+    PreprocessingConfig,
+    RegistryConfig,
+    TrackingConfig,
+    TrainingConfig,
+)
+from crnn.errors import ConfigError
+
+__all__ = [
+    "CONFIG_VERSION",
+    "NAME_PATTERN",
+    "SEQUENCE_SOURCES",
+    "SOURCE_MODELS",
+    "AudioFolderData",
+    "AugmentationConfig",
+    "Cifar10Data",
+    "ConfigError",
+    "DataConfig",
+    "DigitStringsData",
+    "DigitsData",
+    "EarlyStoppingConfig",
+    "EvaluationConfig",
+    "FileSourceBase",
+    "Frozen",
+    "ImageFolderData",
+    "LineCounts",
+    "LoaderConfig",
+    "MnistIdxData",
+    "ModelConfig",
+    "MovingDigitsData",
+    "PipelineConfig",
+    "PipelinesFile",
+    "PreprocessingConfig",
+    "Recordings",
+    "RegistryConfig",
+    "SourceConfig",
+    "SplitFractions",
+    "SplitRule",
+    "SpokenDigitStringsData",
+    "TextTableData",
+    "TrackingConfig",
+    "TrainingConfig",
+    "VideoClipsData",
+    "flatten",
+    "json_schema",
+    "load_config",
+    "load_pipeline",
+]
+
+
+def load_config(path: str | Path) -> PipelinesFile:
+    """Parse and validate pipelines.yaml.
+
+    Raises:
+        ConfigError: one line with the key path, the bad value and what is allowed.
+    """
+    raw = _read_yaml(Path(path))
+    _resolve_data_paths(raw, Path(path))
+    return _validate(raw, Path(path))
+
+
+def _resolve_data_paths(raw: dict[str, Any], path: Path) -> None:
+    """Relative ``data.path`` values are relative to the config file's folder."""
+    pipelines = raw.get("pipelines")
+    for pipeline in pipelines.values() if isinstance(pipelines, dict) else ():
+        data = pipeline.get("data") if isinstance(pipeline, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("path"), str):
+            data["path"] = str((path.resolve().parent / data["path"]).resolve())
+
+
+def load_pipeline(
+    path: str | Path, name: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[PipelinesFile, PipelineConfig]:
+    """The whole file and one pipeline (``name`` or the default) with ``key.path=value`` overrides.
+
+    Overrides are applied before validation, so a bad one fails like a bad file, naming its key.
+    """
+    path = Path(path)
+    raw = _read_yaml(path)
+    if name is None:
+        name = raw.get("default_pipeline") if isinstance(raw.get("default_pipeline"), str) else None
+    for item in overrides:
+        _apply_override(raw, str(name), item, path)
+    _resolve_data_paths(raw, path)
+    config = _validate(raw, path)
+    name = name or config.default_pipeline
+    if name not in config.pipelines:
+        known = ", ".join(sorted(config.pipelines))
+        raise ConfigError(f"{path}: no pipeline named {name!r}; known: {known}")
+    return config, config.pipelines[name]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; pass --config PATH or create it")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}:{where} {problem}; fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with version, pipelines; got {raw!r:.60}")
+    return raw
+
+
+def _validate(raw: dict[str, Any], path: Path) -> PipelinesFile:
+    try:
+        return PipelinesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
+
+
+def _apply_override(raw: dict[str, Any], pipeline: str, item: str, path: Path) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE, e.g. training.epochs=1")
+    pipelines = raw.get("pipelines")
+    if not isinstance(pipelines, dict) or pipeline not in pipelines:
+        raise ConfigError(f"{path}: no pipeline {pipeline!r} to override; see `crnn list`")
+    node = pipelines[pipeline]
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a mapping")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line from a pydantic error: ``key.path: problem (got value)``, plus a count of others."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    raw_loc = tuple(first["loc"])
+    # pydantic puts the tag of a tagged union (data.source) into the location: drop it
+    loc = [str(p) for i, p in enumerate(raw_loc) if not (i and raw_loc[i - 1] == "data")]
+    where = ".".join(loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        allowed = _allowed_keys(raw_loc[:-1])
+        problem = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    elif first["type"] == "missing":
+        problem = "required key is missing"
+    else:
+        problem = first["msg"].removeprefix("Value error, ")
+        problem += f" (got {json.dumps(first.get('input'), default=str)[:80]})"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{where}: {problem}{more}"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found at ``loc`` (a pydantic error location) under PipelinesFile."""
+    model: Any = PipelinesFile
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if model is PipelinesFile and part == "pipelines":
+            if not parts:
+                return []
+            parts.pop(0)  # the pipeline's name
+            model = PipelineConfig
+        elif model is PipelineConfig and part == "data":
+            model = SOURCE_MODELS.get(parts.pop(0)) if parts else None
+        elif (
+            isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields
+        ):
+            model = model.model_fields[part].annotation
+        else:
+            return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [n for n in model.model_fields if n != "name"]
+    return []
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of pipelines.yaml, for editors and CI."""
+    schema = PipelinesFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "CRNN pipelines.yaml"
+    return schema
+
+
+def flatten(cfg: BaseModel, prefix: str = "") -> dict[str, str]:
+    """A config slice as flat ``a.b.c -> str`` pairs (MLflow params)."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        else:
+            out[key] = json.dumps(node) if isinstance(node, list | tuple) else str(node)
+
+    walk(cfg.model_dump(mode="json"), prefix)
+    return out
