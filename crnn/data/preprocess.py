@@ -71,16 +71,9 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
     info = source.info()
     digest = shard_set_digest(info.digest, cfg, code_version())
     root = shards_root / digest[:16]
-    manifest_path = root / MANIFEST_NAME
-    if manifest_path.is_file():
-        try:
-            verify_shards(root, Manifest.from_file(manifest_path))
-            return ShardSet(manifest_path, digest, reused=True)
-        except DataError:
-            pass  # damaged or partial: rebuild below
-    if root.exists():
-        shutil.rmtree(root)  # leftovers of an interrupted run: no manifest lists them
-    root.mkdir(parents=True)
+    reused = _reuse_or_clear(root, digest)
+    if reused is not None:
+        return reused
 
     normalizer, train_rows = fit_normalizer(source, info, cfg.normalization)
     writer = ShardWriter(
@@ -110,17 +103,8 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
                 counts[split]["augmented"] += len(chunk)
             counts[split]["rows"] = counts[split]["original"] + counts[split]["augmented"]
 
-    quarantine_path = write_quarantine(root, quarantined)
-    records_in = sum(c["original"] for c in counts.values()) + len(quarantined)
-    if records_in == 0:
-        raise DataError(f"{info.description}: no input records found; check data.path")
-    fraction = len(quarantined) / records_in
-    if fraction > cfg.max_quarantine_fraction:
-        raise DataError(
-            f"{len(quarantined)} of {records_in} input records quarantined ({fraction:.1%} > "
-            f"preprocessing.max_quarantine_fraction {cfg.max_quarantine_fraction:.1%}); "
-            f"reasons in {quarantine_path}"
-        )
+    written = sum(c["original"] for c in counts.values())
+    quarantine_path, records_in = _check_quarantine(root, quarantined, written, info, cfg)
     manifest = Manifest(
         digest=digest,
         source={
@@ -146,6 +130,45 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
         },
     )
     return ShardSet(write_manifest(root, manifest), digest, reused=False)
+
+
+def _reuse_or_clear(root: Path, digest: str) -> ShardSet | None:
+    """The shard set in ``root`` when its manifest and shards check out; else an empty ``root``
+    (leftovers of an interrupted or damaged build are removed: no manifest lists them)."""
+    manifest_path = root / MANIFEST_NAME
+    if manifest_path.is_file():
+        try:
+            verify_shards(root, Manifest.from_file(manifest_path))
+            return ShardSet(manifest_path, digest, reused=True)
+        except DataError:
+            pass  # damaged or partial: rebuild
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    return None
+
+
+def _check_quarantine(
+    root: Path,
+    quarantined: list[Quarantined],
+    written: int,
+    info: SourceInfo,
+    cfg: PreprocessingConfig,
+) -> tuple[Path, int]:
+    """Write the quarantine file; fail in one line when nothing was read or too much was bad.
+    Returns the file and the number of input records (written + quarantined)."""
+    path = write_quarantine(root, quarantined)
+    records_in = written + len(quarantined)
+    if records_in == 0:
+        raise DataError(f"{info.description}: no input records found; check data.path")
+    fraction = len(quarantined) / records_in
+    if fraction > cfg.max_quarantine_fraction:
+        raise DataError(
+            f"{len(quarantined)} of {records_in} input records quarantined ({fraction:.1%} > "
+            f"preprocessing.max_quarantine_fraction {cfg.max_quarantine_fraction:.1%}); "
+            f"reasons in {path}"
+        )
+    return path, records_in
 
 
 def fit_normalizer(source: Source, info: SourceInfo, kind: str) -> tuple[Normalizer, int]:
