@@ -19,6 +19,7 @@ import crnn
 from crnn.config import PreprocessingConfig, SourceConfig
 from crnn.data.augment import AUGMENTERS, generator_for
 from crnn.data.normalization import Normalizer
+from crnn.data.publish import build_lock, publish, staging_dir
 from crnn.data.quarantine import Quarantined, summarize, validate_chunk, write_quarantine
 from crnn.data.shards import (
     MANIFEST_NAME,
@@ -31,6 +32,7 @@ from crnn.data.sources import SPLITS, Chunk, Source, SourceInfo, open_source
 from crnn.errors import DataError
 
 CHUNK_ROWS = 2048
+REJECTED = "rejected"  # under the shards folder: quarantines of builds that failed on them
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,41 @@ def shard_set_digest(source_digest: str, cfg: PreprocessingConfig, version: str)
 
 
 def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Path) -> ShardSet:
-    """Build (or reuse) the shard set of ``data_cfg`` preprocessed by ``cfg`` in ``shards_root``."""
+    """Build (or reuse) the shard set of ``data_cfg`` preprocessed by ``cfg`` in ``shards_root``.
+
+    Concurrent callers with one digest are safe (:mod:`crnn.data.publish`): one builds, the others
+    wait and reuse; the set's folder appears complete or not at all.
+    """
     source = open_source(data_cfg)
     info = source.info()
     digest = shard_set_digest(info.digest, cfg, code_version())
     root = shards_root / digest[:16]
-    reused = _reuse_or_clear(root, digest)
-    if reused is not None:
-        return reused
+    found = _complete_set(root, digest)  # a published set never changes: no lock to read it
+    if found is not None:
+        return found
+    with build_lock(shards_root, root.name):
+        found = _complete_set(root, digest)  # published by the builder we waited for
+        if found is not None:
+            return found
+        staging = staging_dir(shards_root, root.name)
+        try:
+            _build(source, info, cfg, digest, staging, shards_root / REJECTED / root.name)
+            publish(staging, root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # a failed build leaves nothing behind
+    return ShardSet(root / MANIFEST_NAME, digest, reused=False)
 
+
+def _build(
+    source: Source,
+    info: SourceInfo,
+    cfg: PreprocessingConfig,
+    digest: str,
+    root: Path,
+    rejected: Path,
+) -> Path:
+    """Write the shards and, last, the manifest of ``source`` into the empty folder ``root``.
+    A build that fails on its quarantine keeps the quarantined records in ``rejected``."""
     normalizer, train_rows = fit_normalizer(source, info, cfg.normalization)
     writer = ShardWriter(
         root,
@@ -84,27 +112,9 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
         shuffled={"train": train_rows * (1 + cfg.augmentation.copies)},  # order never leaks
         seed=cfg.shuffle_seed,
     )
-    counts = {s: {"rows": 0, "original": 0, "augmented": 0} for s in SPLITS}
-    quarantined: list[Quarantined] = []
-    augment = AUGMENTERS.get(info.modality)
-    for split in SPLITS:
-        for index, raw_chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
-            chunk, bad = validate_chunk(raw_chunk, info.target)
-            quarantined += raw_chunk.quarantined + bad
-            if not len(chunk):
-                continue
-            normalized = normalizer.transform(chunk.inputs)
-            _write_chunk(writer, chunk, info, 0, normalized)
-            counts[split]["original"] += len(chunk)
-            copies = cfg.augmentation.copies if split == "train" else 0
-            for copy in range(1, copies + 1):
-                gen = generator_for(cfg.augmentation.seed, index, copy)
-                _write_chunk(writer, chunk, info, copy, augment(normalized, cfg.augmentation, gen))
-                counts[split]["augmented"] += len(chunk)
-            counts[split]["rows"] = counts[split]["original"] + counts[split]["augmented"]
-
+    counts, quarantined = _write_splits(source, info, cfg, normalizer, writer)
     written = sum(c["original"] for c in counts.values())
-    quarantine_path, records_in = _check_quarantine(root, quarantined, written, info, cfg)
+    quarantine_path, records_in = _check_quarantine(root, quarantined, written, info, cfg, rejected)
     manifest = Manifest(
         digest=digest,
         source={
@@ -129,23 +139,50 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
             "file": quarantine_path.name,
         },
     )
-    return ShardSet(write_manifest(root, manifest), digest, reused=False)
+    return write_manifest(root, manifest)
 
 
-def _reuse_or_clear(root: Path, digest: str) -> ShardSet | None:
-    """The shard set in ``root`` when its manifest and shards check out; else an empty ``root``
-    (leftovers of an interrupted or damaged build are removed: no manifest lists them)."""
+def _write_splits(
+    source: Source,
+    info: SourceInfo,
+    cfg: PreprocessingConfig,
+    normalizer: Normalizer,
+    writer: ShardWriter,
+) -> tuple[dict[str, dict[str, int]], list[Quarantined]]:
+    """Every split, chunk by chunk: validate, normalize, write, and augment the training split.
+    Returns the row counts per split and the quarantined records."""
+    counts = {s: {"rows": 0, "original": 0, "augmented": 0} for s in SPLITS}
+    quarantined: list[Quarantined] = []
+    augment = AUGMENTERS.get(info.modality)
+    for split in SPLITS:
+        for index, raw_chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
+            chunk, bad = validate_chunk(raw_chunk, info.target)
+            quarantined += raw_chunk.quarantined + bad
+            if not len(chunk):
+                continue
+            normalized = normalizer.transform(chunk.inputs)
+            _write_chunk(writer, chunk, info, 0, normalized)
+            counts[split]["original"] += len(chunk)
+            copies = cfg.augmentation.copies if split == "train" else 0
+            for copy in range(1, copies + 1):
+                gen = generator_for(cfg.augmentation.seed, index, copy)
+                _write_chunk(writer, chunk, info, copy, augment(normalized, cfg.augmentation, gen))
+                counts[split]["augmented"] += len(chunk)
+            counts[split]["rows"] = counts[split]["original"] + counts[split]["augmented"]
+    return counts, quarantined
+
+
+def _complete_set(root: Path, digest: str) -> ShardSet | None:
+    """The shard set in ``root`` when its manifest and shards check out; None when there is none
+    or it is damaged (then the next build replaces it)."""
     manifest_path = root / MANIFEST_NAME
-    if manifest_path.is_file():
-        try:
-            verify_shards(root, Manifest.from_file(manifest_path))
-            return ShardSet(manifest_path, digest, reused=True)
-        except DataError:
-            pass  # damaged or partial: rebuild
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
-    return None
+    if not manifest_path.is_file():
+        return None
+    try:
+        verify_shards(root, Manifest.from_file(manifest_path))
+    except DataError:
+        return None
+    return ShardSet(manifest_path, digest, reused=True)
 
 
 def _check_quarantine(
@@ -154,9 +191,11 @@ def _check_quarantine(
     written: int,
     info: SourceInfo,
     cfg: PreprocessingConfig,
+    rejected: Path,
 ) -> tuple[Path, int]:
-    """Write the quarantine file; fail in one line when nothing was read or too much was bad.
-    Returns the file and the number of input records (written + quarantined)."""
+    """Write the quarantine file; fail in one line when nothing was read or too much was bad
+    (the records then stay in ``rejected``: the build's own folder is removed). Returns the file
+    and the number of input records (written + quarantined)."""
     path = write_quarantine(root, quarantined)
     records_in = written + len(quarantined)
     if records_in == 0:
@@ -166,7 +205,7 @@ def _check_quarantine(
         raise DataError(
             f"{len(quarantined)} of {records_in} input records quarantined ({fraction:.1%} > "
             f"preprocessing.max_quarantine_fraction {cfg.max_quarantine_fraction:.1%}); "
-            f"reasons in {path}"
+            f"reasons in {write_quarantine(rejected, quarantined)}"
         )
     return path, records_in
 
