@@ -39,38 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="preprocess -> train -> evaluate -> register one pipeline")
-    run.add_argument("pipeline", nargs="?", help="pipeline name (default: default_pipeline)")
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the pipeline, e.g. --set training.epochs=1 (repeatable)",
-    )
-    run.add_argument("--json", action="store_true", help="print a machine-readable summary only")
-    run.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the interrupted run of this same config from its last checkpoint",
-    )
-    run.set_defaults(handler=cmd_run)
-
-    sc = sub.add_parser("score", help="score new data with a registered model (batch job)")
-    sc.add_argument("model", help="NAME@ALIAS (e.g. crnn-digit-strings@champion) or NAME/VERSION")
-    src = sc.add_mutually_exclusive_group()
-    src.add_argument(
-        "--input",
-        help="new data in the model's source format (a folder or a table); "
-        "default: the source's own data, for embedded sources",
-    )
-    src.add_argument("--shards", help="an existing shard set (its folder or manifest.json)")
-    sc.add_argument("--out", required=True, help="output folder (Parquet parts; re-run resumes)")
-    sc.add_argument("--chunk-rows", type=int, default=4096, help="rows per output part [4096]")
-    sc.add_argument("--batch-size", type=int, default=256)
-    sc.add_argument("--json", action="store_true", help="print a machine-readable summary only")
-    sc.set_defaults(handler=cmd_score)
+    add_run_command(sub)
+    add_score_command(sub)
 
     promote = sub.add_parser("promote", help="make a registered model version the champion")
     promote.add_argument("name", help="registered model, e.g. crnn-digit-strings")
@@ -89,7 +59,80 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of pipelines.yaml")
     schema.add_argument("--output", "-o", help="write to this file instead of stdout")
     schema.set_defaults(handler=cmd_schema)
+    add_schedule_commands(sub)
     return parser
+
+
+def add_run_command(sub: Any) -> None:
+    run = sub.add_parser("run", help="preprocess -> train -> evaluate -> register one pipeline")
+    run.add_argument("pipeline", nargs="?", help="pipeline name (default: default_pipeline)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the pipeline, e.g. --set training.epochs=1 (repeatable)",
+    )
+    run.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run of this same config from its last checkpoint",
+    )
+    run.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="train only when the data or the training config changed since the last version "
+        "this pipeline registered (what scheduled runs do)",
+    )
+    run.set_defaults(handler=cmd_run)
+
+
+def add_score_command(sub: Any) -> None:
+    sc = sub.add_parser("score", help="score new data with a registered model (batch job)")
+    sc.add_argument("model", help="NAME@ALIAS (e.g. crnn-digit-strings@champion) or NAME/VERSION")
+    src = sc.add_mutually_exclusive_group()
+    src.add_argument(
+        "--input",
+        help="new data in the model's source format (a folder or a table); "
+        "default: the source's own data, for embedded sources",
+    )
+    src.add_argument("--shards", help="an existing shard set (its folder or manifest.json)")
+    sc.add_argument("--out", required=True, help="output folder (Parquet parts; re-run resumes)")
+    sc.add_argument("--chunk-rows", type=int, default=4096, help="rows per output part [4096]")
+    sc.add_argument("--batch-size", type=int, default=256)
+    sc.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    sc.set_defaults(handler=cmd_score)
+
+
+def add_schedule_commands(sub: Any) -> None:
+    deploy = sub.add_parser(
+        "deploy", help="create or update Prefect deployments of the schedules in pipelines.yaml"
+    )
+    deploy.add_argument(
+        "--pool", default="crnn", help="process work pool the runs go to (created if missing)"
+    )
+    deploy.add_argument(
+        "--workdir",
+        help="folder the worker starts runs in (default: the pipelines file's folder)",
+    )
+    deploy.add_argument("--dry-run", action="store_true", help="print the deployments only")
+    deploy.add_argument("--json", action="store_true", help="machine-readable output")
+    deploy.set_defaults(handler=cmd_deploy)
+
+    serve = sub.add_parser(
+        "serve", help="run the schedules of pipelines.yaml in this process (no Prefect server)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=4200, help="port of the local Prefect server [4200]"
+    )
+    serve.add_argument(
+        "--keep-schedules",
+        action="store_true",
+        help="leave the schedules active on the server when stopping (default: paused)",
+    )
+    serve.set_defaults(handler=cmd_serve)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -122,6 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             overrides=list(args.overrides),
             progress=not args.json,
             resume=args.resume,
+            if_changed=args.if_changed,
         )
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
@@ -224,11 +268,68 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from crnn.config import load_config
+    from flows.schedules import describe, plan
+
+    config = load_config(args.config)
+    workdir = Path(args.workdir or Path(args.config).resolve().parent).expanduser().resolve()
+    planned = plan(config, Path(args.config), workdir)
+    if args.dry_run:
+        if args.json:
+            doc = {
+                "work_pool": args.pool,
+                "workdir": str(workdir),
+                "deployments": [p.to_dict() for p in planned],
+            }
+            print(json.dumps(doc, indent=2))
+        else:
+            print(f"{len(planned)} deployment(s) for work pool {args.pool!r}, runs in {workdir}:")
+            print(describe(planned))
+        return 0
+    from flows.deploy import apply
+
+    changes = apply(planned, args.pool, workdir)
+    if args.json:
+        print(json.dumps([c.__dict__ for c in changes], indent=2))
+        return 0
+    for change in changes:
+        print(change)
+    print(f"runs start when a worker polls the pool: prefect worker start --pool {args.pool}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from crnn.config import load_config
+    from crnn.workspace import resolve_workspace
+    from flows.schedules import plan
+
+    config = load_config(args.config)
+    workspace = resolve_workspace(config.workspace, Path(args.config))
+    planned = plan(config, Path(args.config))
+    if not planned:
+        raise UserError(
+            f"{args.config}: no schedules to serve; add `schedule:` or `scoring:` to a pipeline "
+            "(README: Scheduled retraining)"
+        )
+    from flows.serve import SERVER_HOME, serve_schedules
+
+    os.environ.setdefault("PREFECT_HOME", str(workspace.root / SERVER_HOME))
+    served = serve_schedules(
+        planned, workspace.root, args.port, pause_on_shutdown=not args.keep_schedules
+    )
+    print(served.goodbye())
+    return 0
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    if summary.get("skipped"):
+        console.print(f"pipeline {summary['pipeline']}: {summary['reason']}")
+        return
     table = Table(title=f"pipeline {summary['pipeline']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
 
 from crnn.config import PipelineConfig, load_pipeline
 from crnn.data.loader import load_manifest
@@ -205,7 +206,7 @@ def register_task(
 ) -> dict[str, Any]:
     """Register the logged model as challenger, and let the gate decide on champion."""
     from crnn.tracking import register_with_gate
-    from crnn.tracking.registry import TestSet
+    from crnn.tracking.registry import PIPELINE_TAG, TRAINING_TAG, TestSet
 
     assert cfg.registry.metric is not None
     result = register_with_gate(
@@ -216,6 +217,7 @@ def register_task(
         report.metrics[cfg.registry.metric],
         shards.digest,
         TestSet.of(shards.manifest_path),
+        lineage={PIPELINE_TAG: cfg.name, TRAINING_TAG: cfg.training_digest()},
     )
     return {
         "model_name": result.model_name,
@@ -231,6 +233,26 @@ def register_task(
     }
 
 
+@task(
+    name="check-new-data",
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
+)
+def unchanged_task(cfg: PipelineConfig, workspace: Workspace, shards: ShardSet) -> str | None:
+    """The last version this pipeline registered, when it was trained on these shards with this
+    training config: then there is nothing new to train on."""
+    from crnn.tracking import open_tracking
+    from crnn.tracking.registry import unchanged_since
+
+    assert cfg.registry.model_name is not None
+    ctx = open_tracking(cfg.tracking, workspace.root)
+    return unchanged_since(
+        ctx, cfg.registry.model_name, cfg.name, shards.digest, cfg.training_digest()
+    )
+
+
 @flow(name="retrain", log_prints=False)
 def retrain(
     pipeline: str | None = None,
@@ -238,18 +260,33 @@ def retrain(
     overrides: list[str] | None = None,
     progress: bool = True,
     resume: bool = False,
+    if_changed: bool = False,
 ) -> dict[str, Any]:
     """Retrain one named pipeline end to end; returns a JSON-able summary.
 
     With ``resume``, an interrupted run of the same config continues from its last checkpoint,
-    in the same MLflow run.
+    in the same MLflow run. With ``if_changed`` (scheduled runs), a pipeline whose shard set and
+    training config equal those of the last version it registered ends at once with "no new
+    data", registering nothing (the flow run's state says so too).
     """
     config_file, cfg = load_pipeline(config_path, pipeline, overrides or ())
-    name = cfg.name
     workspace = resolve_workspace(config_file.workspace, Path(config_path))
-    config_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
     shards = preprocess_task(cfg, workspace)
+    if if_changed and not resume:
+        last = unchanged_task(cfg, workspace, shards)
+        if last is not None:
+            summary = skipped_summary(cfg, workspace, shards, last)
+            # a returned state is the run's final state; a caller still gets the summary
+            return Completed(name="Skipped", message=summary["reason"], data=summary)  # type: ignore[return-value]
+    return train_and_register(cfg, workspace, shards, progress, resume)
+
+
+def train_and_register(
+    cfg: PipelineConfig, workspace: Workspace, shards: ShardSet, progress: bool, resume: bool
+) -> dict[str, Any]:
+    """The run itself: start (or reopen) the MLflow run, train, evaluate beside logging the
+    model, register through the gate; the run is marked failed if any of it fails."""
+    config_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     ref = start_run_task(cfg, workspace, config_text, resume)
     ok = False
     try:
@@ -269,16 +306,24 @@ def retrain(
         from crnn.tracking import finish_run
 
         finish_run(_ctx(ref), ref.run_id, ok)
+    return run_summary(cfg, workspace, shards, ref, trained, report, registration)
+
+
+def run_summary(
+    cfg: PipelineConfig,
+    workspace: Workspace,
+    shards: ShardSet,
+    ref: TrackingRef,
+    trained: TrainResult,
+    report: EvalReport,
+    registration: dict[str, Any],
+) -> dict[str, Any]:
     from crnn.tracking.runs import run_url_hint
 
     return {
-        "pipeline": name,
+        "pipeline": cfg.name,
         "workspace": str(workspace.root),
-        "shards": {
-            "digest": shards.digest,
-            "manifest": str(shards.manifest_path),
-            "reused": shards.reused,
-        },
+        "shards": _shards_summary(shards),
         "training": {
             "best_epoch": trained.best_epoch,
             "epochs_run": trained.epochs_run,
@@ -303,6 +348,28 @@ def retrain(
         },
         "registry": registration,
     }
+
+
+def skipped_summary(
+    cfg: PipelineConfig, workspace: Workspace, shards: ShardSet, last_version: str
+) -> dict[str, Any]:
+    reason = (
+        f"no new data: shard set {shards.digest[:16]} and the training config equal those of "
+        f"{cfg.registry.model_name} version {last_version}; nothing registered (force: true "
+        "in the schedule retrains anyway)"
+    )
+    return {
+        "pipeline": cfg.name,
+        "workspace": str(workspace.root),
+        "skipped": True,
+        "reason": reason,
+        "shards": _shards_summary(shards),
+        "registry": {"model_name": cfg.registry.model_name, "last_version": last_version},
+    }
+
+
+def _shards_summary(shards: ShardSet) -> dict[str, Any]:
+    return {"digest": shards.digest, "manifest": str(shards.manifest_path), "reused": shards.reused}
 
 
 def _ctx(ref: TrackingRef) -> TrackingContext:

@@ -8,13 +8,17 @@ already written. The job is logged as a run of the scoring experiment.
 from __future__ import annotations
 
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from crnn.config import TrackingConfig
+from crnn.config.schedule import fill, out_fields
+from crnn.errors import UserError
 from crnn.scoring import (
     ModelVersionRef,
     ScoreSummary,
@@ -80,17 +84,29 @@ def log_task(summary: ScoreSummary, tracking_uri: str, workspace: str, experimen
 def score_flow(
     model: str,
     out: str,
-    tracking_uri: str,
-    workspace: str,
+    tracking_uri: str | None = None,
+    workspace: str | None = None,
     input_path: str | None = None,
     shards: str | None = None,
     chunk_rows: int = 4096,
     batch_size: int = 256,
     experiment: str = SCORING_EXPERIMENT,
     on_chunk: Any = None,
+    config_path: str = "pipelines.yaml",
+    pipeline: str | None = None,
+    timezone: str = "UTC",
 ) -> dict[str, Any]:
     """Score ``input_path`` (new data in the model's source format; none: the source's own data)
-    or a shard set with ``model``; returns the job summary and the scoring run id."""
+    or a shard set with ``model``; returns the job summary and the scoring run id.
+
+    ``out`` may be a template ({date}, {datetime}, {flow_run_id}, {flow_run_name}): each run
+    then writes its own folder, dated by its scheduled start in ``timezone``. Without
+    ``tracking_uri`` / ``workspace`` they are resolved where the run runs, from ``config_path``
+    and ``pipeline`` (MLFLOW_TRACKING_URI wins): no store address is kept in a deployment.
+    """
+    if tracking_uri is None or workspace is None:
+        tracking_uri, workspace = _store_of(config_path, pipeline)
+    out = run_folder(out, timezone)
     spec = input_spec(input_path, shards)
     ref = resolve_task(model, tracking_uri, workspace, out, spec)
     summary = score_task(
@@ -107,6 +123,36 @@ def score_flow(
     )
     run_id = log_task(summary, tracking_uri, workspace, experiment)
     return {**summary.to_dict(), "mlflow_run_id": run_id}
+
+
+def run_folder(out: str, timezone: str) -> str:
+    """``out`` with this flow run's fields filled in (a plain folder stays as it is)."""
+    try:
+        if not out_fields(out):
+            return out
+    except ValueError as exc:
+        raise UserError(f"--out / out: {exc}; escape a literal brace as {{{{ or }}}}") from None
+    from prefect.runtime import flow_run
+
+    started = flow_run.scheduled_start_time or datetime.now(UTC)
+    local = started.astimezone(ZoneInfo(timezone))
+    return fill(
+        out,
+        date=local.strftime("%Y-%m-%d"),
+        datetime=local.strftime("%Y-%m-%dT%H%M%S"),
+        flow_run_id=str(flow_run.id),
+        flow_run_name=str(flow_run.name),
+    )
+
+
+def _store_of(config_path: str, pipeline: str | None) -> tuple[str, str]:
+    from crnn.config import load_pipeline
+    from crnn.tracking.runs import resolve_tracking_uri
+    from crnn.workspace import resolve_workspace
+
+    config_file, cfg = load_pipeline(config_path, pipeline, ())
+    ws = resolve_workspace(config_file.workspace, Path(config_path))
+    return resolve_tracking_uri(cfg.tracking, ws.root), str(ws.root)
 
 
 def _ctx(tracking_uri: str, experiment: str | None, workspace: str) -> Any:

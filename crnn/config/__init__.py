@@ -8,8 +8,11 @@ An invalid file raises :class:`ConfigError` with one line: key path, bad value, 
 from __future__ import annotations
 
 import json
+import os
+from copy import deepcopy
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -49,6 +52,7 @@ from crnn.config.pipeline import (
     TrackingConfig,
     TrainingConfig,
 )
+from crnn.config.schedule import RetrainSchedule, ScheduleBase, ScoringJob
 from crnn.errors import ConfigError
 
 __all__ = [
@@ -78,6 +82,9 @@ __all__ = [
     "PreprocessingConfig",
     "Recordings",
     "RegistryConfig",
+    "RetrainSchedule",
+    "ScheduleBase",
+    "ScoringJob",
     "SourceConfig",
     "SplitFractions",
     "SplitRule",
@@ -101,16 +108,46 @@ def load_config(path: str | Path) -> PipelinesFile:
     """
     raw = _read_yaml(Path(path))
     _resolve_data_paths(raw, Path(path))
-    return _validate(raw, Path(path))
+    config = _validate(raw, Path(path))
+    _check_schedule_overrides(raw, Path(path), config)
+    return config
 
 
 def _resolve_data_paths(raw: dict[str, Any], path: Path) -> None:
-    """Relative ``data.path`` values are relative to the config file's folder."""
+    """Relative paths (``data.path``, a scoring job's ``input`` and ``out``) are relative to the
+    config file's folder."""
     pipelines = raw.get("pipelines")
+    base = path.resolve().parent
     for pipeline in pipelines.values() if isinstance(pipelines, dict) else ():
-        data = pipeline.get("data") if isinstance(pipeline, dict) else None
-        if isinstance(data, dict) and isinstance(data.get("path"), str):
-            data["path"] = str((path.resolve().parent / data["path"]).resolve())
+        if not isinstance(pipeline, dict):
+            continue
+        data = pipeline.get("data")
+        jobs = pipeline.get("scoring")
+        places = [(data, "path")] + [
+            (job, key)
+            for job in (jobs.values() if isinstance(jobs, dict) else ())
+            for key in ("input", "out")
+        ]
+        for node, key in places:
+            if isinstance(node, dict) and isinstance(node.get(key), str):
+                node[key] = str((base / os.path.expanduser(node[key])).resolve())
+
+
+def _check_schedule_overrides(raw: dict[str, Any], path: Path, config: PipelinesFile) -> None:
+    """A retraining schedule's overrides must give a valid pipeline, like ``--set`` does."""
+    for name, pipeline in config.pipelines.items():
+        if pipeline.schedule is None or not pipeline.schedule.overrides:
+            continue
+        copy = deepcopy(raw)
+        try:
+            for item in pipeline.schedule.overrides:
+                _apply_override(copy, name, item, path)
+            _validate(copy, path)
+        except ConfigError as exc:
+            problem = str(exc).removeprefix(f"{path}: ")
+            raise ConfigError(
+                f"{path}: pipelines.{name}.schedule.overrides give an invalid pipeline: {problem}"
+            ) from None
 
 
 def load_pipeline(
@@ -128,6 +165,7 @@ def load_pipeline(
         _apply_override(raw, str(name), item, path)
     _resolve_data_paths(raw, path)
     config = _validate(raw, path)
+    _check_schedule_overrides(raw, path, config)
     name = name or config.default_pipeline
     if name not in config.pipelines:
         known = ", ".join(sorted(config.pipelines))
@@ -209,12 +247,23 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         elif (
             isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields
         ):
-            model = model.model_fields[part].annotation
+            model = _unwrap(model.model_fields[part].annotation)
+            if get_origin(model) is dict and parts:  # a mapping by name: the value's model
+                parts.pop(0)
+                model = _unwrap(get_args(model)[1])
         else:
             return []
     if isinstance(model, type) and issubclass(model, BaseModel):
         return [n for n in model.model_fields if n != "name"]
     return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` -> ``X`` (the model inside an optional section)."""
+    if get_origin(annotation) in (Union, UnionType):
+        models = [a for a in get_args(annotation) if a is not type(None)]
+        return models[0] if len(models) == 1 else annotation
+    return annotation
 
 
 def json_schema() -> dict[str, Any]:

@@ -3,12 +3,15 @@ tracking), the pipeline with its resolved defaults, and the whole pipelines.yaml
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from crnn.config.base import NAME_PATTERN, Frozen
 from crnn.config.data import SEQUENCE_SOURCES, DataConfig
+from crnn.config.schedule import RetrainSchedule, ScoringJob
 
 # -------------------------------------------------------------------------------- preprocessing
 
@@ -212,6 +215,12 @@ class PipelineConfig(Frozen):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    schedule: RetrainSchedule | None = Field(
+        None, description="Scheduled retraining (`crnn deploy`, `crnn serve`); none: by hand."
+    )
+    scoring: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ScoringJob] = Field(
+        default_factory=dict, description="Scheduled batch scoring jobs, by name."
+    )
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> PipelineConfig:
@@ -244,14 +253,33 @@ class PipelineConfig(Frozen):
         tracking = self.tracking.model_copy(
             update={"experiment": self.tracking.experiment or self.name}
         )
+        champion = f"{registry.model_name}@champion"
+        scoring = {
+            name: job.model_copy(update={"model": job.model or champion})
+            for name, job in self.scoring.items()
+        }
         # frozen: assemble the resolved copy rather than mutating
         return self.model_copy(
-            update={"training": training, "registry": registry, "tracking": tracking}
+            update={
+                "training": training,
+                "registry": registry,
+                "tracking": tracking,
+                "scoring": scoring,
+            }
         )
 
     @property
     def is_sequence(self) -> bool:
         return self.model.head == "ctc"
+
+    def training_digest(self) -> str:
+        """What the trained weights depend on besides the shard set: the model and training
+        sections. Equal digests on equal shards: retraining would learn nothing new."""
+        payload = {
+            "model": self.model.model_dump(mode="json"),
+            "training": self.training.model_dump(mode="json"),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class PipelinesFile(Frozen):

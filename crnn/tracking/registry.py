@@ -42,6 +42,7 @@ def register_with_gate(
     score: float,
     shard_digest: str,
     test_set: TestSet | None = None,
+    lineage: dict[str, str] | None = None,
 ) -> RegistrationResult:
     """Register ``model_uri``; alias it challenger; make it champion only if it beats the champion
     on the same frozen test set.
@@ -49,12 +50,13 @@ def register_with_gate(
     The champion's score is read from its own run when it was evaluated on the same test set
     (same digest); otherwise the champion is evaluated again, here, on the challenger's test set.
     Every check and tag comes first; moving the ``champion`` alias is the last step, so a failure
-    anywhere leaves the champion where it was.
+    anywhere leaves the champion where it was. ``lineage``: more version tags (the pipeline, its
+    training digest: what :func:`unchanged_since` compares).
     """
     assert cfg.model_name and cfg.metric, "PipelineConfig resolves the registry defaults"
     client = ctx.client()
     name, metric = cfg.model_name, cfg.metric
-    tags = {"crnn.shard_digest": shard_digest}
+    tags = {SHARD_TAG: shard_digest, **(lineage or {})}
     if test_set is not None:
         tags[TEST_SET_TAG] = test_set.digest
     with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered..."
@@ -118,7 +120,30 @@ class TestSet:
 
 
 TEST_SET_TAG = "crnn.test_set_digest"
+SHARD_TAG = "crnn.shard_digest"
+PIPELINE_TAG = "crnn.pipeline"
+TRAINING_TAG = "crnn.training_digest"
 HISTORY_TAG = "crnn.champion_history"  # registered-model tag: JSON list, newest last
+
+
+def unchanged_since(
+    ctx: TrackingContext, name: str, pipeline: str, shard_digest: str, training_digest: str
+) -> str | None:
+    """The last version ``pipeline`` registered under ``name`` when it was trained on this same
+    shard set with this same training config (nothing new to learn from); else None."""
+    client = ctx.client()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None  # no such model yet
+    mine = [v for v in versions if v.tags.get(PIPELINE_TAG) == pipeline]
+    if not mine:
+        return None
+    last = max(mine, key=lambda v: int(v.version))
+    same = (
+        last.tags.get(SHARD_TAG) == shard_digest and last.tags.get(TRAINING_TAG) == training_digest
+    )
+    return str(last.version) if same else None
 
 
 def current_champion(ctx: TrackingContext, name: str) -> ModelVersion | None:

@@ -34,7 +34,9 @@ print(json.dumps({"reused": s.reused, "manifest": str(s.manifest_path)}))
 def _setup(tmp_path: Path) -> tuple[Path, Path, str]:
     config = write_config(tmp_path / "pipelines.yaml", tiny_pipelines(tmp_path / "ws"))
     _, cfg = load_pipeline(config)
-    digest = shard_set_digest(open_source(cfg.data).info().digest, cfg.preprocessing, code_version())
+    digest = shard_set_digest(
+        open_source(cfg.data).info().digest, cfg.preprocessing, code_version()
+    )
     return config, tmp_path / "shards", digest[:16]
 
 
@@ -78,9 +80,7 @@ def test_concurrent_builders_share_one_set_and_delete_nothing(tmp_path: Path) ->
     root = shards / name
     verify_shards(root, Manifest.from_file(root / "manifest.json"))  # complete, nothing deleted
     assert (other / "manifest.json").read_text() == "{}"
-    assert sorted(p.name for p in shards.iterdir()) == sorted(
-        [".locks", STAGING, name, other.name]
-    )
+    assert sorted(p.name for p in shards.iterdir()) == sorted([".locks", STAGING, name, other.name])
     assert list((shards / STAGING).iterdir()) == []
 
 
