@@ -9,12 +9,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from crnn.cli_ops import add_operations
 from crnn.errors import UserError
 
 DEFAULT_CONFIG = "pipelines.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from crnn.secrets import install
+
+    install()  # nothing this process prints carries a password, key or token
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -59,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of pipelines.yaml")
     schema.add_argument("--output", "-o", help="write to this file instead of stdout")
     schema.set_defaults(handler=cmd_schema)
-    add_schedule_commands(sub)
+    add_operations(sub)  # deploy, serve, doctor: crnn/cli_ops.py
     return parser
 
 
@@ -106,35 +110,6 @@ def add_score_command(sub: Any) -> None:
     sc.set_defaults(handler=cmd_score)
 
 
-def add_schedule_commands(sub: Any) -> None:
-    deploy = sub.add_parser(
-        "deploy", help="create or update Prefect deployments of the schedules in pipelines.yaml"
-    )
-    deploy.add_argument(
-        "--pool", default="crnn", help="process work pool the runs go to (created if missing)"
-    )
-    deploy.add_argument(
-        "--workdir",
-        help="folder the worker starts runs in (default: the pipelines file's folder)",
-    )
-    deploy.add_argument("--dry-run", action="store_true", help="print the deployments only")
-    deploy.add_argument("--json", action="store_true", help="machine-readable output")
-    deploy.set_defaults(handler=cmd_deploy)
-
-    serve = sub.add_parser(
-        "serve", help="run the schedules of pipelines.yaml in this process (no Prefect server)"
-    )
-    serve.add_argument(
-        "--port", type=int, default=4200, help="port of the local Prefect server [4200]"
-    )
-    serve.add_argument(
-        "--keep-schedules",
-        action="store_true",
-        help="leave the schedules active on the server when stopping (default: paused)",
-    )
-    serve.set_defaults(handler=cmd_serve)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from crnn.config import load_pipeline
     from crnn.workspace import resolve_workspace
@@ -151,6 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise DataError(
             f"pipeline {cfg.name!r}: {exc} (in {args.config} or with --set data.path=DIR)"
         ) from None
+    check_services(cfg.tracking, workspace.root)
     from flows.local import local_flow_runs, prepare_local_prefect, quiet_user_errors
 
     prepare_local_prefect(workspace.root)
@@ -174,6 +150,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_services(tracking: Any, workspace: Path) -> None:
+    """Fail in one line, before any work, when the Prefect API (if one is configured) or the
+    tracking store does not answer (both tried by the one retry policy)."""
+    api_url = os.environ.get("PREFECT_API_URL")
+    if api_url:
+        from flows.server import require_api
+
+        require_api(api_url)
+    from crnn.tracking import open_tracking
+
+    open_tracking(tracking, workspace)
+
+
 def _registry_context(args: argparse.Namespace) -> Any:
     """The MLflow store of the pipelines file's workspace (MLFLOW_TRACKING_URI wins)."""
     from crnn.config import load_pipeline
@@ -187,7 +176,6 @@ def _registry_context(args: argparse.Namespace) -> Any:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from crnn.config import load_pipeline
-    from crnn.tracking.runs import resolve_tracking_uri
     from crnn.workspace import resolve_workspace
 
     config_file, cfg = load_pipeline(args.config, None, ())
@@ -195,6 +183,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     for given in (args.input, args.shards):
         if given and not Path(given).expanduser().exists():
             raise UserError(f"{given}: no such file or folder")
+    check_services(cfg.tracking.model_copy(update={"experiment": "scoring"}), workspace.root)
     from flows.local import local_flow_runs, prepare_local_prefect, quiet_user_errors
 
     prepare_local_prefect(workspace.root)
@@ -205,8 +194,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         summary = score_flow(
             model=args.model,
             out=str(Path(args.out).expanduser().resolve()),
-            tracking_uri=resolve_tracking_uri(cfg.tracking, workspace.root),
-            workspace=str(workspace.root),
+            config_path=str(args.config),  # the store is resolved in the flow: no URI in params
             input_path=str(Path(args.input).expanduser()) if args.input else None,
             shards=args.shards,
             chunk_rows=args.chunk_rows,
@@ -265,60 +253,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
-    return 0
-
-
-def cmd_deploy(args: argparse.Namespace) -> int:
-    from crnn.config import load_config
-    from flows.schedules import describe, plan
-
-    config = load_config(args.config)
-    workdir = Path(args.workdir or Path(args.config).resolve().parent).expanduser().resolve()
-    planned = plan(config, Path(args.config), workdir)
-    if args.dry_run:
-        if args.json:
-            doc = {
-                "work_pool": args.pool,
-                "workdir": str(workdir),
-                "deployments": [p.to_dict() for p in planned],
-            }
-            print(json.dumps(doc, indent=2))
-        else:
-            print(f"{len(planned)} deployment(s) for work pool {args.pool!r}, runs in {workdir}:")
-            print(describe(planned))
-        return 0
-    from flows.deploy import apply
-
-    changes = apply(planned, args.pool, workdir)
-    if args.json:
-        print(json.dumps([c.__dict__ for c in changes], indent=2))
-        return 0
-    for change in changes:
-        print(change)
-    print(f"runs start when a worker polls the pool: prefect worker start --pool {args.pool}")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from crnn.config import load_config
-    from crnn.workspace import resolve_workspace
-    from flows.schedules import plan
-
-    config = load_config(args.config)
-    workspace = resolve_workspace(config.workspace, Path(args.config))
-    planned = plan(config, Path(args.config))
-    if not planned:
-        raise UserError(
-            f"{args.config}: no schedules to serve; add `schedule:` or `scoring:` to a pipeline "
-            "(README: Scheduled retraining)"
-        )
-    from flows.serve import SERVER_HOME, serve_schedules
-
-    os.environ.setdefault("PREFECT_HOME", str(workspace.root / SERVER_HOME))
-    served = serve_schedules(
-        planned, workspace.root, args.port, pause_on_shutdown=not args.keep_schedules
-    )
-    print(served.goodbye())
     return 0
 
 

@@ -11,3 +11,8 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """Input data is missing, unreadable or fails validation."""
+
+
+class ServiceError(UserError):
+    """A remote service (tracking server, Prefect API) is unreachable or refuses the request,
+    after the retries of :mod:`crnn.retry`; the message names its URL (redacted)."""

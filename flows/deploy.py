@@ -99,16 +99,15 @@ def apply(planned: list[Planned], pool: str, workdir: Path) -> list[Change]:
 def _require_server(client: Any) -> None:
     from prefect.settings import get_current_settings
 
-    if not get_current_settings().api.url:
+    from flows.server import require_api
+
+    api_url = get_current_settings().api.url
+    if not api_url:
         raise UserError(
             "crnn deploy needs a Prefect server: set PREFECT_API_URL (e.g. "
             "http://127.0.0.1:4200/api), or use `crnn serve` on a machine without one"
         )
-    try:
-        client.api_healthcheck()
-        client.read_work_pools(limit=1)
-    except Exception as exc:
-        raise UserError(f"Prefect server at PREFECT_API_URL is not reachable ({exc})") from None
+    require_api(api_url)
 
 
 def _ensure_pool(client: Any, pool: str) -> Change | None:

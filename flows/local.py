@@ -77,6 +77,9 @@ def quiet_user_errors() -> None:
             if not any(isinstance(f, UserErrorWithoutTraceback) for f in handler.filters):
                 handler.addFilter(UserErrorWithoutTraceback())
     quiet_pool_teardown()
+    from crnn.secrets import install
+
+    install()  # Prefect's own handlers (console, and the one shipping logs to its API) mask too
 
 
 @contextmanager

@@ -23,26 +23,14 @@ from crnn.data.loader import load_manifest
 from crnn.data.preprocess import ShardSet, preprocess
 from crnn.errors import UserError
 from crnn.evaluate import EvalReport, evaluate_checkpoint
+from crnn.secrets import redact
 from crnn.train import TrainCallback, TrainResult, train_on_shards
 from crnn.workspace import Workspace, resolve_workspace
 
 if TYPE_CHECKING:
     from crnn.tracking import TrackingContext
 
-# transient I/O (a tracking server, a network filesystem) is worth a retry; computation is not
-IO_RETRIES = 2
-IO_RETRY_DELAYS: list[float] = [2, 10]
-
-
-def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry transient failures; a user error (bad config, nothing to resume) fails at once."""
-    try:
-        state.result()
-    except UserError:
-        return False
-    except Exception:
-        return True
-    return True
+# no task retries: MLflow's client retries transient failures by the one policy (crnn.retry)
 
 
 @dataclass(frozen=True)
@@ -67,9 +55,6 @@ def preprocess_task(cfg: PipelineConfig, workspace: Workspace) -> ShardSet:
 @task(
     name="start-run",
     cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
 )
 def start_run_task(
     cfg: PipelineConfig, workspace: Workspace, config_text: str, resume: bool = False
@@ -96,9 +81,6 @@ def start_run_task(
 @task(
     name="log-datasets",
     cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
 )
 def log_datasets_task(ref: TrackingRef, shards: ShardSet) -> None:
     from crnn.tracking import log_dataset_inputs
@@ -176,9 +158,6 @@ def evaluate_task(
 @task(
     name="log-model",
     cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
 )
 def log_model_task(
     cfg: PipelineConfig, shards: ShardSet, trained: TrainResult, ref: TrackingRef
@@ -197,9 +176,6 @@ def log_model_task(
 @task(
     name="register",
     cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
 )
 def register_task(
     cfg: PipelineConfig, shards: ShardSet, report: EvalReport, ref: TrackingRef, model_uri: str
@@ -236,9 +212,6 @@ def register_task(
 @task(
     name="check-new-data",
     cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
 )
 def unchanged_task(cfg: PipelineConfig, workspace: Workspace, shards: ShardSet) -> str | None:
     """The last version this pipeline registered, when it was trained on these shards with this
@@ -286,7 +259,7 @@ def train_and_register(
 ) -> dict[str, Any]:
     """The run itself: start (or reopen) the MLflow run, train, evaluate beside logging the
     model, register through the gate; the run is marked failed if any of it fails."""
-    config_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    config_text = redact(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     ref = start_run_task(cfg, workspace, config_text, resume)
     ok = False
     try:
@@ -340,7 +313,7 @@ def run_summary(
         },
         "metrics": report.metrics,
         "mlflow": {
-            "tracking_uri": ref.tracking_uri,
+            "tracking_uri": redact(ref.tracking_uri),
             "experiment": ref.experiment_name,
             "run_id": ref.run_id,
             "resumed": ref.resumed,

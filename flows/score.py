@@ -73,7 +73,7 @@ def score_task(
     return score(predictor, ref, chunks, Path(out), spec, batch_size, on_chunk)
 
 
-@task(name="log-scoring-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(name="log-scoring-run", cache_policy=NO_CACHE)
 def log_task(summary: ScoreSummary, tracking_uri: str, workspace: str, experiment: str) -> str:
     from crnn.tracking.scoring import log_scoring_run
 

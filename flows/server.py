@@ -18,7 +18,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from crnn.errors import UserError
+from crnn.errors import ServiceError, UserError
+from crnn.retry import TIMEOUT_S, service_error, with_retries
 
 STARTUP_SECONDS = 120.0  # a cold start (migrations, UI assets) on a 2-core machine
 QUIET = {
@@ -46,6 +47,29 @@ def healthy(api_url: str) -> bool:
         return False
 
 
+def server_command(host: str, port: int) -> list[str]:
+    """How a Prefect server is started, here and in infra/compose.yaml."""
+    return ["prefect", "server", "start", "--host", host, "--port", str(port)]
+
+
+def require_api(api_url: str) -> None:
+    """Raise ServiceError (one line) unless the Prefect API answers its health check, tried by
+    the one retry policy."""
+
+    def probe() -> int:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=TIMEOUT_S) as answer:
+            return int(answer.status)
+
+    started = time.monotonic()
+    try:
+        with_retries(probe)
+    except (OSError, ValueError) as exc:
+        setting = "PREFECT_API_URL (unset it to run on this machine alone)"
+        raise ServiceError(
+            service_error("Prefect API", api_url, exc, setting, time.monotonic() - started)
+        ) from None
+
+
 @contextlib.contextmanager
 def local_server(
     home: Path, port: int, log: Path, env: dict[str, str] | None = None
@@ -62,8 +86,7 @@ def local_server(
         "PREFECT_API_URL": api_url,
         **(env or {}),
     }
-    command = [sys.executable, "-m", "prefect", "server", "start"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", *server_command("127.0.0.1", port)]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             command, env=child_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -8,6 +8,9 @@ import os
 # MLflow reads its log level at import: keep INFO chatter ("Creating initial MLflow database
 # tables...") off the user's console unless they ask for it.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# nor "View run ... at: http://..." on stdout when a run ends on a server: stdout carries the
+# command's own output (`--json` is parseable); the summary names the run and the UI
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from crnn.tracking.registry import RegistrationResult, register_with_gate
 from crnn.tracking.runs import (

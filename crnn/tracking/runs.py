@@ -23,9 +23,14 @@ from mlflow.types.schema import Array
 import crnn
 from crnn.config import PipelineConfig, TrackingConfig, flatten
 from crnn.data.shards import Manifest
+from crnn.errors import ServiceError
 from crnn.evaluate import EvalReport
 from crnn.plots import display_image
+from crnn.retry import apply_defaults, service_error
+from crnn.secrets import redact, split_userinfo
 from crnn.train import TrainCallback, TrainResult
+
+apply_defaults()  # MLflow's HTTP client retries by the one policy (read at each request)
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 CRNN_PACKAGE = Path(crnn.__file__).parent
@@ -49,13 +54,29 @@ class TrackingContext:
 
 # mlflow.set_tracking_uri() / set_registry_uri() export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI;
 # what the *user* set is read once, here, before this process ever sets them
-USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
-USER_REGISTRY_URI = os.environ.get("MLFLOW_REGISTRY_URI")
+def without_credentials(uri: str | None) -> str | None:
+    """An http(s) URI's user and password move to MLflow's basic-auth variables (set unless the
+    user set them), so the URI that is logged, stored and passed on carries none. Other URIs
+    (a database's) keep theirs, registered as secrets so every output masks them."""
+    if not uri:
+        return uri
+    clean, user, password = split_userinfo(uri)
+    if not uri.startswith(("http://", "https://")):
+        return uri
+    if user:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", user)
+    if password:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", password)
+    return clean
+
+
+USER_TRACKING_URI = without_credentials(os.environ.get("MLFLOW_TRACKING_URI"))
+USER_REGISTRY_URI = without_credentials(os.environ.get("MLFLOW_REGISTRY_URI"))
 
 
 def resolve_tracking_uri(cfg: TrackingConfig, workspace: Path) -> str:
     """The user's MLFLOW_TRACKING_URI, else the config's URI, else SQLite in the workspace."""
-    uri = USER_TRACKING_URI or cfg.tracking_uri
+    uri = USER_TRACKING_URI or without_credentials(cfg.tracking_uri)
     return uri or f"sqlite:///{(workspace / 'mlflow.db').resolve()}"
 
 
@@ -70,7 +91,15 @@ def open_tracking(cfg: TrackingConfig, workspace: Path) -> TrackingContext:
     mlflow.set_registry_uri(registry_uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
     name = cfg.experiment or "crnn"
-    exp = client.get_experiment_by_name(name)
+    started = time.monotonic()
+    try:  # the first contact: MLflow's client retries transient failures (crnn.retry)
+        exp = client.get_experiment_by_name(name)
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        setting = "MLFLOW_TRACKING_URI (or tracking.tracking_uri in the pipelines file)"
+        message = service_error(
+            "MLflow tracking server", uri, exc, setting, time.monotonic() - started
+        )
+        raise ServiceError(message) from None
     if exp is None:
         location = None
         if uri.startswith("sqlite:") or uri.startswith("file:"):
@@ -118,7 +147,9 @@ def start_run(ctx: TrackingContext, cfg: PipelineConfig, config_text: str) -> st
     )
     run_id: str = run.info.run_id
     params = [
-        Param(k, v[:6000]) for k, v in flatten(cfg).items() if k not in ("name", "description")
+        Param(k, redact(v)[:6000])
+        for k, v in flatten(cfg).items()
+        if k not in ("name", "description")
     ]
     for i in range(0, len(params), MLFLOW_BATCH):
         client.log_batch(run_id, params=params[i : i + MLFLOW_BATCH])
@@ -352,8 +383,8 @@ def finish_run(ctx: TrackingContext, run_id: str, ok: bool) -> None:
 def run_url_hint(ctx: TrackingContext) -> str:
     """How to open the MLflow UI on this store."""
     if ctx.tracking_uri.startswith(("http://", "https://")):
-        return f"open {ctx.tracking_uri}"
-    return f"mlflow ui --backend-store-uri {ctx.tracking_uri}"
+        return f"open {redact(ctx.tracking_uri)}"
+    return f"mlflow ui --backend-store-uri {redact(ctx.tracking_uri)}"
 
 
 def _now() -> int:

@@ -4,6 +4,7 @@ schedule of pipelines.yaml, and stops cleanly on SIGTERM with the schedules paus
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.server import free_port, port_in_use
-from tests.flows.schedule_helpers import child_env, crnn, write_project
+from tests.flows.schedule_helpers import child_env, client, crnn, write_project
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +30,25 @@ def registered_versions(project: Path) -> int:
         return len(MlflowClient(uri, uri).search_model_versions("name = 'crnn-shapes'"))
     except Exception:  # the store is being created by the run
         return 0
+
+
+def completed_runs(api_url: str) -> list[object]:
+    """Completed flow runs on the server `crnn serve` started (none while it is starting)."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    only = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))
+    )
+    try:
+        with client(api_url) as c:
+            return list(c.read_flow_runs(flow_run_filter=only))
+    except Exception:
+        return []
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +68,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     )
     try:
         deadline = time.monotonic() + 180
-        while registered_versions(project) < 1:  # the schedule fired: trained and registered
+        while not completed_runs(f"http://127.0.0.1:{port}/api"):  # the schedule fired
             assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "no scheduled run registered a version"
+            assert time.monotonic() < deadline, "no scheduled run completed"
             time.sleep(1)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # a failed wait: stop it as a user would, so its server stops
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
     return {"project": project, "port": port, "rc": proc.returncode, "output": output}
 
 
@@ -64,7 +88,8 @@ def test_serve_fires_the_schedule_and_stops_cleanly(served: dict[str, object]) -
     output = str(served["output"])
     assert served["rc"] == 0, output
     assert "serving 1 deployment(s)" in output and "retrain/shapes: every 10 s (UTC)" in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
+    assert registered_versions(Path(str(served["project"]))) == 1  # the fired run registered
     assert "the schedules of 1 deployment(s) are paused" in output
     assert not port_in_use(int(str(served["port"])))  # its server stopped with it
     db = Path(str(served["project"])) / "ws" / "prefect-server" / "prefect.db"

@@ -1,0 +1,195 @@
+"""`crnn doctor`: is this machine ready to run the pipelines? Each check says ok, warn or fail,
+and a failing one says in one line what to do.
+
+It changes nothing the pipelines own: the tracking check writes one small artifact into a run of
+its own experiment (``crnn-doctor``), reads it back and deletes that run; the rest only reads.
+Remote checks use the one retry policy (:mod:`crnn.retry`), so a dead URL costs seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from crnn.errors import UserError
+from crnn.secrets import redact
+
+DOCTOR_EXPERIMENT = "crnn-doctor"
+MIN_FREE_GIB, LOW_FREE_GIB = 1.0, 10.0
+WORKER_SEEN_WITHIN = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+
+def run_checks(config_path: Path, pool: str) -> list[Check]:
+    checks: list[Check] = []
+    config = _check_config(config_path, checks)
+    if config is not None:
+        workspace, tracking = config
+        checks += _check_tracking(tracking, workspace)
+        checks.append(_check_disk(workspace))
+    checks += _check_prefect(pool)
+    checks.append(_check_gpu())
+    return checks
+
+
+def _check_config(path: Path, checks: list[Check]) -> tuple[Path, Any] | None:
+    from crnn.config import load_config, load_pipeline
+    from crnn.workspace import resolve_workspace
+
+    try:
+        config = load_config(path)
+        _, default = load_pipeline(path)
+    except UserError as exc:
+        checks.append(Check("config", "fail", str(exc), "fix the file; `crnn schema` has the keys"))
+        return None
+    workspace = resolve_workspace(config.workspace, path).root
+    scheduled = sum(p.schedule is not None for p in config.pipelines.values())
+    detail = (
+        f"{path}: {len(config.pipelines)} pipelines ({scheduled} scheduled), workspace {workspace}"
+    )
+    checks.append(Check("config", "ok", detail))
+    return workspace, default.tracking
+
+
+def _check_tracking(tracking: Any, workspace: Path) -> list[Check]:
+    from mlflow import MlflowClient
+
+    from crnn.retry import service_error
+    from crnn.tracking.runs import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking, workspace)
+    client = MlflowClient(uri, os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    started = time.monotonic()
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as exc:
+        setting = "MLFLOW_TRACKING_URI (or tracking.tracking_uri)"
+        message = service_error("tracking server", uri, exc, setting, time.monotonic() - started)
+        return [Check("tracking", "fail", message, "start the server or fix the URI")]
+    checks = [Check("tracking", "ok", f"{redact(uri)} answers")]
+    checks.append(_check_artifacts(client, workspace, uri))
+    try:
+        models = client.search_registered_models(max_results=100)
+        checks.append(Check("registry", "ok", f"usable: {len(models)} registered model(s)"))
+    except Exception as exc:
+        checks.append(
+            Check("registry", "fail", redact(str(exc))[:200], "check MLFLOW_REGISTRY_URI")
+        )
+    return checks
+
+
+def _check_artifacts(client: Any, workspace: Path, uri: str) -> Check:
+    """Write a small artifact to a run of the doctor's experiment, read it back, delete the run."""
+    try:
+        exp = client.get_experiment_by_name(DOCTOR_EXPERIMENT)
+        location = None
+        if uri.startswith(("sqlite:", "file:")):
+            location = (workspace / "mlartifacts" / DOCTOR_EXPERIMENT).as_uri()
+        exp_id = exp.experiment_id if exp else client.create_experiment(DOCTOR_EXPERIMENT, location)
+        run = client.create_run(exp_id, run_name="doctor")
+        with tempfile.TemporaryDirectory(prefix="crnn-doctor-") as tmp:
+            probe = Path(tmp) / "probe.txt"
+            probe.write_text(run.info.run_id)
+            client.log_artifact(run.info.run_id, str(probe))
+            back = Path(client.download_artifacts(run.info.run_id, "probe.txt", tmp + "/back"))
+            same = back.read_text() == run.info.run_id
+        client.delete_run(run.info.run_id)
+    except Exception as exc:
+        return Check(
+            "artifacts",
+            "fail",
+            redact(str(exc).splitlines()[0])[:200],
+            "check the artifact store (the server's --artifacts-destination, its S3 credentials)",
+        )
+    if not same:
+        return Check("artifacts", "fail", "the artifact read back differs", "check the store")
+    return Check(
+        "artifacts", "ok", f"wrote and read back an artifact at {redact(run.info.artifact_uri)}"
+    )
+
+
+def _check_prefect(pool: str) -> list[Check]:
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        return [
+            Check(
+                "prefect",
+                "ok",
+                "no PREFECT_API_URL: flows run on this machine (a temporary local server); "
+                "schedules need `crnn serve` or a server",
+            )
+        ]
+    from flows.server import require_api
+
+    try:
+        require_api(api_url)
+    except UserError as exc:
+        return [Check("prefect", "fail", str(exc), "start the server or fix PREFECT_API_URL")]
+    return [Check("prefect", "ok", f"{redact(api_url)} answers"), _check_pool(pool)]
+
+
+def _check_pool(pool: str) -> Check:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(pool)
+        except ObjectNotFound:
+            return Check(
+                "work pool", "fail", f"no work pool {pool!r}", f"`crnn deploy --pool {pool}`"
+            )
+        workers = client.read_workers_for_work_pool(pool)
+    now = datetime.now(UTC)
+    recent = [
+        w
+        for w in workers
+        if w.last_heartbeat_time and now - w.last_heartbeat_time < WORKER_SEEN_WITHIN
+    ]
+    if not recent:
+        return Check(
+            "work pool",
+            "fail",
+            f"{pool!r} exists, but no worker polled it in the last 5 minutes",
+            f"start one where the project is: prefect worker start --pool {pool}",
+        )
+    return Check("work pool", "ok", f"{pool!r}: {len(recent)} worker(s) seen in the last 5 minutes")
+
+
+def _check_gpu() -> Check:
+    import torch
+
+    if not torch.cuda.is_available():
+        return Check("gpu", "warn", "no CUDA device: training runs on the CPU", "")
+    name = torch.cuda.get_device_name(0)
+    bf16 = torch.cuda.is_bf16_supported()
+    cudnn = torch.backends.cudnn.version()
+    detail = f"{torch.cuda.device_count()} x {name}; bf16 {'yes' if bf16 else 'no'}; cuDNN {cudnn}"
+    return Check("gpu", "ok", detail)
+
+
+def _check_disk(workspace: Path) -> Check:
+    free = shutil.disk_usage(workspace).free / 2**30
+    detail = f"{free:.1f} GiB free in {workspace}"
+    if free < MIN_FREE_GIB:
+        return Check("disk", "fail", detail, "free space or set CRNN_WORKSPACE to a bigger disk")
+    if free < LOW_FREE_GIB:
+        return Check("disk", "warn", detail, "shards and checkpoints may not fit")
+    return Check("disk", "ok", detail)
+
+
+def as_json(checks: list[Check]) -> list[dict[str, str]]:
+    return [asdict(c) for c in checks]
