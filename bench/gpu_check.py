@@ -86,14 +86,15 @@ def _train(args: argparse.Namespace, tmp: Path) -> list[str]:
     cmd = [sys.executable, "bench/train_bench.py", "--device", args.device, "--skip-r4"]
     cmd += ["--skip-loader", "--out", str(tmp / "train.json")]
     if args.quick:
-        return [*cmd, "--rows", "128", "--models", "default", "--steps", "2", "--repeats", "1"]
+        quick = ["--rows", "128", "--models", "default", "--steps", "2", "--repeats", "1"]
+        return [*cmd, *quick, "--report-only"]  # a plumbing check: figures, no verdict
     return [*cmd, "--rows", "16384", "--batch-sizes", "64", "256", "1024"]
 
 
 def _score(args: argparse.Namespace, tmp: Path) -> list[str]:
     cmd = [sys.executable, "bench/score_bench.py", "--device", args.device, "--no-cli"]
     cmd += ["--out", str(tmp / "score.json")]
-    return cmd + (["--rows", "256", "--repeats", "1"] if args.quick else [])
+    return cmd + (["--rows", "256", "--repeats", "1", "--report-only"] if args.quick else [])
 
 
 def _pipeline(args: argparse.Namespace, tmp: Path) -> list[str]:
@@ -108,8 +109,8 @@ def _pipeline(args: argparse.Namespace, tmp: Path) -> list[str]:
 PARTS = [
     Part("machine", 15, False, _machine),
     Part("tests", 100, True, _tests),
-    Part("train", 60, True, _train),
-    Part("score", 25, True, _score),
+    Part("train", 60, True, _train, short_exit=1),
+    Part("score", 25, True, _score, short_exit=1),
     Part("pipeline", 40, True, _pipeline, short_exit=1),
 ]
 

@@ -29,4 +29,5 @@ def svc_baseline(manifest_path: Path, seed: int = 0) -> dict[str, float]:
     metrics = classification_metrics(test.labels.numpy(), np.asarray(predicted))
     out = {f"baseline_svc_test_{k}": v for k, v in metrics.items()}
     out["baseline_svc_fit_seconds"] = time.perf_counter() - started
+    out["baseline_svc_train_rows"] = float(len(y_train))  # the originals it was fit on
     return out

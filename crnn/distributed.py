@@ -6,8 +6,9 @@ same module under torchrun yourself with ``--nnodes`` and a rendezvous endpoint.
 on its share of the shard stream; gradients are averaged by DDP; training metrics are summed across
 ranks; rank 0 validates, logs and writes the checkpoints.
 
-Outside torchrun every helper here is the single-process identity, so the engine has one code path.
-Needs only torch: MLflow is imported (on rank 0) only when a run id is passed.
+The rank helpers (who is main, collectives) are in :mod:`crnn.ranks`, which the engine imports;
+this module, the launcher and the rank entry point, imports the engine and is imported by nothing
+in it. MLflow is imported (on rank 0) only when a run id is passed.
 """
 
 from __future__ import annotations
@@ -22,72 +23,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as torch_dist
-from torch import nn
 
-
-def active() -> bool:
-    return torch_dist.is_available() and torch_dist.is_initialized()
-
-
-def rank() -> int:
-    return torch_dist.get_rank() if active() else 0
-
-
-def world_size() -> int:
-    return torch_dist.get_world_size() if active() else 1
-
-
-def is_main() -> bool:
-    return rank() == 0
-
-
-def device() -> torch.device | None:
-    """This rank's GPU under torchrun (LOCAL_RANK); None outside it or on CPU."""
-    if active() and torch_dist.get_backend() == "nccl":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return None
-
-
-def wrap(model: nn.Module, dev: torch.device) -> nn.Module:
-    if not active():
-        return model
-    ids = [dev.index] if dev.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def sum_all(values: list[float]) -> list[float]:
-    """Element-wise sum over ranks (training loss sums, sample counts)."""
-    if not active():
-        return [float(v) for v in values]
-    t = torch.tensor(values, dtype=torch.float64, device=device() or "cpu")
-    torch_dist.all_reduce(t)
-    return t.tolist()
-
-
-def broadcast(obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not active():
-        return obj
-    box = [obj]
-    torch_dist.broadcast_object_list(box, src=0, device=device())
-    return box[0]
-
-
-def barrier() -> None:
-    if active():
-        dev = device()
-        index = dev.index if dev is not None else None
-        torch_dist.barrier(device_ids=[index] if index is not None else None)
-
-
-def init() -> None:
-    """Join the process group torchrun set up (env://)."""
-    cuda = torch.cuda.is_available() and os.environ.get("CRNN_DDP_BACKEND") != "gloo"
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    torch_dist.init_process_group("nccl" if cuda else "gloo")
+from crnn.ranks import init, is_main
+from crnn.train import TrainCallback, TrainResult, train_on_shards
 
 
 def launch(
@@ -105,8 +44,6 @@ def launch(
     ``tracking`` ({"tracking_uri", "experiment_id", "experiment_name", "run_id"}) makes rank 0
     log into that MLflow run.
     """
-    from crnn.train import TrainResult
-
     with tempfile.TemporaryDirectory(prefix="crnn-ddp-") as tmp:
         spec = Path(tmp) / "spec.json"
         result_path = Path(tmp) / "result.json"
@@ -149,7 +86,6 @@ def launch(
 
 def main(argv: list[str] | None = None) -> int:
     from crnn.config import ModelConfig, TrainingConfig
-    from crnn.train import TrainCallback, train_on_shards
 
     parser = argparse.ArgumentParser(description="one torchrun rank of `crnn run`")
     parser.add_argument("spec", type=Path)
@@ -158,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         callbacks: list[TrainCallback] = []
         if is_main() and spec.get("tracking"):
-            from crnn.tracking.runs import MlflowCallback, TrackingContext
+            from crnn.tracking.runs import MlflowCallback, TrackingContext  # only with a run
 
             t = spec["tracking"]
             ctx = TrackingContext(t["tracking_uri"], t["experiment_id"], t["experiment_name"])
@@ -183,17 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch_dist.destroy_process_group()
     return 0
-
-
-def in_sync(model: nn.Module) -> bool:
-    """Whether every rank holds the same weights (a float64 checksum, gathered)."""
-    if not active():
-        return True
-    dev = device() or torch.device("cpu")
-    local = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().view(1)
-    gathered = [torch.zeros(1, dtype=torch.float64, device=dev) for _ in range(world_size())]
-    torch_dist.all_gather(gathered, local.to(dev))
-    return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from crnn.checkpoint import load_checkpoint
 from crnn.data.normalization import Normalizer
 from crnn.data.raw import channel_axis, raw_to_inputs
 from crnn.data.sources import TargetSpec
 from crnn.device import resolve_device
 from crnn.models import create_model, ctc_greedy_strings
-from crnn.train import load_checkpoint
 
 
 @dataclass

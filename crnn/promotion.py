@@ -33,8 +33,15 @@ def decide_promotion(
         raise ValueError(f"direction must be maximize or minimize, got {direction!r}")
     if not math.isfinite(challenger):
         return GateDecision(False, challenger, champion, f"challenger score is {challenger}")
-    if champion is None or not math.isfinite(champion):
+    if champion is None:
         return GateDecision(True, challenger, champion, "no champion yet: first version promoted")
+    if not math.isfinite(champion):  # a champion whose score is unknown is not beaten by default
+        return GateDecision(
+            False,
+            challenger,
+            champion,
+            "the champion's score is unknown: kept champion (`crnn promote` decides by hand)",
+        )
     gain = challenger - champion if direction == "maximize" else champion - challenger
     needed = max(min_delta, min_relative * abs(champion))
     if gain > needed and gain > min_delta:

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crnn import distributed as dist
-from crnn.atomic import atomic_path, atomic_write_text
+from crnn import ranks
+from crnn.atomic import atomic_write_text
+from crnn.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from crnn.config import ModelConfig, TrainingConfig
 from crnn.data.loader import (
     Batch,
@@ -29,8 +30,6 @@ from crnn.data.loader import (
     load_manifest,
     load_split,
 )
-from crnn.data.shards import Manifest
-from crnn.data.sources import TargetSpec
 from crnn.device import (
     compile_front_end,
     configure_rnn_precision,
@@ -41,8 +40,6 @@ from crnn.device import (
 from crnn.metrics import sequence_metrics
 from crnn.models import create_model, model_kwargs
 from crnn.models.decoding import ctc_greedy_strings
-
-CHECKPOINT_VERSION = 1
 
 
 class TrainCallback:
@@ -200,7 +197,7 @@ class Trainer:
         checkpoint_meta: dict[str, Any],
     ) -> None:
         self.model, self.cfg, self.steps = model, cfg, steps_per_epoch
-        self.device = dist.device() or resolve_device(cfg.device)
+        self.device = ranks.device() or resolve_device(cfg.device)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
         cuda = self.device.type == "cuda"
         if cuda:
@@ -210,22 +207,21 @@ class Trainer:
         model.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
         self.rnn_dtype = configure_rnn_precision(model, self.device, self.amp_dtype)
         self.compiled = compile_front_end(model) if cfg.compile else []
-        self.net: nn.Module = dist.wrap(model, self.device)
+        self.net: nn.Module = ranks.wrap(model, self.device)
         self.opt = build_optimizer(model, cfg)
         self.sched = build_scheduler(self.opt, cfg, steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.loop = LoopState()
         self.meta = checkpoint_meta
-        self.dir = checkpoint_dir
         self.last_path, self.best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
-        if dist.is_main():
+        if ranks.is_main():
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def setup(self) -> dict[str, str]:
         return {
             "device": str(self.device),
-            "world_size": str(dist.world_size()),
+            "world_size": str(ranks.world_size()),
             "autocast": "off" if self.amp_dtype is None else str(self.amp_dtype).split(".")[-1],
             "rnn_dtype": self.rnn_dtype,
             "channels_last": str(self.memory_format is not None).lower(),
@@ -240,7 +236,7 @@ class Trainer:
 
     def save_last(self, metrics: dict[str, float] | None = None) -> None:
         """last.pt: weights, metadata and everything needed to continue from this exact step."""
-        if not dist.is_main():
+        if not ranks.is_main():
             return
         resume = {
             "loop": self.loop.to_dict(),
@@ -254,7 +250,7 @@ class Trainer:
         save_checkpoint(self.last_path, self.model, state)
 
     def save_best(self, epoch: int, metrics: dict[str, float]) -> None:
-        if dist.is_main():
+        if ranks.is_main():
             save_checkpoint(
                 self.best_path, self.model, {**self.meta, "epoch": epoch, "metrics": metrics}
             )
@@ -311,13 +307,13 @@ def train(
     loop, es = trainer.loop, cfg.early_stopping
     assert es.monitor and es.mode, "PipelineConfig resolves the early-stopping monitor"
     sign = 1.0 if es.mode == "min" else -1.0
-    hooks = TimedCallbacks(callbacks if dist.is_main() else ())
+    hooks = TimedCallbacks(callbacks if ranks.is_main() else ())
     hooks.on_train_start(cfg.epochs, steps)
 
     while loop.epoch <= cfg.epochs and not loop.stopped:
         epoch_started = time.perf_counter()
         waited = run_epoch(trainer, train_data, head, hooks)
-        total, seen, infeasible = dist.sum_all([loop.total, loop.seen, loop.infeasible])
+        total, seen, infeasible = ranks.sum_all([loop.total, loop.seen, loop.infeasible])
         metrics = {
             "train_loss": total / max(seen, 1),
             "train_samples": seen,  # summed over ranks
@@ -327,9 +323,9 @@ def train(
         }
         if head == "ctc":
             metrics["train_ctc_infeasible"] = float(infeasible)
-        if dist.is_main():  # the whole val split on rank 0: exact metrics, then shared
+        if ranks.is_main():  # the whole val split on rank 0: exact metrics, then shared
             metrics.update(validate(model, val_data, cfg.batch_size, head, charset, trainer))
-        metrics = dist.broadcast(metrics)
+        metrics = ranks.broadcast(metrics)
         if es.monitor not in metrics:
             raise ValueError(
                 f"training.early_stopping.monitor {es.monitor!r} is not a validation metric; "
@@ -347,7 +343,7 @@ def train(
         epoch = loop.epoch
         loop.epoch, loop.step, loop.total, loop.seen, loop.infeasible = epoch + 1, 0, 0.0, 0, 0
         trainer.save_last(metrics)
-        if dist.is_main():
+        if ranks.is_main():
             atomic_write_text(checkpoint_dir / "history.json", json.dumps(loop.history, indent=1))
         hooks.on_epoch_end(epoch, metrics)
 
@@ -363,9 +359,9 @@ def train(
         history=loop.history,
         setup=trainer.setup,
     )
-    if dist.active():
-        result.setup["ranks_in_sync"] = str(dist.in_sync(model)).lower()
-    dist.barrier()  # rank 0's checkpoints are on disk before any rank returns
+    if ranks.active():
+        result.setup["ranks_in_sync"] = str(ranks.in_sync(model)).lower()
+    ranks.barrier()  # rank 0's checkpoints are on disk before any rank returns
     hooks.on_train_end(result)
     result.callback_seconds = hooks.seconds  # all of them, on_train_end's too: in ``seconds``
     result.seconds = time.perf_counter() - started
@@ -465,29 +461,6 @@ def validate(
     return metrics
 
 
-def checkpoint_meta(
-    manifest: Manifest, architecture: str, kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    """What a checkpoint carries besides weights: enough to rebuild and feed the model."""
-    target = TargetSpec.from_dict(manifest.target)
-    return {
-        "model": {
-            "architecture": architecture,
-            "kwargs": kwargs,
-            "input_shape": list(manifest.input_shape),
-            "num_classes": target.num_classes,
-        },
-        "preprocessing": {
-            "normalization": manifest.normalization,
-            "target": manifest.target,
-            "input_shape": list(manifest.input_shape),
-            "shard_digest": manifest.digest,
-            "features": manifest.features,
-            "source": manifest.source.get("config", {}),  # how to read new data (scoring)
-        },
-    }
-
-
 def train_on_shards(
     manifest_path: Path,
     model_cfg: ModelConfig,
@@ -520,8 +493,8 @@ def train_on_shards(
         workers=loader.workers,
         pin_memory=loader.pin_memory and resolve_device(cfg.device).type == "cuda",
         prefetch=loader.prefetch,
-        rank=dist.rank(),
-        world_size=dist.world_size(),
+        rank=ranks.rank(),
+        world_size=ranks.world_size(),
     )
     try:
         result = train(
@@ -540,20 +513,3 @@ def train_on_shards(
         train_loader.close()
     result.seconds = time.perf_counter() - started  # with building the model and the loaders
     return result
-
-
-def save_checkpoint(path: Path, model: nn.Module, state: dict[str, Any]) -> None:
-    """Weights as a state_dict plus plain metadata, written atomically (loadable weights_only)."""
-    payload = {
-        "format_version": CHECKPOINT_VERSION,
-        **state,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint without unpickling code (``weights_only=True``)."""
-    ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    return ckpt

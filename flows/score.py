@@ -61,9 +61,9 @@ def score_task(
     batch_size: int,
     on_chunk: Any = None,
 ) -> ScoreSummary:
+    from crnn.checkpoint import load_checkpoint
     from crnn.inference import Predictor
     from crnn.tracking.scoring import download_checkpoint
-    from crnn.train import load_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="crnn-score-") as tmp:
         checkpoint = download_checkpoint(_ctx(tracking_uri, None, workspace), ref, Path(tmp))

@@ -2,9 +2,10 @@
 
 import pytest
 
+from crnn.checkpoint import load_checkpoint
 from crnn.data.preprocess import preprocess
 from crnn.distributed import launch
-from crnn.train import load_checkpoint, train_on_shards
+from crnn.train import train_on_shards
 
 
 @pytest.mark.integration

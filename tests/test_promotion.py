@@ -36,3 +36,8 @@ def test_nan_challenger_never_promotes_and_bad_direction() -> None:
     assert not decide_promotion(math.nan, None, "maximize", 0).promote
     with pytest.raises(ValueError, match="maximize or minimize"):
         decide_promotion(1, 0, "up", 0)
+
+
+def test_a_champion_with_an_unknown_score_is_not_replaced_silently() -> None:
+    d = decide_promotion(0.10, math.nan, "maximize", 0)
+    assert not d.promote and "score is unknown" in d.reason

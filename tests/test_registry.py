@@ -34,9 +34,10 @@ def registry(tiny_config, tmp_path):
     raw = squeeze_channel(predictor.normalizer.inverse_transform(example), predictor.input_shape)
     test_set = TestSet.of(shards.manifest_path)
 
-    def register(score: float, gate=None, test=test_set):
+    def register(score: float, gate=None, test=test_set, log_score: bool = True):
         run_id = start_run(ctx, cfg, "tiny")
-        ctx.client().log_metric(run_id, "test_sequence_accuracy", score)
+        if log_score:
+            ctx.client().log_metric(run_id, "test_sequence_accuracy", score)
         uri = log_pyfunc_model(ctx, run_id, trained.best_checkpoint, raw, True)
         return register_with_gate(ctx, run_id, uri, gate or cfg.registry, score, "d", test)
 
@@ -129,3 +130,27 @@ def test_promote_and_rollback_from_the_cli_record_who_when_why(registry, tiny_co
         from crnn.tracking.registry import rollback
 
         rollback(ctx, "crnn-unknown", "x")
+
+
+def test_a_champion_whose_run_lacks_the_metric_is_re_evaluated(registry) -> None:
+    """Its run never logged the gate metric: the champion is evaluated on the frozen test set,
+    not scored NaN and replaced by whatever comes next."""
+    ctx, _, register, _ = registry
+    assert register(0.50, log_score=False).champion_version == "1"
+    junk = register(-1.0)  # worse than any real score
+    assert not junk.decision.promote and champion(ctx) == "1"
+    assert junk.decision.champion is not None and junk.decision.champion >= 0
+    tags = ctx.client().get_model_version("crnn-tiny", "2").tags
+    assert tags["gate.champion_scored_on"].startswith("re-evaluated on this test set")
+
+
+def test_an_alias_no_version_holds_says_so_in_one_line(registry) -> None:
+    from crnn.tracking.scoring import resolve_model
+
+    ctx, _, _, _ = registry
+    ctx.client().create_registered_model("crnn-empty")
+    with pytest.raises(UserError) as info:
+        resolve_model(ctx, "crnn-empty@champion")
+    assert "has no version with the alias 'champion' yet" in str(info.value)
+    with pytest.raises(UserError, match="is not in the registry"):
+        resolve_model(ctx, "crnn-nothing@champion")

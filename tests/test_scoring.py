@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from crnn.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from crnn.config import DigitStringsData, ModelConfig, PreprocessingConfig
 from crnn.data.loader import load_manifest
 from crnn.data.normalization import Normalizer
@@ -25,7 +26,6 @@ from crnn.scoring import (
     shard_chunks,
     source_chunks,
 )
-from crnn.train import checkpoint_meta, load_checkpoint, save_checkpoint
 from tests.conftest import TINY_LINES
 
 REF = ModelVersionRef("tiny", "1", "run")

@@ -3,18 +3,12 @@ import json
 import pytest
 import torch
 
+from crnn.checkpoint import checkpoint_meta, load_checkpoint
 from crnn.data.loader import ShardLoader, load_manifest, load_split
 from crnn.data.preprocess import preprocess
 from crnn.inference import Predictor
 from crnn.models import create_model, model_kwargs
-from crnn.train import (
-    TrainCallback,
-    checkpoint_meta,
-    improves,
-    infeasible_ctc_samples,
-    load_checkpoint,
-    train,
-)
+from crnn.train import TrainCallback, improves, infeasible_ctc_samples, train
 
 
 class Recorder(TrainCallback):
@@ -140,7 +134,9 @@ def test_svc_baseline_scores_the_same_test_split(tmp_path) -> None:
     metrics = svc_baseline(shards.manifest_path)
     assert metrics["baseline_svc_test_accuracy"] > 0.95  # an RBF SVC on sklearn digits: ~0.99
     train = load_split(shards.manifest_path, "train")
-    assert int((train.aug == 0).sum()) * 2 == len(train)  # augmented copies are excluded
+    originals = int((train.aug == 0).sum())
+    assert originals * 2 == len(train)  # the shards hold one augmented copy of each original
+    assert metrics["baseline_svc_train_rows"] == originals  # the baseline fit on originals only
 
 
 class Interrupted(Exception):

@@ -17,7 +17,7 @@ from typing import Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from crnn.config.base import CONFIG_VERSION, NAME_PATTERN, Frozen
+from crnn.config.base import NAME_PATTERN, Frozen
 from crnn.config.data import (
     SEQUENCE_SOURCES,
     SOURCE_MODELS,
@@ -56,7 +56,6 @@ from crnn.config.schedule import RetrainSchedule, ScheduleBase, ScoringJob
 from crnn.errors import ConfigError
 
 __all__ = [
-    "CONFIG_VERSION",
     "NAME_PATTERN",
     "SEQUENCE_SOURCES",
     "SOURCE_MODELS",

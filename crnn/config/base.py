@@ -2,7 +2,6 @@
 
 from pydantic import BaseModel, ConfigDict
 
-CONFIG_VERSION = 1
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 
 

@@ -380,14 +380,12 @@ class ShardLoader:
         return iter(self._loader)
 
     def close(self) -> None:
-        """Stop the worker processes now (rather than whenever the loader is collected)."""
+        """Stop the worker processes now: the DataLoader (and with it its persistent workers'
+        iterator) goes with its last reference, which is this one once an epoch has ended."""
         for opened in self._maps.values():
             opened.close()
         self._maps = {}
-        loader, self._loader = self._loader, None
-        iterator = getattr(loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
+        self._loader = None
 
     def __getstate__(self) -> dict:
         # what a worker process receives: the plan and the shared state, not the DataLoader

@@ -22,17 +22,26 @@ class Normalizer:
         self.method = method
         self._min = np.inf
         self._max = -np.inf
-        self._sum = 0.0
-        self._sumsq = 0.0
+        self._mean = 0.0
+        self._m2 = 0.0  # sum of squared deviations from the mean
         self._count = 0
 
     def partial_fit(self, x: np.ndarray) -> Normalizer:
+        """Fold a chunk in with Chan et al.'s pairwise update of (count, mean, M2): exact to
+        float64 rounding whatever the offset of the data (sums of squares are not)."""
         x64 = np.asarray(x, dtype=np.float64)
+        n = x64.size
+        if n == 0:
+            return self
         self._min = min(self._min, float(x64.min()))
         self._max = max(self._max, float(x64.max()))
-        self._sum += float(x64.sum())
-        self._sumsq += float(np.square(x64).sum())
-        self._count += x64.size
+        mean = float(x64.mean())
+        m2 = float(np.square(x64 - mean).sum())
+        total = self._count + n
+        delta = mean - self._mean
+        self._mean += delta * n / total
+        self._m2 += m2 + delta * delta * self._count * n / total
+        self._count = total
         return self
 
     def fit(self, x: np.ndarray) -> Normalizer:
@@ -46,14 +55,12 @@ class Normalizer:
     def stats_(self) -> dict[str, Any]:
         if self._count == 0:
             raise RuntimeError("Normalizer is not fitted: call fit or partial_fit first")
-        mean = self._sum / self._count
-        var = max(self._sumsq / self._count - mean * mean, 0.0)
         return {
             "method": self.method,
             "min": self._min,
             "max": self._max,
-            "mean": mean,
-            "std": float(np.sqrt(var)),
+            "mean": self._mean,
+            "std": float(np.sqrt(max(self._m2 / self._count, 0.0))),
             "count": self._count,
         }
 
@@ -62,8 +69,8 @@ class Normalizer:
         """Rebuild a fitted normalizer from ``stats_`` (as stored in a manifest or checkpoint)."""
         norm = cls(stats["method"])
         norm._min, norm._max, norm._count = stats["min"], stats["max"], int(stats["count"])
-        norm._sum = stats["mean"] * norm._count
-        norm._sumsq = (stats["std"] ** 2 + stats["mean"] ** 2) * norm._count
+        norm._mean = float(stats["mean"])
+        norm._m2 = float(stats["std"]) ** 2 * norm._count
         return norm
 
     def scale_offset(self) -> tuple[float, float]:

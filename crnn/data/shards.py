@@ -228,7 +228,7 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
     return path
 
 
-def verify_shards(root: Path, manifest: Manifest, check_hash: bool = True) -> None:
+def verify_shards(root: Path, manifest: Manifest) -> None:
     """Raise DataError naming the first listed shard that is missing or altered."""
     for rec in manifest.shards:
         path = root / rec.path
@@ -236,7 +236,7 @@ def verify_shards(root: Path, manifest: Manifest, check_hash: bool = True) -> No
             raise DataError(
                 f"{path}: shard listed in the manifest is missing; delete {root} to rebuild"
             )
-        if path.stat().st_size != rec.bytes or (check_hash and file_sha256(path) != rec.sha256):
+        if path.stat().st_size != rec.bytes or file_sha256(path) != rec.sha256:
             raise DataError(
                 f"{path}: shard does not match its sha256 in the manifest; delete {root} to rebuild"
             )

@@ -55,9 +55,6 @@ class TargetSpec:
         index = {c: i + 1 for i, c in enumerate(self.charset)}
         return [index[c] for c in text]
 
-    def decode(self, ids: list[int]) -> str:
-        return "".join(self.charset[i - 1] for i in ids if 0 < i <= len(self.charset))
-
 
 @dataclass(frozen=True)
 class SourceInfo:

@@ -67,14 +67,7 @@ def register_with_gate(
     champ = current_champion(ctx, name)
     if champ is not None:
         previous = str(champ.version)
-        same_data = test_set is None or champ.tags.get(TEST_SET_TAG) == test_set.digest
-        if same_data:
-            metrics = client.get_run(champ.run_id).data.metrics if champ.run_id else {}
-            champion_score, scored_on = metrics.get(metric, math.nan), "its run"
-        else:
-            assert test_set is not None
-            champion_score = rescore_champion(ctx, name, previous, test_set, metric)
-            scored_on = "re-evaluated on this test set"
+        champion_score, scored_on = champion_score_on(ctx, champ, metric, test_set)
 
     decision = decide_promotion(
         score, champion_score, cfg.direction, cfg.min_delta, cfg.min_relative
@@ -100,6 +93,25 @@ def register_with_gate(
         move_champion(ctx, name, str(mv.version), "promote", "gate: " + decision.reason, "gate")
     champion_now = str(mv.version) if decision.promote else (previous or "none")
     return RegistrationResult(name, str(mv.version), decision, champion_now, previous)
+
+
+def champion_score_on(
+    ctx: TrackingContext, champ: ModelVersion, metric: str, test_set: TestSet | None
+) -> tuple[float, str]:
+    """The champion's ``metric`` and where it came from: its own run when that run evaluated it
+    on this same test set; else (another test set, or a run without the metric) it is evaluated
+    again here. NaN when neither is possible: the gate then refuses to replace it."""
+    same_data = test_set is None or champ.tags.get(TEST_SET_TAG) == test_set.digest
+    if same_data and champ.run_id:
+        score = ctx.client().get_run(champ.run_id).data.metrics.get(metric, math.nan)
+        if math.isfinite(score):
+            return score, "its run"
+    if test_set is None:
+        return math.nan, f"unknown: its run has no {metric} and no test set to re-evaluate on"
+    version = str(champ.version)
+    score = rescore_champion(ctx, champ.name, version, test_set, metric)
+    why = f" (its run has no {metric})" if same_data else ""  # else: scored on another set
+    return score, f"re-evaluated on this test set{why}"
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,28 @@ from mlflow.exceptions import MlflowException
 
 from crnn.errors import UserError
 from crnn.scoring import ModelVersionRef, ScoreSummary
+from crnn.secrets import redact
 from crnn.tracking.runs import TrackingContext, _now
 
 SPEC = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
+
+
+def _not_found(ctx: TrackingContext, spec: str, name: str, alias: str | None) -> str:
+    """Why ``spec`` resolves to nothing, in one line: no such model, or no version holds the
+    alias (a model no version of which passed the gate has no champion)."""
+    try:
+        ctx.client().get_registered_model(name)
+    except MlflowException:
+        return (
+            f"model {name!r} is not in the registry at {redact(ctx.tracking_uri)}; "
+            "see the Models page of the MLflow UI"
+        )
+    if alias:
+        return (
+            f"model {name!r} has no version with the alias {alias!r} yet; train one with "
+            f"`crnn run` or choose one with `crnn promote {name} VERSION`"
+        )
+    return f"model {spec!r}: no such version; see the Models page of the MLflow UI"
 
 
 def resolve_model(ctx: TrackingContext, spec: str) -> ModelVersionRef:
@@ -31,10 +50,7 @@ def resolve_model(ctx: TrackingContext, spec: str) -> ModelVersionRef:
         else:
             mv = client.get_model_version(m["name"], m["version"])
     except MlflowException:
-        raise UserError(
-            f"model {spec!r} is not in the registry at {ctx.tracking_uri}; "
-            "see the Models page of the MLflow UI"
-        ) from None
+        raise UserError(_not_found(ctx, spec, m["name"], m["alias"])) from None
     return ModelVersionRef(str(mv.name), str(mv.version), str(mv.run_id or ""))
 
 

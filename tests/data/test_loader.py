@@ -6,6 +6,7 @@ import torch
 
 from crnn.data.loader import ShardLoader, load_split
 from crnn.data.preprocess import preprocess
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -105,3 +106,37 @@ def test_unshuffled_loader_reads_in_split_order(shard_set) -> None:
     batches = list(loader)
     assert np.concatenate([b.index.numpy() for b in batches]).tolist() == list(range(len(full)))
     assert [len(b) for b in batches][-1] == len(full) % 50 or len(full) % 50 == 0
+
+
+def test_close_stops_the_worker_processes(shard_set) -> None:
+    """Through the DataLoader's public lifetime, not its private shutdown method."""
+    import time
+
+    manifest, _ = shard_set
+    pooled = ShardLoader(manifest, "train", 32, shuffle=True, seed=1, workers=2, window_rows=64)
+    assert len(list(pooled.batches(0))) > 0
+    iterator = pooled._loader._iterator  # the test peeks at the worker processes it watches
+    pids = [w.pid for w in iterator._workers]
+    del iterator
+    assert len(pids) == 2
+    pooled.close()
+    deadline = time.monotonic() + 20
+    while alive := [p for p in pids if _alive(p)]:
+        assert time.monotonic() < deadline, f"workers {alive} still running after close()"
+        time.sleep(0.1)
+    source = (REPO / "crnn" / "data" / "loader.py").read_text()
+    assert "_shutdown_workers" not in source and "._iterator" not in source  # no torch privates
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for the forkserver to reap it has stopped too
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return False

@@ -65,3 +65,19 @@ def test_preprocessing_fits_statistics_on_the_training_split_only(tiny_config, t
     ids = [sample_id for c in chunks for sample_id in c.sample_ids]
     originals = data.inputs[[row[i] for i in ids], 0].numpy()
     np.testing.assert_array_equal(originals, Normalizer.from_stats(stats).transform(train))
+
+
+def test_standardize_statistics_are_stable_on_large_offsets() -> None:
+    """Running sums of squares cancel catastrophically at 1e8 + N(0, 1); a Chan/Welford update
+    keeps the variance exact to float64 rounding, chunk by chunk and through from_stats."""
+    rng = np.random.default_rng(0)
+    data = 1e8 + rng.standard_normal(200_000)
+    norm = Normalizer("standardize")
+    for chunk in np.array_split(data, 37):
+        norm.partial_fit(chunk)
+    stats = norm.stats_
+    assert abs(stats["mean"] - data.mean()) < 1e-6
+    assert abs(stats["std"] - data.std()) < 1e-9 * max(1.0, data.std())
+    again = Normalizer.from_stats(stats).partial_fit(data[:1000])
+    whole = np.concatenate([data, data[:1000]])
+    assert abs(again.stats_["std"] - whole.std()) < 1e-9

@@ -275,9 +275,9 @@ def test_rgb_image_folder_pipeline_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "eval" / "sample_predictions.png").stat().st_size > 0
     # new data: the test images as loose, renamed files (no class folders), scored the way
     # `crnn score --input` does, predict what the evaluation predicted for those images
+    from crnn.checkpoint import load_checkpoint
     from crnn.inference import Predictor
     from crnn.scoring import ModelVersionRef, input_chunks, read_scores, score
-    from crnn.train import load_checkpoint
 
     evaluated = pd.read_parquet(report.predictions_path)
     new = tmp_path / "incoming"

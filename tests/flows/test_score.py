@@ -68,9 +68,9 @@ class Killed(Exception):
 
 
 def test_killed_job_resumes_once_per_row_with_the_version_it_started_with(registered) -> None:
+    from crnn.checkpoint import load_checkpoint
     from crnn.inference import Predictor
     from crnn.tracking.scoring import download_checkpoint
-    from crnn.train import load_checkpoint
     from flows.score import _ctx, input_spec, resolve_task
 
     root, config, first, _ = registered
@@ -123,7 +123,7 @@ def test_cli_score_of_a_shard_set_and_its_errors(registered, capsys) -> None:
     assert main(other) == 2
     assert "holds the output of another job" in capsys.readouterr().err
     assert main(["--config", str(config), "score", "crnn-tiny@nope", "--out", str(root / "x")]) == 2
-    assert "is not in the registry" in capsys.readouterr().err
+    assert "has no version with the alias 'nope' yet" in capsys.readouterr().err
     assert main(["--config", str(config), "score", "crnn-tiny", "--out", str(root / "x")]) == 2
     assert "NAME@ALIAS" in capsys.readouterr().err
     # new data for a model whose source reads no files: said in one line, nothing written
