@@ -19,12 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from crnn.callbacks import TrainCallback
 from crnn.config import load_pipeline
 from crnn.data.loader import SplitData, load_split
 from crnn.data.preprocess import preprocess
 from crnn.inference import Predictor
 from crnn.metrics import sequence_metrics
-from crnn.train import TrainCallback, train_on_shards
+from crnn.train import train_on_shards
 
 REPO = Path(__file__).resolve().parents[1]
 

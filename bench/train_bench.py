@@ -43,11 +43,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from crnn.callbacks import TimedCallbacks
 from crnn.config import DigitStringsData, ModelConfig, PreprocessingConfig, TrainingConfig
 from crnn.data.loader import INPUT_COLUMN, Batch, ShardLoader, load_manifest
 from crnn.data.preprocess import preprocess
+from crnn.losses import compute_loss
 from crnn.models import create_model, model_kwargs
-from crnn.train import TimedCallbacks, Trainer, compute_loss, run_epoch
+from crnn.train import Trainer, run_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from crnn.train import TrainCallback, TrainResult
+from crnn.callbacks import TrainCallback, TrainResult
 
 stderr = Console(stderr=True)
 

@@ -25,8 +25,9 @@ from typing import Any
 
 import torch.distributed as torch_dist
 
+from crnn.callbacks import TrainCallback, TrainResult
 from crnn.ranks import init, is_main
-from crnn.train import TrainCallback, TrainResult, train_on_shards
+from crnn.train import train_on_shards
 
 
 def launch(

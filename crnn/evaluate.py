@@ -68,35 +68,13 @@ def evaluate_checkpoint(
     """Score the test split with the checkpoint; write metrics, report, plots and predictions."""
     from crnn.data.loader import load_split
     from crnn.inference import Predictor
-    from crnn.plots import plot_confusion_matrix, plot_learning_curves, plot_samples
+    from crnn.plots import plot_confusion_matrix, plot_learning_curves
 
     out_dir.mkdir(parents=True, exist_ok=True)
     predictor = Predictor.from_checkpoint(checkpoint)
     test = load_split(manifest_path, "test")
     preds = predictor.predict_normalized(test.inputs)
-    target = predictor.target
-    if target.kind == "sequence":
-        assert test.texts is not None
-        truths = test.texts
-        seq = sequence_metrics(truths, preds.outputs)
-        report = character_report(truths, preds.outputs, target.charset)
-        metrics = {
-            "test_sequence_accuracy": seq["sequence_accuracy"],
-            "test_cer": seq["cer"],
-            "test_wer": seq["wer"],
-            "test_char_precision_macro": report["precision_macro"],
-            "test_char_recall_macro": report["recall_macro"],
-            "test_char_f1_macro": report["f1_macro"],
-        }
-    else:
-        assert test.labels is not None
-        truths = [target.classes[i] for i in test.labels.tolist()]
-        report = class_report(truths, preds.outputs, target.classes)
-        y_true = np.asarray(truths)
-        metrics = {
-            f"test_{k}": v
-            for k, v in classification_metrics(y_true, np.asarray(preds.outputs)).items()
-        }
+    truths, metrics, report = score_test(predictor.target, test, preds.outputs)
 
     predictions = pd.DataFrame(
         {
@@ -123,23 +101,51 @@ def evaluate_checkpoint(
         history = json.loads(history_path.read_text())
         artifacts.append(plot_learning_curves(history, out_dir / "learning_curves.png"))
 
-    samples: list[dict[str, Any]] = []
-    raw = None
-    if cfg.sample_predictions and len(predictor.input_shape) >= 3:  # image-like inputs
-        # show mistakes first: they are what a reader of the run wants to see
-        order = np.argsort(predictions["correct"].to_numpy(), kind="stable")[
-            : cfg.sample_predictions
-        ]
-        raw = predictor.normalizer.inverse_transform(test.inputs[order].numpy())
-        chosen = predictions.iloc[order]
-        artifacts.append(
-            plot_samples(
-                raw,
-                list(chosen["truth"]),
-                list(chosen["prediction"]),
-                out_dir / "sample_predictions.png",
-            )
-        )
-        samples = chosen.to_dict(orient="records")
+    samples, raw, figure = sample_figure(cfg, predictor, test, predictions, out_dir)
+    if figure is not None:
+        artifacts.append(figure)
     metrics["test_samples"] = float(len(test))
     return EvalReport(metrics, predictions_path, artifacts, samples, raw)
+
+
+def score_test(
+    target: Any, test: Any, outputs: list[str]
+) -> tuple[list[str], dict[str, float], Any]:
+    """The truths, the test metrics and the per-label report of ``outputs`` on ``test``."""
+    if target.kind == "sequence":
+        assert test.texts is not None
+        truths = list(test.texts)
+        seq = sequence_metrics(truths, outputs)
+        report = character_report(truths, outputs, target.charset)
+        metrics = {
+            "test_sequence_accuracy": seq["sequence_accuracy"],
+            "test_cer": seq["cer"],
+            "test_wer": seq["wer"],
+            "test_char_precision_macro": report["precision_macro"],
+            "test_char_recall_macro": report["recall_macro"],
+            "test_char_f1_macro": report["f1_macro"],
+        }
+        return truths, metrics, report
+    assert test.labels is not None
+    truths = [target.classes[i] for i in test.labels.tolist()]
+    report = class_report(truths, outputs, target.classes)
+    scores = classification_metrics(np.asarray(truths), np.asarray(outputs))
+    return truths, {f"test_{k}": v for k, v in scores.items()}, report
+
+
+def sample_figure(
+    cfg: EvaluationConfig, predictor: Any, test: Any, predictions: pd.DataFrame, out_dir: Path
+) -> tuple[list[dict[str, Any]], np.ndarray | None, Path | None]:
+    """Test samples shown with their images, mistakes first (what a reader of the run wants to
+    see): the rows, their inputs in source units, and the figure (None for non-image inputs)."""
+    from crnn.plots import plot_samples
+
+    if not cfg.sample_predictions or len(predictor.input_shape) < 3:
+        return [], None, None
+    order = np.argsort(predictions["correct"].to_numpy(), kind="stable")[: cfg.sample_predictions]
+    raw = predictor.normalizer.inverse_transform(test.inputs[order].numpy())
+    chosen = predictions.iloc[order]
+    figure = plot_samples(
+        raw, list(chosen["truth"]), list(chosen["prediction"]), out_dir / "sample_predictions.png"
+    )
+    return chosen.to_dict(orient="records"), raw, figure

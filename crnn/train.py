@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from crnn import ranks
 from crnn.atomic import atomic_write_text
+from crnn.callbacks import TimedCallbacks, TrainCallback, TrainResult
 from crnn.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from crnn.config import ModelConfig, TrainingConfig
 from crnn.data.loader import (
-    Batch,
     ShardLoader,
     SplitData,
     iterate_batches,
@@ -37,125 +36,11 @@ from crnn.device import (
     resolve_precision,
     seed_everything,
 )
+from crnn.losses import compute_loss
 from crnn.metrics import sequence_metrics
 from crnn.models import create_model, model_kwargs
 from crnn.models.decoding import ctc_greedy_strings
-
-
-class TrainCallback:
-    """Hooks called by :func:`train`; override what you need."""
-
-    def on_train_start(self, epochs: int, steps_per_epoch: int) -> None: ...
-
-    def on_batch_end(self, epoch: int, step: int, loss: float) -> None: ...
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
-
-    def on_train_end(self, result: TrainResult) -> None: ...
-
-
-@dataclass
-class TrainResult:
-    best_checkpoint: Path
-    last_checkpoint: Path
-    best_epoch: int
-    best_score: float
-    monitor: str
-    epochs_run: int
-    stopped_early: bool
-    seconds: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    setup: dict[str, str] = field(default_factory=dict)  # device, precision, what the RNN ran in
-    callback_seconds: float = 0.0  # of ``seconds``, spent in callbacks (logging, progress)
-
-
-class TimedCallbacks(TrainCallback):
-    """Calls the callbacks in order and adds up the time they take."""
-
-    def __init__(self, callbacks: Sequence[TrainCallback]) -> None:
-        self.callbacks, self.seconds = list(callbacks), 0.0
-
-    def _each(self, hook: str, *args: Any) -> None:
-        started = time.perf_counter()
-        try:
-            for cb in self.callbacks:
-                getattr(cb, hook)(*args)
-        finally:
-            self.seconds += time.perf_counter() - started
-
-    def on_train_start(self, epochs: int, steps_per_epoch: int) -> None:
-        self._each("on_train_start", epochs, steps_per_epoch)
-
-    def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
-        self._each("on_batch_end", epoch, step, loss)
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self._each("on_epoch_end", epoch, metrics)
-
-    def on_train_end(self, result: TrainResult) -> None:
-        self._each("on_train_end", result)
-
-
-def compute_loss(
-    model_out: torch.Tensor, batch: Batch, head: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss of a batch and, for CTC, how many samples cannot be aligned (their loss is 0).
-
-    Both stay on the device: reading them back would stall the GPU every step.
-    """
-    if head == "classification":
-        assert batch.labels is not None
-        loss = F.cross_entropy(model_out.float(), batch.labels)
-        return loss, torch.zeros((), dtype=torch.long, device=loss.device)
-    assert batch.targets is not None and batch.target_lengths is not None
-    b, t, _ = model_out.shape
-    log_probs = model_out.float().log_softmax(-1).transpose(0, 1)  # (T, B, K), CTC wants fp32
-    input_lengths = torch.full((b,), t, dtype=torch.long, device=model_out.device)
-    loss = F.ctc_loss(
-        log_probs,
-        batch.targets,
-        input_lengths,
-        batch.target_lengths,
-        blank=0,
-        reduction="mean",
-        zero_infinity=True,
-    )
-    return loss, infeasible_ctc_samples(batch.targets, batch.target_lengths, t)
-
-
-def infeasible_ctc_samples(
-    targets: torch.Tensor, lengths: torch.Tensor, frames: int
-) -> torch.Tensor:
-    """Samples whose target needs more frames than ``frames`` (length + repeated neighbours)."""
-    pos = torch.arange(targets.shape[1], device=targets.device)
-    valid = pos[None, :] < lengths[:, None]
-    repeats = ((targets[:, 1:] == targets[:, :-1]) & valid[:, 1:]).sum(dim=1)
-    return ((lengths + repeats) > frames).sum()
-
-
-def build_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
-        )
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def build_scheduler(
-    opt: torch.optim.Optimizer, cfg: TrainingConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """A per-step learning-rate schedule (None for constant)."""
-    total = cfg.epochs * steps_per_epoch
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    if cfg.schedule == "step":
-        step = cfg.step_size * steps_per_epoch
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=cfg.gamma)
-    return None
+from crnn.optim import build_optimizer, build_scheduler
 
 
 @dataclass
@@ -311,61 +196,91 @@ def train(
     hooks.on_train_start(cfg.epochs, steps)
 
     while loop.epoch <= cfg.epochs and not loop.stopped:
-        epoch_started = time.perf_counter()
-        waited = run_epoch(trainer, train_data, head, hooks)
-        total, seen, infeasible = ranks.sum_all([loop.total, loop.seen, loop.infeasible])
-        metrics = {
-            "train_loss": total / max(seen, 1),
-            "train_samples": seen,  # summed over ranks
-            # share of the epoch's wall time spent waiting for the next batch (rank 0)
-            "train_loader_wait": waited / max(time.perf_counter() - epoch_started, 1e-9),
-            "lr": trainer.opt.param_groups[0]["lr"],
-        }
-        if head == "ctc":
-            metrics["train_ctc_infeasible"] = float(infeasible)
-        if ranks.is_main():  # the whole val split on rank 0: exact metrics, then shared
-            metrics.update(validate(model, val_data, cfg.batch_size, head, charset, trainer))
-        metrics = ranks.broadcast(metrics)
-        if es.monitor not in metrics:
-            raise ValueError(
-                f"training.early_stopping.monitor {es.monitor!r} is not a validation metric; "
-                f"known: {', '.join(sorted(k for k in metrics if k.startswith('val_')))}"
-            )
-        loop.history.append({"epoch": float(loop.epoch), **metrics})
-        score = sign * metrics[es.monitor]
-        if improves(score, metrics["val_loss"], loop.best, loop.best_loss, es.min_delta):
-            loop.best, loop.best_loss = score, metrics["val_loss"]
-            loop.best_epoch, loop.bad_epochs = loop.epoch, 0
-            trainer.save_best(loop.epoch, metrics)
-        else:
-            loop.bad_epochs += 1
-        loop.stopped = loop.bad_epochs >= es.patience
+        metrics = epoch_metrics(trainer, train_data, val_data, head, charset, hooks)
         epoch = loop.epoch
-        loop.epoch, loop.step, loop.total, loop.seen, loop.infeasible = epoch + 1, 0, 0.0, 0, 0
-        trainer.save_last(metrics)
+        record_epoch(trainer, metrics, sign)
         if ranks.is_main():
             atomic_write_text(checkpoint_dir / "history.json", json.dumps(loop.history, indent=1))
         hooks.on_epoch_end(epoch, metrics)
 
-    result = TrainResult(
-        best_checkpoint=trainer.best_path,
-        last_checkpoint=trainer.last_path,
-        best_epoch=loop.best_epoch,
-        best_score=sign * loop.best,
-        monitor=es.monitor,
-        epochs_run=len(loop.history),
-        stopped_early=len(loop.history) < cfg.epochs,
-        seconds=time.perf_counter() - started,
-        history=loop.history,
-        setup=trainer.setup,
-    )
-    if ranks.active():
-        result.setup["ranks_in_sync"] = str(ranks.in_sync(model)).lower()
+    result = train_result(trainer, sign, time.perf_counter() - started)
     ranks.barrier()  # rank 0's checkpoints are on disk before any rank returns
     hooks.on_train_end(result)
     result.callback_seconds = hooks.seconds  # all of them, on_train_end's too: in ``seconds``
     result.seconds = time.perf_counter() - started
     return result
+
+
+def train_result(trainer: Trainer, sign: float, seconds: float) -> TrainResult:
+    loop, cfg = trainer.loop, trainer.cfg
+    assert cfg.early_stopping.monitor is not None
+    result = TrainResult(
+        best_checkpoint=trainer.best_path,
+        last_checkpoint=trainer.last_path,
+        best_epoch=loop.best_epoch,
+        best_score=sign * loop.best,
+        monitor=cfg.early_stopping.monitor,
+        epochs_run=len(loop.history),
+        stopped_early=len(loop.history) < cfg.epochs,
+        seconds=seconds,
+        history=loop.history,
+        setup=trainer.setup,
+    )
+    if ranks.active():
+        result.setup["ranks_in_sync"] = str(ranks.in_sync(trainer.model)).lower()
+    return result
+
+
+def epoch_metrics(
+    trainer: Trainer,
+    train_data: ShardLoader,
+    val_data: SplitData,
+    head: str,
+    charset: str,
+    hooks: TrainCallback,
+) -> dict[str, float]:
+    """Train one epoch; its metrics summed over ranks, validated on rank 0, then shared."""
+    loop, cfg = trainer.loop, trainer.cfg
+    epoch_started = time.perf_counter()
+    waited = run_epoch(trainer, train_data, head, hooks)
+    total, seen, infeasible = ranks.sum_all([loop.total, loop.seen, loop.infeasible])
+    metrics = {
+        "train_loss": total / max(seen, 1),
+        "train_samples": seen,  # summed over ranks
+        # share of the epoch's wall time spent waiting for the next batch (rank 0)
+        "train_loader_wait": waited / max(time.perf_counter() - epoch_started, 1e-9),
+        "lr": trainer.opt.param_groups[0]["lr"],
+    }
+    if head == "ctc":
+        metrics["train_ctc_infeasible"] = float(infeasible)
+    if ranks.is_main():  # the whole val split on rank 0: exact metrics, then shared
+        metrics.update(validate(trainer.model, val_data, cfg.batch_size, head, charset, trainer))
+    metrics = ranks.broadcast(metrics)
+    monitor = cfg.early_stopping.monitor
+    if monitor not in metrics:
+        raise ValueError(
+            f"training.early_stopping.monitor {monitor!r} is not a validation metric; "
+            f"known: {', '.join(sorted(k for k in metrics if k.startswith('val_')))}"
+        )
+    return metrics
+
+
+def record_epoch(trainer: Trainer, metrics: dict[str, float], sign: float) -> None:
+    """The epoch into the history; best.pt on improvement; the early-stopping count; the loop
+    moved to the next epoch; last.pt (resumable from there)."""
+    loop, es = trainer.loop, trainer.cfg.early_stopping
+    assert es.monitor is not None
+    loop.history.append({"epoch": float(loop.epoch), **metrics})
+    score = sign * metrics[es.monitor]
+    if improves(score, metrics["val_loss"], loop.best, loop.best_loss, es.min_delta):
+        loop.best, loop.best_loss = score, metrics["val_loss"]
+        loop.best_epoch, loop.bad_epochs = loop.epoch, 0
+        trainer.save_best(loop.epoch, metrics)
+    else:
+        loop.bad_epochs += 1
+    loop.stopped = loop.bad_epochs >= es.patience
+    loop.epoch, loop.step, loop.total, loop.seen, loop.infeasible = loop.epoch + 1, 0, 0.0, 0, 0
+    trainer.save_last(metrics)
 
 
 def improves(score: float, loss: float, best: float, best_loss: float, min_delta: float) -> bool:

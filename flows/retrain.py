@@ -18,13 +18,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
+from crnn.callbacks import TrainCallback, TrainResult
 from crnn.config import PipelineConfig, load_pipeline
 from crnn.data.loader import load_manifest
 from crnn.data.preprocess import ShardSet, preprocess
 from crnn.errors import UserError
 from crnn.evaluate import EvalReport, evaluate_checkpoint
 from crnn.secrets import redact
-from crnn.train import TrainCallback, TrainResult, train_on_shards
+from crnn.train import train_on_shards
 from crnn.workspace import Workspace, resolve_workspace
 
 if TYPE_CHECKING:

@@ -3,12 +3,14 @@ import json
 import pytest
 import torch
 
+from crnn.callbacks import TrainCallback
 from crnn.checkpoint import checkpoint_meta, load_checkpoint
 from crnn.data.loader import ShardLoader, load_manifest, load_split
 from crnn.data.preprocess import preprocess
 from crnn.inference import Predictor
+from crnn.losses import infeasible_ctc_samples
 from crnn.models import create_model, model_kwargs
-from crnn.train import TrainCallback, improves, infeasible_ctc_samples, train
+from crnn.train import improves, train
 
 
 class Recorder(TrainCallback):

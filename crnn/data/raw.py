@@ -19,7 +19,7 @@ import pandas as pd
 
 from crnn.config import AudioFolderData
 from crnn.data.audio import MEL_KEYS, fit_wave, read_wav, wave_features
-from crnn.data.text import Tokenizer
+from crnn.data.tokenizer import Tokenizer
 from crnn.errors import DataError
 
 RawReader = Callable[[Any, dict[str, Any], dict[str, Any]], np.ndarray]

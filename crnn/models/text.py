@@ -1,7 +1,7 @@
 """Text CRNN: token embedding -> 1-D conv blocks over the tokens -> RNN -> head.
 
 The input is a row of token ids (float32 like every shard input, 0 = padding) from
-:class:`crnn.data.text.Tokenizer`; ``vocab_size`` comes from the shard set's features.
+:class:`crnn.data.tokenizer.Tokenizer`; ``vocab_size`` comes from the shard set's features.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from torch import nn
 
 from crnn.models.crnn import ARCHITECTURES, Architecture, RecurrentHead
 
-PAD_ID, UNK_ID = 0, 1  # as in crnn.data.text (not imported: models do not depend on data code)
+PAD_ID, UNK_ID = 0, 1  # as in crnn.data.tokenizer (not imported: models do not depend on data code)
 
 
 class ConvBlock1d(nn.Sequential):

@@ -21,6 +21,7 @@ from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 from mlflow.types.schema import Array
 
 import crnn
+from crnn.callbacks import TrainCallback, TrainResult
 from crnn.config import PipelineConfig, TrackingConfig, flatten
 from crnn.data.shards import Manifest
 from crnn.errors import ServiceError
@@ -28,7 +29,6 @@ from crnn.evaluate import EvalReport
 from crnn.plots import display_image
 from crnn.retry import apply_defaults, service_error
 from crnn.secrets import redact, split_userinfo
-from crnn.train import TrainCallback, TrainResult
 
 apply_defaults()  # MLflow's HTTP client retries by the one policy (read at each request)
 

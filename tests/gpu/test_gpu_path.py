@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters  # Dynamo's own count of captured graphs
 
+from crnn.callbacks import TrainCallback
 from crnn.checkpoint import load_checkpoint
 from crnn.config import PipelineConfig, load_pipeline
 from crnn.data.loader import ShardLoader, load_manifest, load_split
@@ -24,7 +25,7 @@ from crnn.distributed import launch
 from crnn.inference import Predictor
 from crnn.models import create_model, model_kwargs
 from crnn.scoring import ModelVersionRef, read_scores, score, shard_chunks
-from crnn.train import TrainCallback, Trainer, train_on_shards
+from crnn.train import Trainer, train_on_shards
 from tests.conftest import tiny_pipelines, write_config
 
 pytestmark = pytest.mark.gpu
