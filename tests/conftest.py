@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,17 @@ def write_config(path: Path, mapping: dict) -> Path:
 def tiny_config(tmp_path: Path) -> tuple[PipelinesFile, PipelineConfig]:
     path = write_config(tmp_path / "pipelines.yaml", tiny_pipelines(tmp_path / "ws"))
     return load_pipeline(path)
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """The `crnn` command in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "crnn.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

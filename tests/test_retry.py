@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 from crnn.errors import ServiceError
 from crnn.retry import ATTEMPTS, BUDGET_S, is_transient, with_retries
 from flows.server import free_port, require_api
-from tests.conftest import tiny_pipelines, write_config
+from tests.conftest import run_cli, tiny_pipelines, write_config
 
 
 class Flaky(BaseHTTPRequestHandler):
@@ -99,13 +98,7 @@ def crnn_run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """`crnn run` of a tiny pipeline in a fresh process, with only ``env`` pointing anywhere."""
     config = write_config(tmp_path / "pipelines.yaml", tiny_pipelines(tmp_path / "ws"))
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "crnn.cli", "--config", str(config), "run"],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(["--config", str(config), "run"], {**clean, **env}, timeout=120)
 
 
 def test_dead_tracking_server_fails_the_run_in_one_line(tmp_path: Path) -> None:

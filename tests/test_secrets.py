@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from crnn.secrets import MASK, RedactingFilter, redact, register, split_userinfo
-from tests.conftest import tiny_pipelines, write_config
+from tests.conftest import run_cli, tiny_pipelines, write_config
 from tests.stack import mlflow_server
 
 PASSWORD = "pw-Zq81xKv9"
@@ -77,13 +76,7 @@ def test_no_secret_anywhere_after_a_run_and_a_scoring_job(tmp_path: Path) -> Non
             ["run"],
             ["score", "crnn-tiny@champion", "--out", str(tmp_path / "scored")],
         ):
-            done = subprocess.run(
-                [sys.executable, "-m", "crnn.cli", "--config", str(config), *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
+            done = run_cli(["--config", str(config), *args], env)
             assert done.returncode == 0, done.stderr[-3000:]
             outputs.append(done.stdout + done.stderr)
         client = MlflowClient(url, url)

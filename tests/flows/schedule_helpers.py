@@ -17,6 +17,7 @@ import yaml
 from PIL import Image
 
 from flows.server import free_port, local_server, stop_group
+from tests.conftest import run_cli
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
@@ -122,14 +123,7 @@ def process_worker(api_url: str, pool: str, home: Path) -> Iterator[subprocess.P
 
 
 def crnn(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "crnn.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli(args, env, cwd=cwd, timeout=300)
 
 
 def client(api_url: str) -> Any:

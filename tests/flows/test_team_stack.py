@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import tiny_pipelines, write_config
+from tests.conftest import run_cli, tiny_pipelines, write_config
 from tests.stack import ADMIN, BUCKET, TeamStack, postgres_bin, team_stack
 
 pytestmark = pytest.mark.integration
@@ -62,13 +62,7 @@ def crnn(
     stack: dict[str, Any], args: list[str], env: dict[str, str]
 ) -> subprocess.CompletedProcess:
     config = write_config(stack["root"] / "pipelines.yaml", tiny_pipelines(stack["root"] / "ws"))
-    done = subprocess.run(
-        [sys.executable, "-m", "crnn.cli", "--config", str(config), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_cli(["--config", str(config), *args], env)
     stack["outputs"].append(done.stdout + done.stderr)
     return done
 
