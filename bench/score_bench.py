@@ -32,6 +32,7 @@ from crnn.data.preprocess import preprocess
 from crnn.inference import Predictor
 from crnn.models import create_model, model_kwargs
 from crnn.scoring import ModelVersionRef, score, shard_chunks
+from crnn.tasks.kinds import SEQUENCE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/verdict.py, however run
 from verdict import verdict
@@ -72,9 +73,7 @@ def main() -> int:
         kwargs = model_kwargs(model_cfg, manifest.features)
         meta = checkpoint_meta(manifest, model_cfg.architecture, kwargs)
         torch.manual_seed(0)
-        model = create_model(
-            "crnn", tuple(manifest.input_shape), meta["model"]["num_classes"], **kwargs
-        )
+        model = create_model("crnn", tuple(manifest.input_shape), meta.model.num_outputs, **kwargs)
         save_checkpoint(work / "model.pt", model, meta)
         predictor = Predictor(load_checkpoint(work / "model.pt"), device=args.device)
         ref = ModelVersionRef("bench", "1", "none")
@@ -196,7 +195,7 @@ def measure_cli(
     ctx = open_tracking(cfg.tracking, work / "ws")
     run_id = start_run(ctx, cfg, config.read_text())
     example = load_split(manifest_path, "test").inputs[:2].numpy()
-    uri = log_pyfunc_model(ctx, run_id, work / "model.pt", example[:, 0], True)
+    uri = log_pyfunc_model(ctx, run_id, work / "model.pt", example[:, 0], SEQUENCE)
     finish_run(ctx, run_id, True)
     mlflow.register_model(uri, "crnn-bench")
     attempt = iter(range(1000))

@@ -24,21 +24,16 @@ from crnn.config import load_pipeline
 from crnn.data.loader import SplitData, load_split
 from crnn.data.preprocess import preprocess
 from crnn.inference import Predictor
-from crnn.metrics import sequence_metrics
 from crnn.train import train_on_shards
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_accuracy(predictor: Predictor, test: SplitData) -> float:
-    """Sequence accuracy (CTC) or accuracy (classification) on the test split."""
-    outputs = predictor.predict_normalized(test.inputs).outputs
-    if predictor.target.kind == "sequence":
-        assert test.texts is not None
-        return sequence_metrics(test.texts, outputs)["sequence_accuracy"]
-    assert test.labels is not None
-    truths = [predictor.target.classes[i] for i in test.labels.tolist()]
-    return sum(t == p for t, p in zip(truths, outputs, strict=True)) / len(truths)
+    """The share of exactly right test predictions (sequence accuracy or accuracy)."""
+    task = predictor.task
+    errors = task.errors(task.truths(test), predictor.predict_normalized(test.inputs).outputs)
+    return float((errors == 0).mean())
 
 
 class TestAccuracyWatch(TrainCallback):

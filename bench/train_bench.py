@@ -44,12 +44,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from crnn.callbacks import TimedCallbacks
+from crnn.checkpoint import checkpoint_meta
 from crnn.config import DigitStringsData, ModelConfig, PreprocessingConfig, TrainingConfig
 from crnn.data.loader import INPUT_COLUMN, Batch, ShardLoader, load_manifest
 from crnn.data.preprocess import preprocess
-from crnn.losses import compute_loss
 from crnn.models import create_model, model_kwargs
+from crnn.tasks import TargetSpec, task_for
+from crnn.tasks.sequence import SequenceTask
 from crnn.train import Trainer, run_epoch
+
+SEQUENCE_SPEC = TargetSpec(kind="sequence", charset="0123456789")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -249,7 +253,7 @@ def engine_epoch(trainer: Trainer, loader: ShardLoader) -> Callable[[], float]:
         trainer.loop.epoch, trainer.loop.step = next(epochs), 0
         sync(trainer.device)
         started = time.perf_counter()
-        waited = run_epoch(trainer, loader, "ctc", TimedCallbacks(()))
+        waited = run_epoch(trainer, loader, task_for(loader.task.spec), TimedCallbacks(()))
         sync(trainer.device)
         seconds = time.perf_counter() - started
         run.wait_share = waited / seconds  # type: ignore[attr-defined]
@@ -263,7 +267,7 @@ def step_figures(
 ) -> dict:
     m = load_manifest(manifest)
     model_cfg = MODELS[model_name]
-    shape, classes = tuple(m.input_shape), len(m.target["charset"]) + 1
+    shape, classes = tuple(m.input_shape), m.target.num_outputs
     kwargs = model_kwargs(model_cfg, m.features)
     cfg = TrainingConfig(device=device, batch_size=batch_size, log_every_steps=10_000)
     rows = steps * batch_size
@@ -280,8 +284,9 @@ def step_figures(
     ours_model = create_model(model_cfg.architecture, shape, classes, **kwargs)
     torch.manual_seed(0)
     bare_model = create_model(model_cfg.architecture, shape, classes, **kwargs)
-    trainer = Trainer(ours_model, cfg, len(loader), Path(tempfile.mkdtemp()), {})
-    bare_trainer = Trainer(bare_model, cfg, len(loader), Path(tempfile.mkdtemp()), {})
+    meta = checkpoint_meta(m, model_cfg.architecture, kwargs)
+    trainer = Trainer(ours_model, cfg, len(loader), Path(tempfile.mkdtemp()), meta)
+    bare_trainer = Trainer(bare_model, cfg, len(loader), Path(tempfile.mkdtemp()), meta)
     batches = list(loader.batches(0))
     bare = bare_loop(bare_model, batches, cfg, bare_trainer)
     ours = engine_epoch(trainer, loader)
@@ -378,7 +383,7 @@ def cuda_figures(
     b = batch.to(dev, trainer.memory_format)
     counter = FlopCounterMode(display=False)
     with counter, trainer.autocast():
-        loss, _ = compute_loss(model(b.inputs), b, "ctc")
+        loss, _ = SequenceTask(SEQUENCE_SPEC).loss(model(b.inputs), b)
         loss.backward()
     flops_per_sample = counter.get_total_flops() / len(batch)
     achieved = flops_per_sample * samples_per_s / 1e12

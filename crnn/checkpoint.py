@@ -1,8 +1,14 @@
-"""Checkpoints: weights as a state_dict plus plain metadata (how to rebuild and feed the model),
-written atomically, read back without unpickling code (``weights_only=True``)."""
+"""Checkpoints: weights as a state_dict plus typed metadata (how to rebuild and feed the model),
+written atomically, read back without unpickling code (``weights_only=True``).
+
+:class:`Checkpoint` is the one reader and writer of the format: :meth:`Checkpoint.to_payload`
+writes plain types, :meth:`Checkpoint.from_payload` reads them, upgrading a checkpoint of an
+earlier format (registered champions keep loading) and refusing, in one line, a newer one.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,54 +17,132 @@ from torch import nn
 
 from crnn.atomic import atomic_path
 from crnn.data.shards import Manifest
-from crnn.data.sources import TargetSpec
-from crnn.errors import UserError
+from crnn.errors import UserError, format_version
+from crnn.tasks.kinds import TargetSpec
 
-CHECKPOINT_VERSION = 1
-
-
-def checkpoint_meta(
-    manifest: Manifest, architecture: str, kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    """What a checkpoint carries besides weights: enough to rebuild and feed the model."""
-    target = TargetSpec.from_dict(manifest.target)
-    return {
-        "model": {
-            "architecture": architecture,
-            "kwargs": kwargs,
-            "input_shape": list(manifest.input_shape),
-            "num_classes": target.num_classes,
-        },
-        "preprocessing": {
-            "normalization": manifest.normalization,
-            "target": manifest.target,
-            "input_shape": list(manifest.input_shape),
-            "shard_digest": manifest.digest,
-            "features": manifest.features,
-            "source": manifest.source.get("config", {}),  # how to read new data (scoring)
-        },
-    }
+CHECKPOINT_VERSION = 2  # 2: model.num_outputs (was num_classes), a typed target with statistics
 
 
-def save_checkpoint(path: Path, model: nn.Module, state: dict[str, Any]) -> None:
-    """Weights as a state_dict plus plain metadata, written atomically (loadable weights_only)."""
-    payload = {
-        "format_version": CHECKPOINT_VERSION,
-        **state,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to rebuild the network: :func:`crnn.models.create_model`'s arguments."""
+
+    architecture: str
+    kwargs: dict[str, Any]
+    input_shape: tuple[int, ...]
+    num_outputs: int
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint without unpickling code (``weights_only=True``); one of a newer format
-    than this code knows fails in one line."""
-    ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    version = int(ckpt.get("format_version", 1))
-    if version > CHECKPOINT_VERSION:
-        raise UserError(
-            f"{path}: checkpoint format {version} is newer than this crnn-pipelines reads "
-            f"({CHECKPOINT_VERSION}); upgrade crnn-pipelines"
+@dataclass(frozen=True)
+class PreprocessingSpec:
+    """How to feed it: what the shard set's preprocessing fit, and how to read new data."""
+
+    normalization: dict[str, Any]
+    target: TargetSpec
+    input_shape: tuple[int, ...]
+    shard_digest: str
+    features: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)  # the source config (scoring)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    model: ModelSpec
+    preprocessing: PreprocessingSpec
+    state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    resume: dict[str, Any] | None = field(default=None, repr=False)  # trainer state (last.pt)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Plain types only (loadable with ``weights_only=True``)."""
+        model, prep = self.model, self.preprocessing
+        return {
+            "format_version": CHECKPOINT_VERSION,
+            "model": {
+                "architecture": model.architecture,
+                "kwargs": model.kwargs,
+                "input_shape": list(model.input_shape),
+                "num_outputs": model.num_outputs,
+            },
+            "preprocessing": {
+                "normalization": prep.normalization,
+                "target": prep.target.to_dict(),
+                "input_shape": list(prep.input_shape),
+                "shard_digest": prep.shard_digest,
+                "features": prep.features,
+                "source": prep.source,
+            },
+            "epoch": self.epoch,
+            "metrics": self.metrics,
+            **({} if self.resume is None else {"resume": self.resume}),
+            "state_dict": self.state_dict,
+        }
+
+    @classmethod
+    def from_payload(cls, raw: dict[str, Any], where: str = "checkpoint") -> Checkpoint:
+        version = format_version(raw, "checkpoint", where, CHECKPOINT_VERSION, UserError)
+        raw = upgrade_payload(raw, version)
+        model, prep = raw["model"], raw["preprocessing"]
+        return cls(
+            model=ModelSpec(
+                model["architecture"],
+                dict(model["kwargs"]),
+                tuple(model["input_shape"]),
+                int(model["num_outputs"]),
+            ),
+            preprocessing=PreprocessingSpec(
+                normalization=dict(prep["normalization"]),
+                target=TargetSpec.from_dict(prep["target"]),
+                input_shape=tuple(prep["input_shape"]),
+                shard_digest=str(prep["shard_digest"]),
+                features=dict(prep.get("features") or {}),
+                source=dict(prep.get("source") or {}),
+            ),
+            state_dict=raw.get("state_dict", {}),
+            epoch=int(raw.get("epoch", 0)),
+            metrics=dict(raw.get("metrics") or {}),
+            resume=raw.get("resume"),
         )
-    return ckpt
+
+
+def upgrade_payload(raw: dict[str, Any], version: int) -> dict[str, Any]:
+    """A payload of format ``version`` as the current format. Format 1 named the network's
+    outputs ``num_classes`` and held the target without statistics (TargetSpec defaults them)."""
+    if version < 2:
+        model = dict(raw["model"])
+        model["num_outputs"] = model.pop("num_classes")
+        raw = {**raw, "model": model, "format_version": 2}
+    return raw
+
+
+def checkpoint_meta(manifest: Manifest, architecture: str, kwargs: dict[str, Any]) -> Checkpoint:
+    """A checkpoint without weights yet: enough to rebuild and feed the model of a shard set."""
+    return Checkpoint(
+        model=ModelSpec(
+            architecture, kwargs, tuple(manifest.input_shape), manifest.target.num_outputs
+        ),
+        preprocessing=PreprocessingSpec(
+            normalization=manifest.normalization,
+            target=manifest.target,
+            input_shape=tuple(manifest.input_shape),
+            shard_digest=manifest.digest,
+            features=manifest.features,
+            source=manifest.source.get("config", {}),  # how to read new data (scoring)
+        ),
+    )
+
+
+def save_checkpoint(path: Path, model: nn.Module, meta: Checkpoint, **fields: Any) -> None:
+    """``meta`` with the weights of ``model`` (and ``fields``: epoch, metrics, resume), written
+    atomically."""
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ckpt = replace(meta, state_dict=weights, **fields)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt.to_payload(), tmp)
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Load a checkpoint without unpickling code (``weights_only=True``)."""
+    raw: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    return Checkpoint.from_payload(raw, str(path))

@@ -117,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # validate before anything heavy starts: a bad config fails in milliseconds, in one line
     config_file, cfg = load_pipeline(args.config, args.pipeline, args.overrides)
     workspace = resolve_workspace(config_file.workspace, Path(args.config))
-    from crnn.data.sources import check_source
+    from crnn.data.catalog import check_source
     from crnn.errors import DataError
 
     try:

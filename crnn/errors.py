@@ -16,3 +16,15 @@ class DataError(UserError):
 class ServiceError(UserError):
     """A remote service (tracking server, Prefect API) is unreachable or refuses the request,
     after the retries of :mod:`crnn.retry`; the message names its URL (redacted)."""
+
+
+def format_version(raw: dict, what: str, where: str, known: int, error: type[UserError]) -> int:
+    """The ``format_version`` of a stored artifact (1 when absent: the first format wrote none);
+    ``error`` naming ``where`` when it is newer than this code reads (``known``)."""
+    version = int(raw.get("format_version", 1))
+    if version > known:
+        raise error(
+            f"{where}: {what} format {version} is newer than this crnn-pipelines reads "
+            f"({known}); upgrade crnn-pipelines"
+        )
+    return version

@@ -1,53 +1,20 @@
-"""The evaluation report: test metrics, per-character or per-class reports, plots, predictions."""
+"""The evaluation report: test metrics, the task's report (per-character, per-class or residual),
+plots, predictions."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
 from crnn.config import EvaluationConfig
-from crnn.metrics import GAP, align, classification_metrics, sequence_metrics
 
-
-def character_report(truths: Sequence[str], preds: Sequence[str], charset: str) -> dict[str, Any]:
-    """Per-character precision / recall / F1 and confusion matrix over aligned characters."""
-    pairs = [p for t, q in zip(truths, preds, strict=True) for p in align(t, q)[1]]
-    y_true = [a for a, _ in pairs]
-    y_pred = [b for _, b in pairs]
-    labels = [*charset, GAP]
-    return _report(y_true, y_pred, labels, report_labels=list(charset))
-
-
-def class_report(
-    y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]
-) -> dict[str, Any]:
-    return _report(list(y_true), list(y_pred), list(classes), report_labels=list(classes))
-
-
-def _report(
-    y_true: list[str], y_pred: list[str], labels: list[str], report_labels: list[str]
-) -> dict[str, Any]:
-    p, r, f, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=report_labels, average="macro", zero_division=0
-    )
-    return {
-        "labels": labels,
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        "text": classification_report(
-            y_true, y_pred, labels=report_labels, zero_division=0, digits=4
-        ),
-        "precision_macro": float(p),
-        "recall_macro": float(r),
-        "f1_macro": float(f),
-    }
-
+if TYPE_CHECKING:
+    from crnn.tasks.base import Task
 
 # ------------------------------------------------------------------------ evaluation of a run
 
@@ -68,13 +35,18 @@ def evaluate_checkpoint(
     """Score the test split with the checkpoint; write metrics, report, plots and predictions."""
     from crnn.data.loader import load_split
     from crnn.inference import Predictor
-    from crnn.plots import plot_confusion_matrix, plot_learning_curves
+    from crnn.plots import plot_learning_curves
 
     out_dir.mkdir(parents=True, exist_ok=True)
     predictor = Predictor.from_checkpoint(checkpoint)
+    task = predictor.task
     test = load_split(manifest_path, "test")
     preds = predictor.predict_normalized(test.inputs)
-    truths, metrics, report = score_test(predictor.target, test, preds.outputs)
+    truths = task.truths(test)
+    metrics = {f"test_{k}": v for k, v in task.metrics(truths, preds.outputs).items()}
+    extra, report_files = task.report(truths, preds.outputs, out_dir)
+    metrics.update({f"test_{k}": v for k, v in extra.items()})
+    metrics.update(trivial_metrics(task, manifest_path, truths))
 
     predictions = pd.DataFrame(
         {
@@ -82,20 +54,13 @@ def evaluate_checkpoint(
             "truth": truths,
             "prediction": preds.outputs,
             "confidence": preds.confidence,
-            "correct": [t == p for t, p in zip(truths, preds.outputs, strict=True)],
+            "error": task.errors(truths, preds.outputs),  # 1/0 wrong/right, or |error|
         }
     )
     predictions_path = out_dir / "test_predictions.parquet"
     predictions.to_parquet(predictions_path, index=False)
     (out_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
-    (out_dir / "classification_report.txt").write_text(report["text"])
-    artifacts = [
-        out_dir / "test_metrics.json",
-        out_dir / "classification_report.txt",
-        plot_confusion_matrix(
-            report["confusion_matrix"], report["labels"], out_dir / "confusion_matrix.png"
-        ),
-    ]
+    artifacts = [out_dir / "test_metrics.json", *report_files]
     history_path = checkpoint.parent / "history.json"
     if history_path.is_file():
         history = json.loads(history_path.read_text())
@@ -108,29 +73,14 @@ def evaluate_checkpoint(
     return EvalReport(metrics, predictions_path, artifacts, samples, raw)
 
 
-def score_test(
-    target: Any, test: Any, outputs: list[str]
-) -> tuple[list[str], dict[str, float], Any]:
-    """The truths, the test metrics and the per-label report of ``outputs`` on ``test``."""
-    if target.kind == "sequence":
-        assert test.texts is not None
-        truths = list(test.texts)
-        seq = sequence_metrics(truths, outputs)
-        report = character_report(truths, outputs, target.charset)
-        metrics = {
-            "test_sequence_accuracy": seq["sequence_accuracy"],
-            "test_cer": seq["cer"],
-            "test_wer": seq["wer"],
-            "test_char_precision_macro": report["precision_macro"],
-            "test_char_recall_macro": report["recall_macro"],
-            "test_char_f1_macro": report["f1_macro"],
-        }
-        return truths, metrics, report
-    assert test.labels is not None
-    truths = [target.classes[i] for i in test.labels.tolist()]
-    report = class_report(truths, outputs, target.classes)
-    scores = classification_metrics(np.asarray(truths), np.asarray(outputs))
-    return truths, {f"test_{k}": v for k, v in scores.items()}, report
+def trivial_metrics(task: Task, manifest_path: Path, truths: list[Any]) -> dict[str, float]:
+    """The test metrics of the trivial predictor fit on the training targets (the most common
+    label or string, the mean), as ``trivial_test_*``: the floor a first champion must clear."""
+    from crnn.data.loader import load_targets
+
+    constant = task.trivial(task.truths(load_targets(manifest_path, "train")))
+    scores = task.metrics(truths, [constant] * len(truths))
+    return {f"trivial_test_{k}": v for k, v in scores.items()}
 
 
 def sample_figure(
@@ -142,10 +92,15 @@ def sample_figure(
 
     if not cfg.sample_predictions or len(predictor.input_shape) < 3:
         return [], None, None
-    order = np.argsort(predictions["correct"].to_numpy(), kind="stable")[: cfg.sample_predictions]
+    worst_first = -predictions["error"].to_numpy()
+    order = np.argsort(worst_first, kind="stable")[: cfg.sample_predictions]
     raw = predictor.normalizer.inverse_transform(test.inputs[order].numpy())
     chosen = predictions.iloc[order]
+    show = predictor.task.show
     figure = plot_samples(
-        raw, list(chosen["truth"]), list(chosen["prediction"]), out_dir / "sample_predictions.png"
+        raw,
+        [show(t) for t in chosen["truth"]],
+        [show(p) for p in chosen["prediction"]],
+        out_dir / "sample_predictions.png",
     )
     return chosen.to_dict(orient="records"), raw, figure

@@ -14,36 +14,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from crnn.checkpoint import load_checkpoint
+from crnn.checkpoint import Checkpoint, load_checkpoint
 from crnn.data.normalization import Normalizer
 from crnn.data.raw import channel_axis, raw_to_inputs
-from crnn.data.sources import TargetSpec
 from crnn.device import resolve_device
-from crnn.models import create_model, ctc_greedy_strings
+from crnn.models import create_model
+from crnn.tasks import task_for
 
 
 @dataclass
 class Predictions:
-    outputs: list[str]  # decoded string (sequence) or class name
-    confidence: np.ndarray  # (N,) probability of the output
+    outputs: list[Any]  # decoded string (sequence), class name or number (regression)
+    confidence: np.ndarray  # (N,) probability of the output; NaN where the task has none
 
 
 class Predictor:
     """A model rebuilt from a checkpoint, with the preprocessing it was trained with."""
 
-    def __init__(self, ckpt: dict[str, Any], device: str = "auto") -> None:
-        spec = ckpt["model"]
+    def __init__(self, ckpt: Checkpoint, device: str = "auto") -> None:
+        spec, prep = ckpt.model, ckpt.preprocessing
         self.device = resolve_device(device)
         self.model = create_model(
-            spec["architecture"], tuple(spec["input_shape"]), spec["num_classes"], **spec["kwargs"]
+            spec.architecture, spec.input_shape, spec.num_outputs, **spec.kwargs
         )
-        self.model.load_state_dict(ckpt["state_dict"])
+        self.model.load_state_dict(ckpt.state_dict)
         self.model.to(self.device).eval()
-        prep = ckpt["preprocessing"]
-        self.input_shape = tuple(prep["input_shape"])
-        self.normalizer = Normalizer.from_stats(prep["normalization"])
-        self.target = TargetSpec.from_dict(prep["target"])
-        self.source, self.features = prep.get("source", {}), prep.get("features", {})
+        self.input_shape = prep.input_shape
+        self.normalizer = Normalizer.from_stats(prep.normalization)
+        self.target = prep.target
+        self.task = task_for(prep.target)
+        self.source, self.features = prep.source, prep.features
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
@@ -87,18 +87,13 @@ class Predictor:
     @torch.inference_mode()
     def predict_normalized(self, x: torch.Tensor, batch_size: int = 256) -> Predictions:
         """Predict on already-normalized inputs (N, C, H, W), e.g. a shard split."""
-        outputs: list[str] = []
+        outputs: list[Any] = []
         confidence: list[np.ndarray] = []
         for start in range(0, len(x), batch_size):
-            out = self.model(x[start : start + batch_size].to(self.device)).float()
-            probs = out.softmax(-1)
-            if self.target.kind == "sequence":
-                outputs += ctc_greedy_strings(out, self.target.charset)
-                # best-path probability: product of per-frame maxima
-                confidence.append(probs.max(-1).values.log().sum(-1).exp().cpu().numpy())
-            else:
-                best = probs.max(-1)
-                outputs += [self.target.classes[i] for i in best.indices.tolist()]
-                confidence.append(best.values.cpu().numpy())
+            decoded, conf = self.task.decode(
+                self.model(x[start : start + batch_size].to(self.device))
+            )
+            outputs += decoded
+            confidence.append(conf)
         conf = np.concatenate(confidence) if confidence else np.zeros(0, dtype=np.float32)
         return Predictions(outputs=outputs, confidence=conf)

@@ -95,3 +95,21 @@ def plot_samples(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_regression(truths: Sequence[float], preds: Sequence[float], path: Path) -> Path:
+    """Predicted against true values (test), with the line of perfect predictions."""
+    plt = _pyplot()
+    y, p = np.asarray(truths, dtype=np.float64), np.asarray(preds, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    ax.scatter(y, p, s=8, alpha=0.5)
+    lo, hi = (float(min(y.min(), p.min())), float(max(y.max(), p.max()))) if len(y) else (0, 1)
+    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
+    ax.set_xlabel("true")
+    ax.set_ylabel("predicted")
+    ax.set_title("predicted vs true (test)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -14,26 +14,58 @@ class GateDecision:
     reason: str
 
 
+def first_champion_floor(
+    direction: str, trivial: float | None, margin: float | None, min_score: float | None
+) -> float | None:
+    """The score a first champion must beat: the trivial predictor's (the most common label or
+    string, the training mean) improved by ``margin`` times its size, and ``min_score``; the
+    stricter of the two. None: no floor."""
+    floors = []
+    if trivial is not None and margin is not None and math.isfinite(trivial):
+        step = margin * abs(trivial)
+        floors.append(trivial + step if direction == "maximize" else trivial - step)
+    if min_score is not None:
+        floors.append(min_score)
+    if not floors:
+        return None
+    return max(floors) if direction == "maximize" else min(floors)
+
+
 def decide_promotion(
     challenger: float,
     champion: float | None,
     direction: str,
     min_delta: float,
     min_relative: float = 0.0,
+    floor: float | None = None,
 ) -> GateDecision:
-    """Promote when there is no champion yet, or the challenger beats it by more than ``min_delta``
-    and by more than ``min_relative`` times the champion's score.
+    """Promote when there is no champion yet and the challenger beats ``floor`` (see
+    :func:`first_champion_floor`), or the challenger beats the champion by more than
+    ``min_delta`` and by more than ``min_relative`` times the champion's score.
 
     Args:
         direction: "maximize" (higher is better) or "minimize".
         min_delta: the absolute improvement the challenger must exceed; a tie never promotes.
         min_relative: the relative improvement it must exceed (0.01: 1 %).
+        floor: the score a first champion must beat (strictly); None: any finite score.
     """
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be maximize or minimize, got {direction!r}")
     if not math.isfinite(challenger):
         return GateDecision(False, challenger, champion, f"challenger score is {challenger}")
     if champion is None:
+        beats = floor is None or (
+            challenger > floor if direction == "maximize" else challenger < floor
+        )
+        if not beats:
+            return GateDecision(
+                False,
+                challenger,
+                champion,
+                f"no champion yet, and {challenger:.4f} does not beat the first-champion floor "
+                f"{floor:.4f} (the trivial predictor by registry.first_champion_margin, or "
+                f"registry.min_score): not promoted",
+            )
         return GateDecision(True, challenger, champion, "no champion yet: first version promoted")
     if not math.isfinite(champion):  # a champion whose score is unknown is not beaten by default
         return GateDecision(

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 import torch
 
 from crnn.atomic import atomic_path, atomic_write_text
+from crnn.checkpoint import Checkpoint
 from crnn.data.loader import input_views, load_manifest
 from crnn.data.sources import Chunk
 from crnn.errors import UserError
@@ -38,16 +39,25 @@ SPLITS = ("train", "val", "test")
 JOB_FILE = "job.json"
 T = TypeVar("T")
 
-SCORE_SCHEMA = pa.schema(
-    [
-        pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("prediction", pa.string(), nullable=False),
-        pa.field("confidence", pa.float32(), nullable=False),
-        pa.field("model_name", pa.string(), nullable=False),
-        pa.field("model_version", pa.string(), nullable=False),
-        pa.field("run_id", pa.string(), nullable=False),
-    ]
-)
+PREDICTION_TYPES = {"string": pa.string(), "double": pa.float64()}  # by TaskKind.prediction
+
+
+def score_schema(prediction: str = "string") -> pa.Schema:
+    """The scored rows; ``prediction``: the task kind's prediction type (text, label: string;
+    a regression's number: double)."""
+    return pa.schema(
+        [
+            pa.field("sample_id", pa.string(), nullable=False),
+            pa.field("prediction", PREDICTION_TYPES[prediction], nullable=False),
+            pa.field("confidence", pa.float32(), nullable=False),
+            pa.field("model_name", pa.string(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("run_id", pa.string(), nullable=False),
+        ]
+    )
+
+
+SCORE_SCHEMA = score_schema()
 QUARANTINE_SCHEMA = pa.schema(
     [("sample_id", pa.string()), ("origin", pa.string()), ("reason", pa.string())]
 )
@@ -82,7 +92,7 @@ class ScoreSummary:
 
 def source_chunks(data: Any, chunk_rows: int) -> Iterator[tuple[str, Chunk]]:
     """Every record a source reads (all its splits), in chunks with stable ids."""
-    from crnn.data.sources import open_source
+    from crnn.data.catalog import open_source
 
     source = open_source(data)
     for split in SPLITS:
@@ -91,7 +101,7 @@ def source_chunks(data: Any, chunk_rows: int) -> Iterator[tuple[str, Chunk]]:
 
 
 def input_chunks(
-    ckpt: dict[str, Any],
+    ckpt: Checkpoint,
     model: ModelVersionRef,
     input_path: str | None,
     shards: str | None,
@@ -101,7 +111,7 @@ def input_chunks(
     bundled source config and features; or, for embedded sources, the source's own data."""
     if shards:
         return shard_chunks(Path(shards))
-    source = ckpt["preprocessing"].get("source")
+    source = ckpt.preprocessing.source
     if not source:
         raise UserError(
             f"{model.name} version {model.version} carries no source config; score a shard set "
@@ -111,7 +121,7 @@ def input_chunks(
         return source_chunks(source_config(source), chunk_rows)
     if "path" not in source:
         raise UserError(f"{model.name}'s source {source['source']!r} reads no path: drop --input")
-    features = ckpt["preprocessing"].get("features") or {}
+    features = ckpt.preprocessing.features
     return new_chunks(source_config({**source, "path": input_path}), features, chunk_rows)
 
 
@@ -126,7 +136,7 @@ def source_config(raw: dict[str, Any]) -> Any:
 def new_chunks(data: Any, features: dict[str, Any], chunk_rows: int) -> Iterator[tuple[str, Chunk]]:
     """New data at ``data.path`` (labels not needed), read with the model's bundled source config
     and features; see :func:`crnn.data.sources.new_data_chunks`."""
-    from crnn.data.sources import new_data_chunks
+    from crnn.data.catalog import new_data_chunks
 
     for k, chunk in enumerate(new_data_chunks(data, features, chunk_rows)):
         yield f"{chunk.split}-{k:05d}", chunk
@@ -220,7 +230,7 @@ def score(
                 "model_version": [model.version] * n,
                 "run_id": [model.run_id] * n,
             },
-            schema=SCORE_SCHEMA,
+            schema=score_schema(predictor.task.kind.prediction[1]),
         )
         if bad:  # quarantine first: a part on disk means its chunk is complete
             rows = list(zip(*bad, strict=True))

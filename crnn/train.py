@@ -20,7 +20,7 @@ from torch import nn
 from crnn import ranks
 from crnn.atomic import atomic_write_text
 from crnn.callbacks import TimedCallbacks, TrainCallback, TrainResult
-from crnn.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
+from crnn.checkpoint import Checkpoint, checkpoint_meta, load_checkpoint, save_checkpoint
 from crnn.config import ModelConfig, TrainingConfig
 from crnn.data.loader import (
     ShardLoader,
@@ -36,11 +36,10 @@ from crnn.device import (
     resolve_precision,
     seed_everything,
 )
-from crnn.losses import compute_loss
-from crnn.metrics import sequence_metrics
 from crnn.models import create_model, model_kwargs
-from crnn.models.decoding import ctc_greedy_strings
 from crnn.optim import build_optimizer, build_scheduler
+from crnn.tasks import task_for
+from crnn.tasks.base import Task
 
 
 @dataclass
@@ -79,7 +78,7 @@ class Trainer:
         cfg: TrainingConfig,
         steps_per_epoch: int,
         checkpoint_dir: Path,
-        checkpoint_meta: dict[str, Any],
+        checkpoint_meta: Checkpoint,
     ) -> None:
         self.model, self.cfg, self.steps = model, cfg, steps_per_epoch
         self.device = ranks.device() or resolve_device(cfg.device)
@@ -131,30 +130,30 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
         }
         done = len(self.loop.history)  # completed epochs
-        state = {**self.meta, "epoch": done, "metrics": metrics or {}, "resume": resume}
-        save_checkpoint(self.last_path, self.model, state)
+        save_checkpoint(
+            self.last_path, self.model, self.meta, epoch=done, metrics=metrics or {}, resume=resume
+        )
 
     def save_best(self, epoch: int, metrics: dict[str, float]) -> None:
         if ranks.is_main():
-            save_checkpoint(
-                self.best_path, self.model, {**self.meta, "epoch": epoch, "metrics": metrics}
-            )
+            save_checkpoint(self.best_path, self.model, self.meta, epoch=epoch, metrics=metrics)
 
     def restore(self) -> bool:
         """Continue from last.pt when it holds a resume state; False when there is none."""
         if not self.last_path.is_file():
             return False
         ckpt = load_checkpoint(self.last_path)
-        if "resume" not in ckpt:
+        state = ckpt.resume
+        if state is None:
             return False
-        self.model.load_state_dict(ckpt["state_dict"])
-        self.opt.load_state_dict(ckpt["resume"]["optimizer"])
-        if self.sched is not None and ckpt["resume"]["scheduler"] is not None:
-            self.sched.load_state_dict(ckpt["resume"]["scheduler"])
-        if ckpt["resume"].get("scaler"):
-            self.scaler.load_state_dict(ckpt["resume"]["scaler"])
-        torch.set_rng_state(ckpt["resume"]["torch_rng"])
-        self.loop = LoopState.from_dict(ckpt["resume"]["loop"])
+        self.model.load_state_dict(ckpt.state_dict)
+        self.opt.load_state_dict(state["optimizer"])
+        if self.sched is not None and state["scheduler"] is not None:
+            self.sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.loop = LoopState.from_dict(state["loop"])
         return True
 
 
@@ -164,9 +163,8 @@ def train(
     val_data: SplitData,
     cfg: TrainingConfig,
     checkpoint_dir: Path,
-    checkpoint_meta: dict[str, Any],
-    head: str,
-    charset: str = "",
+    checkpoint_meta: Checkpoint,
+    task: Task,
     callbacks: Sequence[TrainCallback] = (),
     resume: bool = False,
 ) -> TrainResult:
@@ -176,7 +174,7 @@ def train(
     Args:
         train_data: the training split's loader (shuffling, workers, this rank's share).
         checkpoint_meta: what a checkpoint carries besides weights (model spec, preprocessing).
-        head: "ctc" or "classification"; ``charset`` decodes CTC outputs for validation.
+        task: the task kind's loss, decoding and validation metrics.
         callbacks: called on rank 0 only.
         resume: continue from ``checkpoint_dir/last.pt`` when it exists: same weights, optimizer,
             schedule, scaler, RNG and data position, so the result equals an uninterrupted run.
@@ -196,7 +194,7 @@ def train(
     hooks.on_train_start(cfg.epochs, steps)
 
     while loop.epoch <= cfg.epochs and not loop.stopped:
-        metrics = epoch_metrics(trainer, train_data, val_data, head, charset, hooks)
+        metrics = epoch_metrics(trainer, train_data, val_data, task, hooks)
         epoch = loop.epoch
         record_epoch(trainer, metrics, sign)
         if ranks.is_main():
@@ -235,14 +233,13 @@ def epoch_metrics(
     trainer: Trainer,
     train_data: ShardLoader,
     val_data: SplitData,
-    head: str,
-    charset: str,
+    task: Task,
     hooks: TrainCallback,
 ) -> dict[str, float]:
     """Train one epoch; its metrics summed over ranks, validated on rank 0, then shared."""
     loop, cfg = trainer.loop, trainer.cfg
     epoch_started = time.perf_counter()
-    waited = run_epoch(trainer, train_data, head, hooks)
+    waited = run_epoch(trainer, train_data, task, hooks)
     total, seen, infeasible = ranks.sum_all([loop.total, loop.seen, loop.infeasible])
     metrics = {
         "train_loss": total / max(seen, 1),
@@ -251,10 +248,10 @@ def epoch_metrics(
         "train_loader_wait": waited / max(time.perf_counter() - epoch_started, 1e-9),
         "lr": trainer.opt.param_groups[0]["lr"],
     }
-    if head == "ctc":
-        metrics["train_ctc_infeasible"] = float(infeasible)
+    if task.infeasible_metric:
+        metrics[task.infeasible_metric] = float(infeasible)
     if ranks.is_main():  # the whole val split on rank 0: exact metrics, then shared
-        metrics.update(validate(trainer.model, val_data, cfg.batch_size, head, charset, trainer))
+        metrics.update(validate(trainer.model, val_data, cfg.batch_size, task, trainer))
     metrics = ranks.broadcast(metrics)
     monitor = cfg.early_stopping.monitor
     if monitor not in metrics:
@@ -290,7 +287,7 @@ def improves(score: float, loss: float, best: float, best_loss: float, min_delta
     return score < best - min_delta or (score == best and loss < best_loss)
 
 
-def run_epoch(trainer: Trainer, data: ShardLoader, head: str, callbacks: TrainCallback) -> float:
+def run_epoch(trainer: Trainer, data: ShardLoader, task: Task, callbacks: TrainCallback) -> float:
     """The rest of the epoch in progress: batches already done (after a resume) are skipped.
 
     Nothing is read back from the device except every ``log_every_steps`` steps and at
@@ -316,7 +313,7 @@ def run_epoch(trainer: Trainer, data: ShardLoader, head: str, callbacks: TrainCa
         batch = batch.to(trainer.device, trainer.memory_format)
         with trainer.autocast():
             out = net(batch.inputs)
-        loss, bad = compute_loss(out, batch, head)
+        loss, bad = task.loss(out, batch)
         trainer.opt.zero_grad(set_to_none=True)
         trainer.scaler.scale(loss).backward()
         if cfg.grad_clip:
@@ -346,34 +343,18 @@ def run_epoch(trainer: Trainer, data: ShardLoader, head: str, callbacks: TrainCa
 
 @torch.no_grad()
 def validate(
-    model: nn.Module,
-    data: SplitData,
-    batch_size: int,
-    head: str,
-    charset: str,
-    trainer: Trainer,
+    model: nn.Module, data: SplitData, batch_size: int, task: Task, trainer: Trainer
 ) -> dict[str, float]:
-    """val_loss plus val_cer / val_sequence_accuracy (ctc) or val_accuracy (classification)."""
+    """val_loss plus the task's validation metrics (val_cer, val_accuracy, val_rmse...)."""
     model.eval()
-    total, preds, hits = 0.0, [], 0
+    total, preds = 0.0, []
     for batch in iterate_batches(data, batch_size, shuffle=False):
         batch = batch.to(trainer.device, trainer.memory_format)
         with trainer.autocast():
             out = model(batch.inputs).float()
-        total += float(compute_loss(out, batch, head)[0]) * len(batch.index)
-        if head == "ctc":
-            preds += ctc_greedy_strings(out, charset)
-        else:
-            assert batch.labels is not None
-            hits += int((out.argmax(-1) == batch.labels).sum())
-    metrics = {"val_loss": total / len(data)}
-    if head == "ctc":
-        assert data.texts is not None
-        m = sequence_metrics(data.texts, preds)
-        metrics.update(val_cer=m["cer"], val_sequence_accuracy=m["sequence_accuracy"])
-    else:
-        metrics["val_accuracy"] = hits / len(data)
-    return metrics
+        total += float(task.loss(out, batch)[0]) * len(batch.index)
+        preds += task.decode(out)[0]
+    return {"val_loss": total / len(data), **task.validation_metrics(task.truths(data), preds)}
 
 
 def train_on_shards(
@@ -395,11 +376,11 @@ def train_on_shards(
     meta = checkpoint_meta(manifest, model_cfg.architecture, kwargs)
     seed_everything(cfg.seed, cfg.deterministic)
     model = create_model(
-        model_cfg.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kwargs
+        model_cfg.architecture, tuple(manifest.input_shape), meta.model.num_outputs, **kwargs
     )
     loader = cfg.loader
     train_loader = ShardLoader(
-        manifest_path,
+        manifest,
         "train",
         cfg.batch_size,
         shuffle=True,
@@ -415,12 +396,11 @@ def train_on_shards(
         result = train(
             model,
             train_loader,
-            load_split(manifest_path, "val"),
+            load_split(manifest, "val"),
             cfg,
             checkpoint_dir,
             meta,
-            head=model_cfg.head,
-            charset=manifest.target.get("charset", ""),
+            task=task_for(manifest.target, cfg.loss),
             callbacks=callbacks,
             resume=resume,
         )

@@ -169,9 +169,7 @@ def log_model_task(
     from crnn.tracking import log_pyfunc_model
 
     example = raw_example(shards.manifest_path)
-    return log_pyfunc_model(
-        _ctx(ref), ref.run_id, trained.best_checkpoint, example, cfg.is_sequence
-    )
+    return log_pyfunc_model(_ctx(ref), ref.run_id, trained.best_checkpoint, example, cfg.task_kind)
 
 
 @task(
@@ -195,12 +193,14 @@ def register_task(
         shards.digest,
         TestSet.of(shards.manifest_path),
         lineage={PIPELINE_TAG: cfg.name, TRAINING_TAG: cfg.training_digest()},
+        trivial=report.metrics.get(f"trivial_{cfg.registry.metric}"),
     )
+    kept = "kept champion" if result.previous_champion else "no champion yet: not promoted"
     return {
         "model_name": result.model_name,
         "version": result.version,
         "promoted": result.decision.promote,
-        "decision": "promoted to champion" if result.decision.promote else "kept champion",
+        "decision": "promoted to champion" if result.decision.promote else kept,
         "reason": result.decision.reason,
         "challenger_score": result.decision.challenger,
         "champion_score": result.decision.champion,

@@ -175,3 +175,20 @@ def test_text_tables_require_unscaled_token_ids(tmp_path: Path) -> None:
         model={"architecture": "text_crnn", "head": "classification"},
     )
     assert "normalization must be none for text_table" in _error_for(tmp_path, m)
+
+
+def test_a_config_is_parsed_once_per_process_until_it_changes(tmp_path, monkeypatch) -> None:
+    """`crnn run` checks the config, then its flow loads it again: one parse serves both."""
+    import crnn.config as config
+
+    path = write_config(tmp_path / "pipelines.yaml", tiny_pipelines(tmp_path / "ws"))
+    calls = []
+    parse = config._parse_pipeline
+    monkeypatch.setattr(config, "_parse_pipeline", lambda *a: calls.append(a) or parse(*a))
+    first = load_pipeline(path, None, ["training.epochs=3"])
+    again = load_pipeline(str(path), None, ("training.epochs=3",))
+    assert again is first and len(calls) == 1
+    assert load_pipeline(path, None, ["training.epochs=4"])[1].training.epochs == 4
+    write_config(path, tiny_pipelines(tmp_path / "elsewhere"))  # the file changed: parsed again
+    assert load_pipeline(path, None, ["training.epochs=3"])[0].workspace.endswith("elsewhere")
+    assert len(calls) == 3

@@ -25,8 +25,8 @@ def test_two_gloo_processes_train_in_sync_and_only_rank0_writes(tiny_config, tmp
         "last.pt",
     ]
     ckpt = load_checkpoint(result.last_checkpoint)
-    assert ckpt["epoch"] == 2 and ckpt["resume"]["loop"]["epoch"] == 3
-    assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # unwrapped weights
+    assert ckpt.epoch == 2 and ckpt.resume["loop"]["epoch"] == 3
+    assert not any(k.startswith("module.") for k in ckpt.state_dict)  # unwrapped weights
     # one process over the same split sees every row too: the 2 ranks together covered it once
     single = train_on_shards(
         shards.manifest_path,

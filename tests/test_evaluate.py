@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from crnn.evaluate import character_report
 from crnn.metrics import GAP, align, classification_metrics, sequence_metrics
+from crnn.tasks import TargetSpec, task_for
 
 
 @pytest.mark.parametrize(
@@ -32,8 +32,11 @@ def test_sequence_metrics() -> None:
     assert m["cer"] == pytest.approx(2 / 9)
 
 
-def test_character_report_counts_aligned_characters() -> None:
-    rep = character_report(["112", "3"], ["12", "3"], "0123")
+def test_character_report_counts_aligned_characters(tmp_path) -> None:
+    from crnn.tasks.base import label_report
+
+    pairs = [p for t, q in (("112", "12"), ("3", "3")) for p in align(t, q)[1]]
+    rep = label_report([a for a, _ in pairs], [b for _, b in pairs], [*"0123", GAP], list("0123"))
     labels = rep["labels"]
     cm = np.array(rep["confusion_matrix"])
     one, gap = labels.index("1"), labels.index(GAP)
@@ -41,6 +44,10 @@ def test_character_report_counts_aligned_characters() -> None:
     assert cm[labels.index("3"), labels.index("3")] == 1
     assert "precision" in rep["text"]
     assert 0 < rep["recall_macro"] < 1
+    task = task_for(TargetSpec(kind="sequence", charset="0123"))
+    extra, files = task.report(["112", "3"], ["12", "3"], tmp_path)
+    assert extra["char_recall_macro"] == pytest.approx(rep["recall_macro"])
+    assert {f.name for f in files} == {"classification_report.txt", "confusion_matrix.png"}
 
 
 def test_classification_metrics_against_hand_counts() -> None:

@@ -41,3 +41,18 @@ def test_nan_challenger_never_promotes_and_bad_direction() -> None:
 def test_a_champion_with_an_unknown_score_is_not_replaced_silently() -> None:
     d = decide_promotion(0.10, math.nan, "maximize", 0)
     assert not d.promote and "score is unknown" in d.reason
+
+
+def test_first_champion_floor() -> None:
+    from crnn.promotion import first_champion_floor
+
+    assert first_champion_floor("maximize", 0.5, 0.1, None) == pytest.approx(0.55)
+    assert first_champion_floor("minimize", 2.0, 0.1, None) == pytest.approx(1.8)  # an RMSE
+    assert first_champion_floor("maximize", 0.5, 0.1, 0.9) == 0.9  # the stricter of the two
+    assert first_champion_floor("minimize", 2.0, 0.1, 1.0) == 1.0
+    assert first_champion_floor("maximize", None, 0.1, None) is None
+    assert first_champion_floor("maximize", 0.5, None, None) is None  # switched off
+    assert not decide_promotion(0.55, None, "maximize", 0.0, floor=0.55).promote  # strictly
+    assert decide_promotion(0.56, None, "maximize", 0.0, floor=0.55).promote
+    assert decide_promotion(1.7, None, "minimize", 0.0, floor=1.8).promote
+    assert not decide_promotion(1.9, None, "minimize", 0.0, floor=1.8).promote

@@ -9,6 +9,7 @@ import pytest
 from crnn.cli import main
 from crnn.data.preprocess import preprocess
 from crnn.errors import UserError
+from crnn.tasks.kinds import SEQUENCE
 from crnn.train import train_on_shards
 
 pytestmark = pytest.mark.integration
@@ -34,12 +35,14 @@ def registry(tiny_config, tmp_path):
     raw = squeeze_channel(predictor.normalizer.inverse_transform(example), predictor.input_shape)
     test_set = TestSet.of(shards.manifest_path)
 
-    def register(score: float, gate=None, test=test_set, log_score: bool = True):
+    def register(score: float, gate=None, test=test_set, log_score: bool = True, trivial=None):
         run_id = start_run(ctx, cfg, "tiny")
         if log_score:
             ctx.client().log_metric(run_id, "test_sequence_accuracy", score)
-        uri = log_pyfunc_model(ctx, run_id, trained.best_checkpoint, raw, True)
-        return register_with_gate(ctx, run_id, uri, gate or cfg.registry, score, "d", test)
+        uri = log_pyfunc_model(ctx, run_id, trained.best_checkpoint, raw, SEQUENCE)
+        return register_with_gate(
+            ctx, run_id, uri, gate or cfg.registry, score, "d", test, trivial=trivial
+        )
 
     return ctx, cfg, register, trained
 
@@ -142,6 +145,29 @@ def test_a_champion_whose_run_lacks_the_metric_is_re_evaluated(registry) -> None
     assert junk.decision.champion is not None and junk.decision.champion >= 0
     tags = ctx.client().get_model_version("crnn-tiny", "2").tags
     assert tags["gate.champion_scored_on"].startswith("re-evaluated on this test set")
+
+
+def test_a_junk_first_model_does_not_become_champion(registry) -> None:
+    """No champion yet: the first version must beat the trivial predictor (here the most common
+    training string, which scores 0.10) by registry.first_champion_margin (10 % by default)."""
+    from crnn.config import RegistryConfig
+    from crnn.tracking.registry import current_champion
+
+    ctx, cfg, register, _ = registry
+    assert RegistryConfig().first_champion_margin == 0.1  # on by default
+    on = cfg.registry.model_copy(update={"first_champion_margin": 0.1})
+    junk = register(0.10, on, trivial=0.10)  # chance: not a champion
+    assert not junk.decision.promote and junk.champion_version == "none"
+    assert "does not beat the first-champion floor 0.1100" in junk.decision.reason
+    assert current_champion(ctx, "crnn-tiny") is None
+    tags = ctx.client().get_model_version("crnn-tiny", "1").tags
+    assert tags["gate.first_champion_floor"] == "0.110000" and tags["gate.decision"] == "rejected"
+    floored = on.model_copy(update={"min_score": 0.5})
+    assert not register(0.30, floored, trivial=0.10).decision.promote  # min_score is stricter
+    assert register(0.30, on, trivial=0.10).champion_version == "3"
+    off = on.model_copy(update={"first_champion_margin": None})
+    ctx.client().delete_registered_model_alias("crnn-tiny", "champion")
+    assert register(0.01, off, trivial=0.10).decision.promote  # the floor switched off
 
 
 def test_an_alias_no_version_holds_says_so_in_one_line(registry) -> None:

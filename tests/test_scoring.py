@@ -44,7 +44,7 @@ def model_and_shards(tmp_path_factory) -> tuple[Predictor, Path, DigitStringsDat
     meta = checkpoint_meta(manifest, cfg.architecture, kwargs)
     torch.manual_seed(0)
     model = create_model(
-        cfg.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kwargs
+        cfg.architecture, tuple(manifest.input_shape), meta.model.num_outputs, **kwargs
     )
     save_checkpoint(root / "model.pt", model, meta)
     return Predictor(load_checkpoint(root / "model.pt"), device="cpu"), manifest_path, data

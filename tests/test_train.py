@@ -8,8 +8,9 @@ from crnn.checkpoint import checkpoint_meta, load_checkpoint
 from crnn.data.loader import ShardLoader, load_manifest, load_split
 from crnn.data.preprocess import preprocess
 from crnn.inference import Predictor
-from crnn.losses import infeasible_ctc_samples
 from crnn.models import create_model, model_kwargs
+from crnn.tasks import task_for
+from crnn.tasks.sequence import infeasible_ctc_samples
 from crnn.train import improves, train
 
 
@@ -31,13 +32,12 @@ def _setup(cfg, tmp_path):
     kw = model_kwargs(cfg.model)
     meta = checkpoint_meta(manifest, cfg.model.architecture, kw)
     model = create_model(
-        cfg.model.architecture, tuple(manifest.input_shape), meta["model"]["num_classes"], **kw
+        cfg.model.architecture, tuple(manifest.input_shape), meta.model.num_outputs, **kw
     )
     return shards, manifest, meta, model
 
 
 def _train(cfg, train_cfg, shards, meta, model, tmp_path, **kwargs):
-    head = cfg.model.head
     return train(
         model,
         ShardLoader(shards.manifest_path, "train", train_cfg.batch_size, shuffle=True),
@@ -45,8 +45,7 @@ def _train(cfg, train_cfg, shards, meta, model, tmp_path, **kwargs):
         train_cfg,
         tmp_path / "ckpt",
         meta,
-        head=head,
-        charset="0123456789" if head == "ctc" else "",
+        task=task_for(load_manifest(shards.manifest_path).target),
         **kwargs,
     )
 
@@ -64,9 +63,9 @@ def test_training_learns_and_writes_self_describing_checkpoints(tiny_config, tmp
     assert rec.epochs[-1]["train_loss"] < rec.epochs[0]["train_loss"]
     assert {"val_loss", "val_cer", "val_sequence_accuracy"} <= set(rec.epochs[0])
     ckpt = load_checkpoint(result.best_checkpoint)  # weights_only=True
-    assert ckpt["epoch"] == result.best_epoch
-    assert ckpt["preprocessing"]["shard_digest"] == manifest.digest
-    assert ckpt["preprocessing"]["normalization"] == manifest.normalization
+    assert ckpt.epoch == result.best_epoch
+    assert ckpt.preprocessing.shard_digest == manifest.digest
+    assert ckpt.preprocessing.normalization == manifest.normalization
     assert json.loads((tmp_path / "ckpt" / "history.json").read_text())[-1]["epoch"] == 3
     assert not list((tmp_path / "ckpt").glob(".*tmp"))  # atomic writes leave no temp files
     # the checkpoint alone rebuilds the model: same outputs as the trained module
@@ -179,23 +178,23 @@ def test_interrupted_and_resumed_training_equals_uninterrupted(tiny_config, tmp_
                 shards.manifest_path, cfg.model, training, tmp_path / "b", [KillAt(2, 7)]
             )
         partial = load_checkpoint(tmp_path / "b" / "last.pt")
-        assert (partial["resume"]["loop"]["epoch"], partial["resume"]["loop"]["step"]) == (2, 4)
+        assert (partial.resume["loop"]["epoch"], partial.resume["loop"]["step"]) == (2, 4)
         resumed = train_on_shards(
             shards.manifest_path, cfg.model, training, tmp_path / "b", resume=True
         )
     finally:
         torch.set_num_threads(before)
     a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for key in a["state_dict"]:
-        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert a.state_dict.keys() == b.state_dict.keys()
+    for key in a.state_dict:
+        assert torch.equal(a.state_dict[key], b.state_dict[key]), key
     timing = {"train_loader_wait"}  # wall-clock shares differ between any two runs
     same = [
         [{k: v for k, v in h.items() if k not in timing} for h in r.history]
         for r in (resumed, straight)
     ]
     assert same[0] == same[1] and resumed.best_epoch == straight.best_epoch
-    assert len(resumed.history) == 3 and b["epoch"] == 3
+    assert len(resumed.history) == 3 and b.epoch == 3
 
 
 def test_resume_without_a_checkpoint_starts_fresh(tiny_config, tmp_path) -> None:

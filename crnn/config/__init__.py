@@ -7,6 +7,7 @@ An invalid file raises :class:`ConfigError` with one line: key path, bad value, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from copy import deepcopy
@@ -19,7 +20,6 @@ from pydantic import BaseModel, ValidationError
 
 from crnn.config.base import NAME_PATTERN, Frozen
 from crnn.config.data import (
-    SEQUENCE_SOURCES,
     SOURCE_MODELS,
     AudioFolderData,
     Cifar10Data,
@@ -57,7 +57,6 @@ from crnn.errors import ConfigError
 
 __all__ = [
     "NAME_PATTERN",
-    "SEQUENCE_SOURCES",
     "SOURCE_MODELS",
     "AudioFolderData",
     "AugmentationConfig",
@@ -149,14 +148,36 @@ def _check_schedule_overrides(raw: dict[str, Any], path: Path, config: Pipelines
             ) from None
 
 
+_PARSED: dict[tuple[str, bytes, str | None, tuple[str, ...]], Any] = {}  # one parse per command
+
+
 def load_pipeline(
     path: str | Path, name: str | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> tuple[PipelinesFile, PipelineConfig]:
     """The whole file and one pipeline (``name`` or the default) with ``key.path=value`` overrides.
 
     Overrides are applied before validation, so a bad one fails like a bad file, naming its key.
+    The same file (same bytes), name and overrides are parsed once per process: the CLI's check
+    and the flow it starts share one result (configs are frozen, so sharing is safe).
     """
     path = Path(path)
+    key = (str(path.resolve()), _file_digest(path), name, tuple(overrides))
+    if key not in _PARSED:
+        _PARSED[key] = _parse_pipeline(path, name, overrides)
+    result: tuple[PipelinesFile, PipelineConfig] = _PARSED[key]
+    return result
+
+
+def _file_digest(path: Path) -> bytes:
+    try:
+        return hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return b""  # missing: _read_yaml says so
+
+
+def _parse_pipeline(
+    path: Path, name: str | None, overrides: list[str] | tuple[str, ...]
+) -> tuple[PipelinesFile, PipelineConfig]:
     raw = _read_yaml(path)
     if name is None:
         name = raw.get("default_pipeline") if isinstance(raw.get("default_pipeline"), str) else None

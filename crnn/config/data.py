@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, get_args
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -33,9 +33,13 @@ class LineCounts(Frozen):
     test: int = Field(1000, ge=1)
 
 
+TargetKind = Literal["class", "value"]
+
+
 class DigitStringsData(Frozen):
     """Lines of 3-8 real handwritten digits (scikit-learn's bundled 8x8 digits), random spacing."""
 
+    targets: ClassVar[tuple[str, ...]] = ("sequence",)  # the target kinds this source gives
     source: Literal["digit_strings"] = "digit_strings"
     seed: int = Field(0, description="Seed for the split and the composition of lines.")
     split: SplitFractions = Field(default_factory=SplitFractions)
@@ -54,11 +58,16 @@ class DigitStringsData(Frozen):
 
 
 class DigitsData(Frozen):
-    """scikit-learn's bundled 8x8 handwritten digits as a 10-class image classification task."""
+    """scikit-learn's bundled 8x8 handwritten digits: a 10-class image classification task, or,
+    with ``target: value``, the regression of each digit's value from its image."""
 
+    targets: ClassVar[tuple[str, ...]] = ("class", "value")
     source: Literal["digits"] = "digits"
     seed: int = Field(0, description="Seed for the stratified split.")
     split: SplitFractions = Field(default_factory=SplitFractions)
+    target: TargetKind = Field(
+        "class", description="class: the digit as a label; value: as a number (regression)."
+    )
 
 
 Motion = Literal["left", "right", "up", "down", "zoom_in", "zoom_out", "rotate"]
@@ -71,6 +80,7 @@ class MovingDigitsData(Frozen):
     Generated deterministically (no download); split by source digit image like digit_strings.
     """
 
+    targets: ClassVar[tuple[str, ...]] = ("class",)
     source: Literal["moving_digits"] = "moving_digits"
     seed: int = 0
     split: SplitFractions = Field(default_factory=SplitFractions)
@@ -86,6 +96,7 @@ class MovingDigitsData(Frozen):
 class FileSourceBase(Frozen):
     """A source read from files the user points at with ``path``."""
 
+    targets: ClassVar[tuple[str, ...]] = ("class",)
     path: str | None = Field(
         None, description="Where the data lives (a folder); relative paths are from the config."
     )
@@ -177,7 +188,13 @@ class AudioFolderData(Recordings):
     ``val_fraction`` of train becomes val (grouped when ``group`` is set).
     """
 
+    targets: ClassVar[tuple[str, ...]] = ("class", "value")
     source: Literal["audio_folder"] = "audio_folder"
+    target: TargetKind = Field(
+        "class",
+        description="class: labels; value: numeric labels (labels_csv or the file name's "
+        "`label` group) for model.head: regression, which sets it.",
+    )
     split_column: str = Field(
         "split", description="labels_csv column of train / val / test, when the CSV has it."
     )
@@ -211,6 +228,7 @@ class SpokenDigitStringsData(Recordings):
     or speaker appears in two splits; each split composes ``lines`` utterances from its own.
     """
 
+    targets: ClassVar[tuple[str, ...]] = ("sequence",)
     source: Literal["spoken_digit_strings"] = "spoken_digit_strings"
     lines: LineCounts = Field(
         default_factory=lambda: LineCounts(train=3000, val=300, test=500),
@@ -234,9 +252,16 @@ class SpokenDigitStringsData(Recordings):
 class TextTableData(FileSourceBase):
     """Text classification tables: CSV / TSV / JSONL / Parquet with text and label columns, or
     one file per class (``CLASS.txt``, one text per line). Token ids are the model's input.
+    With ``target: value`` (set by ``model.head: regression``) the label column holds numbers.
     """
 
+    targets: ClassVar[tuple[str, ...]] = ("class", "value")
     source: Literal["text_table"] = "text_table"
+    target: TargetKind = Field(
+        "class",
+        description="class: the label column names classes; value: it holds numbers "
+        "(model.head: regression sets it).",
+    )
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "lines"] = "auto"
     text_column: str = "text"
     label_column: str = "label"
@@ -263,7 +288,6 @@ SourceConfig = (
     | TextTableData
 )
 DataConfig = Annotated[SourceConfig, Field(discriminator="source")]
-SEQUENCE_SOURCES = frozenset({"digit_strings", "spoken_digit_strings"})
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "digit_strings": DigitStringsData,
     "digits": DigitsData,

@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from crnn.config.base import NAME_PATTERN, Frozen
-from crnn.config.data import SEQUENCE_SOURCES, DataConfig
+from crnn.config.data import DataConfig
 from crnn.config.schedule import RetrainSchedule, ScoringJob
+from crnn.tasks.kinds import KINDS, TaskKind, kind_for_head, metric_direction, metric_mode
 
 # -------------------------------------------------------------------------------- preprocessing
 
@@ -76,8 +77,10 @@ class ModelConfig(Frozen):
     """
 
     architecture: str = Field("crnn", description="A registered architecture (`crnn list`).")
-    head: Literal["ctc", "classification"] = Field(
-        "ctc", description="ctc: sequence of characters; classification: one label per input."
+    head: Literal["ctc", "classification", "regression"] = Field(
+        "ctc",
+        description="ctc: a sequence of characters; classification: one label per input; "
+        "regression: one number per input.",
     )
     conv_channels: tuple[int, ...] = Field((32, 64, 128), min_length=1)
     pool: tuple[tuple[int, int], ...] = Field(
@@ -109,7 +112,7 @@ class ModelConfig(Frozen):
 
 class EarlyStoppingConfig(Frozen):
     monitor: str | None = Field(
-        None, description="Validation metric; default val_cer (ctc) or val_accuracy."
+        None, description="Validation metric; default val_cer (ctc), val_accuracy or val_rmse."
     )
     mode: Literal["min", "max"] | None = Field(None, description="Default follows the metric.")
     patience: int = Field(5, ge=1, description="Epochs without improvement before stopping.")
@@ -131,6 +134,11 @@ class LoaderConfig(Frozen):
 
 class TrainingConfig(Frozen):
     epochs: int = Field(20, ge=1, le=10_000)
+    loss: Literal["ctc", "cross_entropy", "mse", "huber"] | None = Field(
+        None,
+        description="The head's loss; default ctc, cross_entropy or mse (regression: mse or "
+        "huber, on the standardized target).",
+    )
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = Field(2e-3, gt=0, le=10)
@@ -180,12 +188,25 @@ class EvaluationConfig(Frozen):
 class RegistryConfig(Frozen):
     model_name: str | None = Field(None, description="Registered model; default crnn-<pipeline>.")
     metric: str | None = Field(
-        None, description="Gate metric; default test_sequence_accuracy (ctc) or test_accuracy."
+        None,
+        description="Gate metric; default test_sequence_accuracy (ctc), test_accuracy or "
+        "test_rmse (regression).",
     )
-    direction: Literal["maximize", "minimize"] = "maximize"
+    direction: Literal["maximize", "minimize"] | None = Field(
+        None, description="Default follows the metric: minimize errors and losses."
+    )
     min_delta: float = Field(0.0, ge=0, description="Required improvement over the champion.")
     min_relative: float = Field(
         0.0, ge=0, description="Required relative improvement (0.01: 1 % of the champion's score)."
+    )
+    first_champion_margin: float | None = Field(
+        0.1,
+        ge=0,
+        description="A first champion must beat the trivial predictor (the most common label or "
+        "string, the training mean) on the gate metric by this share of its score; null: off.",
+    )
+    min_score: float | None = Field(
+        None, description="A first champion must also beat this gate-metric score."
     )
 
 
@@ -224,30 +245,23 @@ class PipelineConfig(Frozen):
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> PipelineConfig:
-        sequence = self.data.source in SEQUENCE_SOURCES
-        if self.data.source == "text_table" and self.preprocessing.normalization != "none":
-            raise ValueError(
-                "preprocessing.normalization must be none for text_table: inputs are token ids"
-            )
-        if sequence and self.evaluation.baseline:
-            raise ValueError("evaluation.baseline needs a classification pipeline; remove it")
-        if sequence != (self.model.head == "ctc"):
-            want = "ctc" if sequence else "classification"
-            raise ValueError(
-                f"model.head {self.model.head!r} does not fit data.source "
-                f"{self.data.source!r}: use head: {want}"
-            )
+        kind = self._check_task()
         es = self.training.early_stopping
-        monitor = es.monitor or ("val_cer" if sequence else "val_accuracy")
-        mode = es.mode or ("min" if monitor.endswith(("loss", "cer")) else "max")
+        monitor = es.monitor or kind.monitor
         training = self.training.model_copy(
-            update={"early_stopping": es.model_copy(update={"monitor": monitor, "mode": mode})}
+            update={
+                "early_stopping": es.model_copy(
+                    update={"monitor": monitor, "mode": es.mode or metric_mode(monitor)}
+                ),
+                "loss": self.training.loss or kind.losses[0],
+            }
         )
+        metric = self.registry.metric or kind.gate_metric
         registry = self.registry.model_copy(
             update={
                 "model_name": self.registry.model_name or f"crnn-{self.name}",
-                "metric": self.registry.metric
-                or ("test_sequence_accuracy" if sequence else "test_accuracy"),
+                "metric": metric,
+                "direction": self.registry.direction or metric_direction(metric),
             }
         )
         tracking = self.tracking.model_copy(
@@ -258,9 +272,13 @@ class PipelineConfig(Frozen):
             name: job.model_copy(update={"model": job.model or champion})
             for name, job in self.scoring.items()
         }
+        data = self.data
+        if "target" in type(data).model_fields:  # sources of labels or numbers: the head says
+            data = data.model_copy(update={"target": kind.target})
         # frozen: assemble the resolved copy rather than mutating
         return self.model_copy(
             update={
+                "data": data,
                 "training": training,
                 "registry": registry,
                 "tracking": tracking,
@@ -268,9 +286,37 @@ class PipelineConfig(Frozen):
             }
         )
 
+    def _check_task(self) -> TaskKind:
+        """The task kind of ``model.head``, checked against the source and the other keys."""
+        kind, source = kind_for_head(self.model.head), type(self.data)
+        if self.data.source == "text_table" and self.preprocessing.normalization != "none":
+            raise ValueError(
+                "preprocessing.normalization must be none for text_table: inputs are token ids"
+            )
+        if kind.target not in source.targets:
+            fits = [k.head for k in KINDS.values() if k.target in source.targets]
+            raise ValueError(
+                f"model.head {self.model.head!r} does not fit data.source "
+                f"{self.data.source!r}: use head: {' or '.join(fits)}"
+            )
+        chosen = getattr(self.data, "target", kind.target)
+        if "target" in self.data.model_fields_set and chosen != kind.target:
+            raise ValueError(
+                f"data.target {chosen!r} does not fit model.head {self.model.head!r}; "
+                f"drop data.target (the head sets it)"
+            )
+        if self.evaluation.baseline and not kind.baseline:
+            raise ValueError("evaluation.baseline needs a classification pipeline; remove it")
+        if self.training.loss and self.training.loss not in kind.losses:
+            raise ValueError(
+                f"training.loss {self.training.loss!r} does not fit model.head "
+                f"{self.model.head!r}: use {' or '.join(kind.losses)}"
+            )
+        return kind
+
     @property
-    def is_sequence(self) -> bool:
-        return self.model.head == "ctc"
+    def task_kind(self) -> TaskKind:
+        return kind_for_head(self.model.head)
 
     def training_digest(self) -> str:
         """What the trained weights depend on besides the shard set: the model and training

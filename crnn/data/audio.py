@@ -18,9 +18,8 @@ import pandas as pd
 import torch
 from scipy.io import wavfile
 from scipy.signal import resample_poly
-from sklearn.model_selection import GroupShuffleSplit
 
-from crnn.config import AudioFolderData, AugmentationConfig, Recordings, SplitFractions
+from crnn.config import AudioFolderData, AugmentationConfig, Recordings
 from crnn.data.augment import AUGMENTERS
 from crnn.data.files import files_digest, new_data_files, require_input, require_path
 from crnn.data.quarantine import Quarantined
@@ -31,10 +30,10 @@ from crnn.data.sources import (
     SourceInfo,
     TargetSpec,
     per_file_chunks,
-    split_indices,
-    split_train_val,
 )
+from crnn.data.splits import group_split, kept_split, split_indices, split_of
 from crnn.errors import DataError
+from crnn.tasks.kinds import parse_value
 
 MEL_KEYS = ("sample_rate", "duration_seconds", "n_mels", "n_fft", "hop_length")
 
@@ -96,55 +95,10 @@ def log_mel(wave: np.ndarray, fbank: np.ndarray, n_fft: int, hop: int) -> np.nda
     return np.log(fbank @ power + 1e-6).astype(np.float32)
 
 
-def group_split(groups: np.ndarray, fractions: SplitFractions, seed: int) -> dict[str, np.ndarray]:
-    """Indices per split such that no group appears in two splits (scikit-learn's splitter)."""
-    idx = np.arange(len(groups))
-    if len(np.unique(groups)) < 3:
-        raise DataError(f"a group-aware split needs at least 3 groups, found {len(set(groups))}")
-    outer = GroupShuffleSplit(n_splits=1, test_size=fractions.test, random_state=seed)
-    rest, test = next(outer.split(idx, groups=groups))
-    inner = GroupShuffleSplit(
-        n_splits=1, test_size=fractions.val / (fractions.train + fractions.val), random_state=seed
-    )
-    train, val = next(inner.split(rest, groups=groups[rest]))
-    return {"train": rest[train], "val": rest[val], "test": test}
-
-
-def split_of(value: str, test: list[str], val: list[str]) -> str:
-    """The split a file-name value falls in under a split rule (values or ranges "lo-hi")."""
-
-    def matches(item: str) -> bool:
-        lo, dash, hi = item.partition("-")
-        if dash and lo.strip().isdigit() and hi.strip().isdigit() and value.isdigit():
-            return int(lo) <= int(value) <= int(hi)
-        return value == item
-
-    if any(matches(v) for v in test):
-        return "test"
-    return "val" if any(matches(v) for v in val) else "train"
-
-
-def kept_split(
-    given: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, cfg: AudioFolderData
-) -> dict[str, np.ndarray]:
-    """Indices per split as the dataset gives them; without a given val, ``cfg.val_fraction``
-    of train becomes val (by group when there are groups, else stratified by label)."""
-    if (given == 1).any():
-        if groups is not None:
-            raise DataError(
-                f"data.group {cfg.group!r} and a given train / val / test split: the given split "
-                f"is kept, so no split is made by group; set data.group: null"
-            )
-        return {s: np.flatnonzero(given == k) for k, s in enumerate(SPLITS)}
-    train = np.flatnonzero(given == 0)
-    if groups is not None:
-        carve = GroupShuffleSplit(n_splits=1, test_size=cfg.val_fraction, random_state=cfg.seed)
-        keep, val = next(carve.split(train, groups=groups[train]))
-        kept, carved = train[keep], train[val]
-    else:
-        assign = split_train_val(labels[train], cfg.val_fraction, cfg.seed)
-        kept, carved = train[assign == 0], train[assign == 1]
-    return {"train": np.sort(kept), "val": np.sort(carved), "test": np.flatnonzero(given == 2)}
+def numeric_labels(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows whose label is a finite number, the other rows)."""
+    ok = table["label"].map(lambda v: parse_value(str(v)) is not None).astype(bool)
+    return table[ok].reset_index(drop=True), table[~ok]
 
 
 @SOURCES.register("audio_folder")
@@ -157,16 +111,22 @@ class AudioFolderSource:
         self.cfg = cfg
         self.root = require_path(cfg.path, self.WHAT)
         table, self.unlabeled = self._label_table()
+        self.numeric = cfg.target == "value"  # labels are numbers (regression)
+        table, self.not_numbers = numeric_labels(table) if self.numeric else (table, table[:0])
         if table.empty:
             raise DataError(f"{self.root}: no labelled WAV files; check data.filename_pattern")
         self.files = [self.root / p for p in table["path"]]
-        self.classes = tuple(sorted(table["label"].unique()))
-        labels = np.array([self.classes.index(v) for v in table["label"]])
+        self.classes = () if self.numeric else tuple(sorted(table["label"].unique()))
+        labels = (
+            table["label"].astype(float).to_numpy()
+            if self.numeric
+            else np.array([self.classes.index(v) for v in table["label"]])
+        )
         self.labels = labels
         groups = table["group"].to_numpy() if cfg.group and "group" in table else None
         given = self._given_split(table)
         if given is not None:
-            self.pools = kept_split(given, labels, groups, cfg)
+            self.pools = kept_split(given, labels, groups, cfg.val_fraction, cfg.seed)
         elif groups is not None:
             self.pools = group_split(groups, cfg.split, cfg.seed)
         else:
@@ -234,10 +194,12 @@ class AudioFolderSource:
         return SourceInfo(
             name="audio_folder",
             description=f"WAV folder {self.root}: {len(self.files)} files, "
-            f"{len(self.classes)} classes",
+            + ("numeric labels" if self.numeric else f"{len(self.classes)} classes"),
             digest=files_digest(self.files, {k: v for k, v in config.items() if k != "path"}),
             input_shape=self.shape,
-            target=TargetSpec(kind="class", classes=self.classes),
+            target=TargetSpec(kind="value")
+            if self.numeric
+            else TargetSpec(kind="class", classes=self.classes),
             config=config,
             modality="audio",
             features=mel_features(config),
@@ -245,24 +207,12 @@ class AudioFolderSource:
 
     def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
         pool = self.pools[split]
-        if split == "train" and self.unlabeled:  # reported once, under train
+        if split == "train" and (self.unlabeled or len(self.not_numbers)):  # reported once
             yield Chunk(
-                split,
-                [],
-                np.zeros((0, *self.shape), np.float32),
-                labels=np.zeros(0, np.int64),
-                quarantined=[
-                    Quarantined(
-                        u,
-                        split,
-                        str(self.root / u),
-                        "unlabeled_file",
-                        "no label from labels_csv or filename_pattern",
-                    )
-                    for u in self.unlabeled
-                ],
+                split, [], np.zeros((0, *self.shape), np.float32), quarantined=self._unusable()
             )
         files = [self.files[i] for i in pool]
+        targets = {"values" if self.numeric else "labels": self.labels[pool]}
         yield from per_file_chunks(
             files,
             self.root,
@@ -271,8 +221,31 @@ class AudioFolderSource:
             self.shape,
             "unreadable_audio",
             split,
-            self.labels[pool],
+            **targets,
         )
+
+    def _unusable(self) -> list[Quarantined]:
+        """Files without a label, and (numeric labels) files whose label is not a number."""
+        where = str(self.cfg.labels_csv or "the file name")
+        return [
+            Quarantined(
+                u,
+                "train",
+                str(self.root / u),
+                "unlabeled_file",
+                "no label from labels_csv or filename_pattern",
+            )
+            for u in self.unlabeled
+        ] + [
+            Quarantined(
+                row.path,
+                "train",
+                str(self.root / row.path),
+                "non_numeric_label",
+                f"label {row.label!r} in {where} is not a finite number",
+            )
+            for row in self.not_numbers.itertuples()
+        ]
 
     @classmethod
     def new_data(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -28,6 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from crnn.data.shards import INPUT_COLUMN, MANIFEST_NAME, Manifest, ShardRecord
 from crnn.data.windows import window_tensor, worker_context
 from crnn.errors import DataError
+from crnn.tasks import task_for
 
 
 @dataclass
@@ -40,6 +42,7 @@ class SplitData:
     target_lengths: torch.Tensor | None = None  # (N,) int64, sequences
     texts: list[str] | None = None
     labels: torch.Tensor | None = None  # (N,) int64, classes
+    values: torch.Tensor | None = None  # (N,) float64, numbers (regression)
     aug: torch.Tensor | None = None  # (N,) int8: 0 original, k the k-th augmented copy
 
     def __len__(self) -> int:
@@ -53,6 +56,7 @@ class Batch:
     targets: torch.Tensor | None = None
     target_lengths: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    values: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -89,29 +93,45 @@ def load_manifest(path: Path) -> Manifest:
     return Manifest.from_file(path)
 
 
-def load_split(manifest_path: Path, split: str) -> SplitData:
+def as_manifest(shards: Path | Manifest) -> Manifest:
+    """A manifest already read passes as it is (it is parsed once per command); a path (the
+    manifest or its folder) is read."""
+    return shards if isinstance(shards, Manifest) else load_manifest(shards)
+
+
+def load_split(shards: Path | Manifest, split: str) -> SplitData:
     """Read every shard of ``split`` listed in the manifest into tensors."""
-    manifest = load_manifest(manifest_path)
-    root = Path(manifest_path).parent if Path(manifest_path).is_file() else Path(manifest_path)
+    manifest = as_manifest(shards)
+    root = manifest.root
+    assert root is not None, "a manifest read from its file knows its folder"
     paths = manifest.shard_paths(root, split)
     if not paths:
         raise DataError(f"{root}: the manifest lists no {split!r} shards")
     table = pa.concat_tables(pq.read_table(p) for p in paths)
     shape = tuple(manifest.input_shape)
-    sequence = manifest.target["kind"] == "sequence"
-    data = SplitData(
+    return SplitData(
         sample_ids=table.column("sample_id").to_pylist(),
         inputs=torch.from_numpy(decode_inputs(table.column(INPUT_COLUMN), shape)),
         aug=torch.from_numpy(table.column("aug").to_numpy().copy()),
+        **task_for(manifest.target).split_fields(table),
     )
-    if sequence:
-        lengths = table.column("length").to_numpy().astype(np.int64)
-        data.targets = torch.from_numpy(pad_targets(table.column("target"), lengths))
-        data.target_lengths = torch.from_numpy(lengths)
-        data.texts = table.column("text").to_pylist()
-    else:
-        data.labels = torch.from_numpy(table.column("label").to_numpy().astype(np.int64))
-    return data
+
+
+def load_targets(shards: Path | Manifest, split: str) -> SplitData:
+    """The targets of ``split``'s original rows (no augmented copies), without the inputs: what
+    statistics of the targets need (e.g. the trivial predictor a first champion must beat)."""
+    manifest = as_manifest(shards)
+    assert manifest.root is not None
+    task = task_for(manifest.target)
+    columns = ["sample_id", "aug", *(f.name for f in task.fields())]
+    paths = manifest.shard_paths(manifest.root, split)
+    table = pa.concat_tables(pq.read_table(p, columns=columns) for p in paths)
+    table = table.filter(pc.equal(table.column("aug"), 0))
+    return SplitData(
+        sample_ids=table.column("sample_id").to_pylist(),
+        inputs=torch.zeros((table.num_rows, 0)),
+        **task.split_fields(table),
+    )
 
 
 def input_views(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...]) -> list[np.ndarray]:
@@ -138,18 +158,6 @@ def decode_inputs(column: pa.ChunkedArray, shape: tuple[int, ...]) -> np.ndarray
     return np.concatenate(views) if len(views) > 1 else views[0].copy()
 
 
-def pad_targets(column: pa.ChunkedArray, lengths: np.ndarray) -> np.ndarray:
-    """list<int32> column -> (N, L_max) int64 zero-padded, vectorized over the flat values."""
-    arr = column.combine_chunks()
-    values = arr.flatten().to_numpy().astype(np.int64)
-    max_len = int(lengths.max()) if len(lengths) else 0
-    out = np.zeros((len(lengths), max(max_len, 1)), dtype=np.int64)
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    cols = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    out[rows, cols] = values
-    return out
-
-
 def iterate_batches(
     data: SplitData, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
 ) -> Iterator[Batch]:
@@ -165,6 +173,8 @@ def iterate_batches(
             batch.target_lengths = lengths
         if data.labels is not None:
             batch.labels = data.labels[idx]
+        if data.values is not None:
+            batch.values = data.values[idx]
         yield batch
 
 
@@ -196,7 +206,7 @@ class ShardLoader:
 
     def __init__(
         self,
-        manifest_path: Path,
+        shards: Path | Manifest,
         split: str,
         batch_size: int,
         *,
@@ -209,9 +219,9 @@ class ShardLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        manifest = load_manifest(manifest_path)
-        root = Path(manifest_path)
-        root = root.parent if root.is_file() else root
+        manifest = as_manifest(shards)
+        root = manifest.root
+        assert root is not None, "a manifest read from its file knows its folder"
         records: list[ShardRecord] = [r for r in manifest.shards if r.split == split]
         if not records:
             raise DataError(f"{root}: the manifest lists no {split!r} shards")
@@ -233,7 +243,7 @@ class ShardLoader:
                 f"{world_size} training processes; use fewer devices or more data"
             )
         self.input_shape = tuple(manifest.input_shape)
-        self.sequence = manifest.target["kind"] == "sequence"
+        self.task = task_for(manifest.target)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.window = max(1, math.ceil(window_rows / batch_size)) * batch_size
         self.workers, self.pin_memory, self.prefetch = workers, pin_memory, prefetch
@@ -249,7 +259,7 @@ class ShardLoader:
 
     @property
     def columns(self) -> list[str]:
-        return [INPUT_COLUMN, *(("target", "length") if self.sequence else ("label",))]
+        return [INPUT_COLUMN, *self.task.column_names]
 
     def plan(self, epoch: int) -> list[list[Piece]]:
         """The epoch's windows for this rank: consecutive pieces of the stream of row groups,
@@ -307,18 +317,12 @@ class ShardLoader:
         index_np = np.concatenate(
             [np.arange(p.start, p.stop) + self.offsets[p.shard] for p in pieces]
         )
-        block = Batch(inputs=inputs, index=torch.from_numpy(_permuted(index_np, perm)))
-        if self.sequence:
-            lengths = np.concatenate([t.column("length").to_numpy() for t in parts])
-            lengths = lengths.astype(np.int64)
-            chunks = [c for t in parts for c in t.column("target").chunks]
-            targets = pad_targets(pa.chunked_array(chunks, type=chunks[0].type), lengths)
-            block.targets = torch.from_numpy(_permuted(targets, perm))
-            block.target_lengths = torch.from_numpy(_permuted(lengths, perm))
-        else:
-            labels = np.concatenate([t.column("label").to_numpy() for t in parts])
-            block.labels = torch.from_numpy(_permuted(labels.astype(np.int64), perm))
-        return block
+        targets = self.task.tensors(pa.concat_tables(t.drop_columns([INPUT_COLUMN]) for t in parts))
+        return Batch(
+            inputs=inputs,
+            index=torch.from_numpy(_permuted(index_np, perm)),
+            **{k: torch.from_numpy(_permuted(v, perm)) for k, v in targets.items()},
+        )
 
     def _read(self, pieces: Sequence[Piece]) -> list[pa.Table]:
         """The pieces' rows: one read per shard of all its row groups the window needs."""

@@ -18,6 +18,7 @@ import numpy as np
 import crnn
 from crnn.config import PreprocessingConfig, SourceConfig
 from crnn.data.augment import AUGMENTERS, generator_for
+from crnn.data.catalog import open_source
 from crnn.data.normalization import Normalizer
 from crnn.data.publish import build_lock, publish, staging_dir
 from crnn.data.quarantine import Quarantined, summarize, validate_chunk, write_quarantine
@@ -28,8 +29,10 @@ from crnn.data.shards import (
     verify_shards,
     write_manifest,
 )
-from crnn.data.sources import SPLITS, Chunk, Source, SourceInfo, open_source
+from crnn.data.sources import SPLITS, Chunk, Source, SourceInfo
 from crnn.errors import DataError
+from crnn.tasks import task_for
+from crnn.tasks.base import Task
 
 CHUNK_ROWS = 2048
 REJECTED = "rejected"  # under the shards folder: quarantines of builds that failed on them
@@ -103,16 +106,16 @@ def _build(
 ) -> Path:
     """Write the shards and, last, the manifest of ``source`` into the empty folder ``root``.
     A build that fails on its quarantine keeps the quarantined records in ``rejected``."""
-    normalizer, train_rows = fit_normalizer(source, info, cfg.normalization)
+    normalizer, task, train_rows = fit_train_statistics(source, info, cfg.normalization)
     writer = ShardWriter(
         root,
         info.input_shape,
-        info.target.kind,
+        task,
         cfg.shard_rows,
         shuffled={"train": train_rows * (1 + cfg.augmentation.copies)},  # order never leaks
         seed=cfg.shuffle_seed,
     )
-    counts, quarantined = _write_splits(source, info, cfg, normalizer, writer)
+    counts, quarantined = _write_splits(source, info, cfg, (normalizer, task), writer)
     written = sum(c["original"] for c in counts.values())
     quarantine_path, records_in = _check_quarantine(root, quarantined, written, info, cfg, rejected)
     manifest = Manifest(
@@ -127,7 +130,7 @@ def _build(
         preprocessing=cfg.model_dump(mode="json"),
         code_version=code_version(),
         input_shape=list(info.input_shape),
-        target=info.target.to_dict(),
+        target=task.spec,
         normalization=normalizer.stats_,
         features=info.features,
         splits=counts,
@@ -146,27 +149,29 @@ def _write_splits(
     source: Source,
     info: SourceInfo,
     cfg: PreprocessingConfig,
-    normalizer: Normalizer,
+    fitted: tuple[Normalizer, Task],
     writer: ShardWriter,
 ) -> tuple[dict[str, dict[str, int]], list[Quarantined]]:
     """Every split, chunk by chunk: validate, normalize, write, and augment the training split.
     Returns the row counts per split and the quarantined records."""
+    normalizer, task = fitted
     counts = {s: {"rows": 0, "original": 0, "augmented": 0} for s in SPLITS}
     quarantined: list[Quarantined] = []
     augment = AUGMENTERS.get(info.modality)
     for split in SPLITS:
         for index, raw_chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
-            chunk, bad = validate_chunk(raw_chunk, info.target)
+            chunk, bad = validate_chunk(raw_chunk, task)
             quarantined += raw_chunk.quarantined + bad
             if not len(chunk):
                 continue
             normalized = normalizer.transform(chunk.inputs)
-            _write_chunk(writer, chunk, info, 0, normalized)
+            _write_chunk(writer, chunk, task, 0, normalized)
             counts[split]["original"] += len(chunk)
             copies = cfg.augmentation.copies if split == "train" else 0
             for copy in range(1, copies + 1):
                 gen = generator_for(cfg.augmentation.seed, index, copy)
-                _write_chunk(writer, chunk, info, copy, augment(normalized, cfg.augmentation, gen))
+                augmented = augment(normalized, cfg.augmentation, gen)
+                _write_chunk(writer, chunk, task, copy, augmented)
                 counts[split]["augmented"] += len(chunk)
             counts[split]["rows"] = counts[split]["original"] + counts[split]["augmented"]
     return counts, quarantined
@@ -210,30 +215,24 @@ def _check_quarantine(
     return path, records_in
 
 
-def fit_normalizer(source: Source, info: SourceInfo, kind: str) -> tuple[Normalizer, int]:
-    """The normalizer fit on the training split's valid records, and how many there are."""
+def fit_train_statistics(
+    source: Source, info: SourceInfo, kind: str
+) -> tuple[Normalizer, Task, int]:
+    """What is fit on the training split's valid records: the input normalizer, the task bound
+    to the target's statistics (a regression target's mean and std), and how many records."""
     normalizer, rows = Normalizer(kind), 0
+    task = task_for(info.target)
     for chunk in source.chunks("train", CHUNK_ROWS):
-        valid = validate_chunk(chunk, info.target)[0]
+        valid = validate_chunk(chunk, task)[0]
         rows += len(valid)
         if len(valid):
             normalizer.partial_fit(valid.inputs)
-    return normalizer, rows
+            task.observe(valid)
+    return normalizer, task_for(task.fitted()) if rows else task, rows
 
 
 def _write_chunk(
-    writer: ShardWriter, chunk: Chunk, info: SourceInfo, aug: int, inputs: np.ndarray
+    writer: ShardWriter, chunk: Chunk, task: Task, aug: int, inputs: np.ndarray
 ) -> None:
     ids = chunk.sample_ids if aug == 0 else [f"{s}~aug{aug}" for s in chunk.sample_ids]
-    if info.target.kind == "sequence":
-        assert chunk.texts is not None
-        writer.write(
-            chunk.split,
-            ids,
-            aug,
-            inputs,
-            targets=[info.target.encode(t) for t in chunk.texts],
-            texts=chunk.texts,
-        )
-    else:
-        writer.write(chunk.split, ids, aug, inputs, labels=chunk.labels)
+    writer.write(chunk.split, ids, aug, inputs, task.columns(chunk))

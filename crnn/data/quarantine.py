@@ -13,7 +13,8 @@ import pandas as pd
 from crnn.atomic import atomic_path
 
 if TYPE_CHECKING:
-    from crnn.data.sources import Chunk, TargetSpec
+    from crnn.data.sources import Chunk
+    from crnn.tasks.base import Task
 
 QUARANTINE_NAME = "quarantine.parquet"
 
@@ -29,11 +30,11 @@ class Quarantined:
     detail: str = ""
 
 
-def validate_chunk(chunk: Chunk, target: TargetSpec) -> tuple[Chunk, list[Quarantined]]:
+def validate_chunk(chunk: Chunk, task: Task) -> tuple[Chunk, list[Quarantined]]:
     """Split a chunk into its valid rows and quarantine records for the others.
 
-    Checks: non-finite inputs; class labels outside the label map; empty texts and characters
-    outside the charset for sequences.
+    Checks: non-finite inputs, then the task's checks of the targets (labels outside the label
+    map, empty texts or unknown characters, non-finite numbers: :meth:`Task.invalid`).
     """
     n = len(chunk)
     if n == 0:
@@ -44,20 +45,9 @@ def validate_chunk(chunk: Chunk, target: TargetSpec) -> tuple[Chunk, list[Quaran
     finite = np.isfinite(flat).all(axis=1)
     for row in np.flatnonzero(~finite):
         reasons[row], details[row] = "non_finite", "input holds NaN or inf"
-    if target.kind == "class" and chunk.labels is not None:
-        labels = np.asarray(chunk.labels)
-        for row in np.flatnonzero((labels < 0) | (labels >= target.num_classes)):
-            reasons[row] = reasons[row] or "label_out_of_range"
-            details[row] = details[row] or f"label {labels[row]} not in 0..{target.num_classes - 1}"
-    if target.kind == "sequence" and chunk.texts is not None:
-        allowed = set(target.charset)
-        for i, text in enumerate(chunk.texts):
-            if not text:
-                reasons[i], details[i] = reasons[i] or "empty_text", details[i] or "empty target"
-            elif not set(text) <= allowed:
-                unknown = "".join(sorted(set(text) - allowed))
-                reasons[i] = reasons[i] or "unknown_character"
-                details[i] = details[i] or f"characters {unknown!r} not in the charset"
+    for i, reason, detail in task.invalid(chunk):
+        reasons[i] = reasons[i] or reason
+        details[i] = details[i] or detail
     keep = np.array([r is None for r in reasons], dtype=bool)
     if keep.all():
         return chunk, []
@@ -78,6 +68,7 @@ def _select(chunk: Chunk, keep: np.ndarray) -> Chunk:
         inputs=np.asarray(chunk.inputs)[idx],
         texts=None if chunk.texts is None else [chunk.texts[i] for i in idx],
         labels=None if chunk.labels is None else np.asarray(chunk.labels)[idx],
+        values=None if chunk.values is None else np.asarray(chunk.values)[idx],
         quarantined=[],
     )
 

@@ -2,9 +2,11 @@
 
 A shard holds one row per sample: ``sample_id``, ``split``, ``aug`` (0 = original, k = k-th aug.
 copy), ``input`` (float32 tensor bytes in a fixed-size binary column, shape in schema metadata: a
-batch decodes with one ``np.frombuffer``) and the target: ``target`` (list<int32>), ``text`` and
-``length`` for sequences, ``label`` (int32) for classes. Shards are written atomically; the manifest
-is written last, and readers trust only the shards it lists, with their sha256.
+batch decodes with one ``np.frombuffer``) and the target columns of the task kind
+(:meth:`crnn.tasks.base.Task.fields`): ``target`` (list<int32>), ``text`` and ``length`` for
+sequences, ``label`` (int32) for classes, ``value`` (float64) for numbers. Shards are written
+atomically; the manifest is written last, and readers trust only the shards it lists, with their
+sha256.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,30 +23,27 @@ import pyarrow.parquet as pq
 
 from crnn.atomic import atomic_path, atomic_write_text
 from crnn.data.shuffle import BucketSpill, bucket_count
-from crnn.errors import DataError
+from crnn.errors import DataError, format_version
+from crnn.tasks.kinds import TargetSpec
+
+if TYPE_CHECKING:
+    from crnn.tasks.base import Task
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a typed target (TargetSpec, with a regression target's statistics)
 INPUT_COLUMN = "input"
 GROUPS_PER_SHARD = 8  # the loader mixes row groups: several shards' groups in every window
 
 
-def shard_schema(input_shape: tuple[int, ...], target_kind: str) -> pa.Schema:
+def shard_schema(input_shape: tuple[int, ...], task: Task) -> pa.Schema:
     nbytes = int(np.prod(input_shape)) * 4
     fields = [
         pa.field("sample_id", pa.string(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
         pa.field("aug", pa.int8(), nullable=False),
         pa.field(INPUT_COLUMN, pa.binary(nbytes), nullable=False),
+        *task.fields(),  # the target columns of the task kind
     ]
-    if target_kind == "sequence":
-        fields += [
-            pa.field("target", pa.list_(pa.field("item", pa.int32(), nullable=False)), False),
-            pa.field("text", pa.string(), nullable=False),
-            pa.field("length", pa.int32(), nullable=False),
-        ]
-    else:
-        fields.append(pa.field("label", pa.int32(), nullable=False))
     meta = {"crnn.input_shape": json.dumps(list(input_shape)), "crnn.input_dtype": "float32"}
     return pa.schema(fields, metadata=meta)
 
@@ -60,14 +59,18 @@ class ShardRecord:
 
 @dataclass(frozen=True)
 class Manifest:
-    """Describes a shard set completely: enough to load it, and to rebuild its preprocessing."""
+    """Describes a shard set completely: enough to load it, and to rebuild its preprocessing.
+
+    Written by :meth:`to_json` and read by :meth:`from_file` (the one place that parses it, and
+    upgrades a manifest of an earlier format); ``root`` is the folder it was read from.
+    """
 
     digest: str
     source: dict[str, Any]
     preprocessing: dict[str, Any]
     code_version: str
     input_shape: list[int]
-    target: dict[str, Any]
+    target: TargetSpec
     normalization: dict[str, Any]
     splits: dict[str, dict[str, int]]
     shards: list[ShardRecord]
@@ -76,16 +79,22 @@ class Manifest:
     order: dict[str, str] = field(default_factory=dict)  # how each split's rows are ordered
     format_version: int = FORMAT_VERSION
     input_dtype: str = "float32"
+    root: Path | None = field(default=None, compare=False, repr=False)  # not written
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        data = asdict(self)
+        del data["root"]
+        return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
     def from_file(cls, path: Path) -> Manifest:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
+            version = format_version(raw, "manifest", str(path), FORMAT_VERSION, DataError)
+            raw = upgrade_manifest(raw, version)
             raw["shards"] = [ShardRecord(**s) for s in raw["shards"]]
-            return cls(**raw)
+            raw["target"] = TargetSpec.from_dict(raw["target"])
+            return cls(**raw, root=path.parent)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise DataError(
                 f"{path}: unreadable manifest ({exc}); delete the folder to rebuild"
@@ -93,6 +102,14 @@ class Manifest:
 
     def shard_paths(self, root: Path, split: str) -> list[Path]:
         return [root / s.path for s in self.shards if s.split == split]
+
+
+def upgrade_manifest(raw: dict[str, Any], version: int) -> dict[str, Any]:
+    """A manifest of format ``version`` as the current format: format 1 held the target as a
+    plain dict of kind / charset / classes (what TargetSpec reads, the statistics defaulted)."""
+    if version < 2:
+        raw = {**raw, "format_version": FORMAT_VERSION}
+    return raw
 
 
 def file_sha256(path: Path) -> str:
@@ -114,14 +131,13 @@ class ShardWriter:
         self,
         root: Path,
         input_shape: tuple[int, ...],
-        target_kind: str,
+        task: Task,
         shard_rows: int,
         shuffled: dict[str, int] | None = None,
         seed: int = 0,
     ):
         self.root = root
-        self.schema = shard_schema(input_shape, target_kind)
-        self.target_kind = target_kind
+        self.schema = shard_schema(input_shape, task)
         self.shard_rows = shard_rows
         self.records: list[ShardRecord] = []
         self._pending: dict[str, list[pa.RecordBatch]] = {}
@@ -139,11 +155,10 @@ class ShardWriter:
         sample_ids: list[str],
         aug: int,
         inputs: np.ndarray,
-        targets: list[list[int]] | None = None,
-        texts: list[str] | None = None,
-        labels: np.ndarray | None = None,
+        targets: list[pa.Array],
     ) -> None:
-        """Queue rows; full shards are flushed to disk as they fill."""
+        """Queue rows (``targets``: the task's target columns); full shards are flushed to disk
+        as they fill."""
         n = len(sample_ids)
         flat = np.ascontiguousarray(inputs, dtype=np.float32).reshape(n, -1)
         columns: dict[str, pa.Array] = {
@@ -154,15 +169,7 @@ class ShardWriter:
                 self.schema.field(INPUT_COLUMN).type, n, [None, pa.py_buffer(flat.tobytes())]
             ),
         }
-        if self.target_kind == "sequence":
-            assert targets is not None and texts is not None
-            columns["target"] = pa.array(targets, self.schema.field("target").type)
-            columns["text"] = pa.array(texts, pa.string())
-            columns["length"] = pa.array([len(t) for t in targets], pa.int32())
-        else:
-            assert labels is not None
-            columns["label"] = pa.array(np.asarray(labels, dtype=np.int32))
-        batch = pa.RecordBatch.from_arrays(list(columns.values()), schema=self.schema)
+        batch = pa.RecordBatch.from_arrays([*columns.values(), *targets], schema=self.schema)
         if split in self._spills:
             self._spills[split].add(batch)
         else:

@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
-from crnn.config import AugmentationConfig, SplitFractions, TextTableData
+from crnn.config import AugmentationConfig, TextTableData
 from crnn.data.augment import AUGMENTERS
 from crnn.data.files import files_digest
 from crnn.data.quarantine import Quarantined
@@ -35,35 +34,13 @@ from crnn.data.sources import (
     Chunk,
     SourceInfo,
     TargetSpec,
-    split_indices,
 )
+from crnn.data.splits import split_indices
 from crnn.data.text_records import TextRecord, find_files, read_records
 from crnn.data.tokenizer import PAD_ID, Tokenizer
 from crnn.errors import DataError
 
 # --------------------------------------------------------------------------------------- source
-
-
-def split_records(
-    labels: np.ndarray, fractions: SplitFractions, seed: int
-) -> dict[str, np.ndarray]:
-    """Stratified ``split_indices`` when every class is common enough, else the same fractions
-    unstratified (a class with one record cannot be stratified).
-    """
-    if len(labels) < len(SPLITS):
-        raise DataError(
-            f"{len(labels)} usable records cannot fill train, val and test; "
-            f"add data or set data.split_column"
-        )
-    try:
-        return split_indices(labels, fractions, seed)
-    except ValueError:
-        pass
-    idx = np.arange(len(labels))
-    rest, test = train_test_split(idx, test_size=fractions.test, random_state=seed)
-    val_share = fractions.val / (fractions.train + fractions.val)
-    train, val = train_test_split(rest, test_size=val_share, random_state=seed + 1)
-    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
 @SOURCES.register("text_table")
@@ -92,14 +69,18 @@ class TextTableSource:
                 split_codes.append(SPLITS.index(item.split) if item.split else -1)
             else:
                 self.quarantined.append(item)
-        self.classes = tuple(sorted(first_seen))
+        self.numeric = cfg.target == "value"  # label_column holds numbers (regression)
+        self.classes = () if self.numeric else tuple(sorted(first_seen))
         self.class_index = {name: i for i, name in enumerate(self.classes)}
         if len(self.classes) == 1:
             raise DataError(
                 f"{cfg.path}: every usable record has label {self.classes[0]!r}; a classifier "
                 f"needs two or more classes (check data.label_column)"
             )
-        remap = np.array([self.class_index[name] for name in first_seen], dtype=np.int64)
+        # the split is stratified by class (a numeric target: by value, where values repeat)
+        remap = np.arange(len(first_seen), dtype=np.int64)
+        if not self.numeric:
+            remap = np.array([self.class_index[name] for name in first_seen], dtype=np.int64)
         labels = remap[np.frombuffer(label_codes, dtype=np.int64)] if label_codes else remap
         self.assignment = self._assign(labels, np.frombuffer(split_codes, dtype=np.int8))
         if len(labels) and not (self.assignment == 0).any():
@@ -117,7 +98,7 @@ class TextTableSource:
             return named.copy()
         assign = np.zeros(len(labels), dtype=np.int8)
         if len(labels):
-            pools = split_records(labels, self.cfg.split, self.cfg.seed)
+            pools = split_indices(labels, self.cfg.split, self.cfg.seed)
             for k, split in enumerate(SPLITS):
                 assign[pools[split]] = k
         return assign
@@ -140,10 +121,13 @@ class TextTableSource:
         return SourceInfo(
             name="text_table",
             description=f"text table {self.cfg.path} ({self.format}): {n} texts, "
-            f"{len(self.classes)} classes, {self.cfg.tokenizer} tokens",
+            + ("numeric targets" if self.numeric else f"{len(self.classes)} classes")
+            + f", {self.cfg.tokenizer} tokens",
             digest=files_digest(self.files, {k: v for k, v in config.items() if k != "path"}),
             input_shape=(self.cfg.max_length,),
-            target=TargetSpec(kind="class", classes=self.classes),
+            target=TargetSpec(kind="value")
+            if self.numeric
+            else TargetSpec(kind="class", classes=self.classes),
             config=config,
             modality="text",
             features=self.tokenizer.to_features(),
@@ -199,7 +183,10 @@ class TextTableSource:
             sample_ids=[r.sample_id for r in records],
             inputs=self.tokenizer.transform(texts),
             texts=texts,
-            labels=np.array([self.class_index[r.label] for r in records], dtype=np.int64),
+            labels=None
+            if self.numeric
+            else np.array([self.class_index[r.label] for r in records], dtype=np.int64),
+            values=np.array([float(r.label) for r in records]) if self.numeric else None,
             quarantined=list(bad),
         )
 

@@ -26,6 +26,7 @@ from crnn.data.sources import (
     SPLITS,
 )
 from crnn.errors import DataError
+from crnn.tasks.kinds import parse_value
 
 SUFFIX_FORMATS = {
     ".csv": "csv",
@@ -60,7 +61,8 @@ def check_record(
     labeled: bool = True,
 ) -> TextRecord | Quarantined:
     """Raw field values -> a usable record, or a quarantine record with the first reason that
-    applies: undecodable_text, empty_text, missing_label, bad_split_value.
+    applies: undecodable_text, empty_text, missing_label, non_numeric_label (a numeric target,
+    ``data.target: value``), bad_split_value.
 
     Quarantined records carry the split their split column names, else "train" (the pass that
     reports them), or "new" for new data (``labeled=False``: text only, no label, no split).
@@ -88,6 +90,10 @@ def check_record(
         return bad("empty_text", f"{cfg.text_column} is empty")
     if labeled and not fields["label"]:
         return bad("missing_label", f"{cfg.label_column} is missing or empty")
+    if labeled and cfg.target == "value" and parse_value(fields["label"]) is None:
+        return bad(
+            "non_numeric_label", f"{cfg.label_column} {fields['label']!r} is not a finite number"
+        )
     if labeled and cfg.split_column and named not in SPLITS:
         return bad(
             "bad_split_value",

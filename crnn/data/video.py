@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from crnn.config import AugmentationConfig, MovingDigitsData, VideoClipsData
 from crnn.data.augment import AUGMENTERS, augment_images
+from crnn.data.embedded import _digest, _sklearn_digits
 from crnn.data.files import (
     IMAGE_SUFFIXES,
     files_digest,
@@ -26,17 +27,8 @@ from crnn.data.files import (
     require_path,
     visible_under,
 )
-from crnn.data.sources import (
-    SOURCES,
-    SPLITS,
-    Chunk,
-    SourceInfo,
-    TargetSpec,
-    _digest,
-    _sklearn_digits,
-    per_file_chunks,
-    split_indices,
-)
+from crnn.data.sources import SOURCES, SPLITS, Chunk, SourceInfo, TargetSpec, per_file_chunks
+from crnn.data.splits import split_indices
 from crnn.errors import DataError
 
 

@@ -57,9 +57,9 @@ class RecurrentHead(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         width = rnn_hidden * (2 if bidirectional else 1)
-        self.head: nn.Module = (
-            CTCHead(width, num_classes) if head == "ctc" else ClassificationHead(width, num_classes)
-        )
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
+        self.head: nn.Module = HEADS[head](width, num_classes)
 
     autocast_rnn = True  # False where the stack has no low-precision RNN (see crnn.train)
 
@@ -70,7 +70,7 @@ class RecurrentHead(nn.Module):
                 out, _ = self.rnn(seq.float())
         else:
             out, _ = self.rnn(seq)  # (B, T, D)
-        return self.head(self.dropout(out))  # ctc: (B, T, K); classification: (B, K)
+        return self.head(self.dropout(out))  # ctc: (B, T, K); classification: (B, K); (B,)
 
 
 class CRNN(nn.Module):
@@ -141,6 +141,25 @@ class ClassificationHead(nn.Module):
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         return self.proj(seq.mean(dim=1))  # (B, T, D) -> (B, K)
+
+
+class RegressionHead(nn.Module):
+    """Mean over time, then a linear layer to one number (the standardized target)."""
+
+    def __init__(self, width: int, num_outputs: int = 1) -> None:
+        super().__init__()
+        self.proj = nn.Linear(width, num_outputs)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.proj(seq.mean(dim=1)).squeeze(-1)  # (B, T, D) -> (B,)
+
+
+# by ``model.head``: the head of each task kind (crnn.tasks.kinds names them)
+HEADS: dict[str, type[nn.Module]] = {
+    "ctc": CTCHead,
+    "classification": ClassificationHead,
+    "regression": RegressionHead,
+}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from crnn.config import RegistryConfig
 from crnn.errors import UserError
-from crnn.promotion import GateDecision, decide_promotion
+from crnn.promotion import GateDecision, decide_promotion, first_champion_floor
 from crnn.tracking.runs import TrackingContext
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -43,6 +43,7 @@ def register_with_gate(
     shard_digest: str,
     test_set: TestSet | None = None,
     lineage: dict[str, str] | None = None,
+    trivial: float | None = None,
 ) -> RegistrationResult:
     """Register ``model_uri``; alias it challenger; make it champion only if it beats the champion
     on the same frozen test set.
@@ -51,26 +52,25 @@ def register_with_gate(
     (same digest); otherwise the champion is evaluated again, here, on the challenger's test set.
     Every check and tag comes first; moving the ``champion`` alias is the last step, so a failure
     anywhere leaves the champion where it was. ``lineage``: more version tags (the pipeline, its
-    training digest: what :func:`unchanged_since` compares).
+    training digest: what :func:`unchanged_since` compares). ``trivial``: the trivial predictor's
+    score on the gate metric, which a first champion must beat (:func:`first_champion_floor`).
     """
-    assert cfg.model_name and cfg.metric, "PipelineConfig resolves the registry defaults"
+    assert cfg.model_name and cfg.metric and cfg.direction, "PipelineConfig resolves defaults"
     client = ctx.client()
     name, metric = cfg.model_name, cfg.metric
     tags = {SHARD_TAG: shard_digest, **(lineage or {})}
     if test_set is not None:
         tags[TEST_SET_TAG] = test_set.digest
-    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered..."
-        mv = mlflow.register_model(model_uri, name, tags=tags)
-    client.set_registered_model_alias(name, CHALLENGER, mv.version)
+    mv = register_challenger(ctx, model_uri, name, tags)
 
-    previous, champion_score, scored_on = None, None, "none"
     champ = current_champion(ctx, name)
-    if champ is not None:
-        previous = str(champ.version)
-        champion_score, scored_on = champion_score_on(ctx, champ, metric, test_set)
-
+    previous = None if champ is None else str(champ.version)
+    champion_score, scored_on = (
+        (None, "none") if champ is None else champion_score_on(ctx, champ, metric, test_set)
+    )
+    floor = first_champion_floor(cfg.direction, trivial, cfg.first_champion_margin, cfg.min_score)
     decision = decide_promotion(
-        score, champion_score, cfg.direction, cfg.min_delta, cfg.min_relative
+        score, champion_score, cfg.direction, cfg.min_delta, cfg.min_relative, floor
     )
     gate = {
         "gate.metric": metric,
@@ -82,6 +82,7 @@ def register_with_gate(
         "gate.champion_score": "none" if champion_score is None else f"{champion_score:.6f}",
         "gate.champion_scored_on": scored_on,
         "gate.champion_version": previous or "none",
+        "gate.first_champion_floor": "none" if floor is None else f"{floor:.6f}",
         "gate.decision": "promoted" if decision.promote else "rejected",
         "gate.reason": decision.reason,
     }
@@ -93,6 +94,16 @@ def register_with_gate(
         move_champion(ctx, name, str(mv.version), "promote", "gate: " + decision.reason, "gate")
     champion_now = str(mv.version) if decision.promote else (previous or "none")
     return RegistrationResult(name, str(mv.version), decision, champion_now, previous)
+
+
+def register_challenger(
+    ctx: TrackingContext, model_uri: str, name: str, tags: dict[str, str]
+) -> ModelVersion:
+    """A new version of ``name`` with ``tags``, aliased challenger."""
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered..."
+        mv = mlflow.register_model(model_uri, name, tags=tags)
+    ctx.client().set_registered_model_alias(name, CHALLENGER, mv.version)
+    return mv
 
 
 def champion_score_on(

@@ -29,6 +29,7 @@ from crnn.evaluate import EvalReport
 from crnn.plots import display_image
 from crnn.retry import apply_defaults, service_error
 from crnn.secrets import redact, split_userinfo
+from crnn.tasks.kinds import TaskKind
 
 apply_defaults()  # MLflow's HTTP client retries by the one policy (read at each request)
 
@@ -328,17 +329,17 @@ def log_pyfunc_model(
     run_id: str,
     checkpoint: Path,
     input_example: np.ndarray | pd.DataFrame,
-    sequence: bool,
+    kind: TaskKind,
 ) -> str:
     """Log the model as a pyfunc built from code: raw inputs in (see :func:`input_schema`),
-    decoded strings / labels out.
+    what the task kind predicts out (strings, labels or numbers).
 
     Weights travel as a state_dict checkpoint (loaded with weights_only=True); the crnn package is
     bundled as code, so nothing pickled is ever loaded. Returns the model URI.
     """
     signature = ModelSignature(
         inputs=input_schema(input_example),
-        outputs=Schema([ColSpec(DataType.string, "prediction" if not sequence else "text")]),
+        outputs=Schema([ColSpec(DataType[kind.prediction[1]], kind.prediction[0])]),
     )
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(

@@ -10,11 +10,12 @@ import pytest
 from scipy.io import wavfile
 
 from crnn.config import AudioFolderData, AugmentationConfig, PreprocessingConfig
-from crnn.data.audio import group_split, log_mel, mel_filterbank, read_wav
+from crnn.data.audio import log_mel, mel_filterbank, read_wav
 from crnn.data.augment import AUGMENTERS, generator_for
+from crnn.data.catalog import open_source
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import preprocess
-from crnn.data.sources import open_source
+from crnn.data.splits import group_split
 
 TONES = {"0": 300.0, "1": 900.0, "2": 2200.0}
 SPEAKERS = ("ann", "bob", "cid", "dan", "eve")
@@ -155,6 +156,6 @@ def test_spoken_tones_end_to_end(tmp_path: Path) -> None:
     preds = Predictor.from_checkpoint(result.best_checkpoint, device="cpu").predict_normalized(
         test.inputs
     )
-    truth = [manifest.target["classes"][i] for i in test.labels.tolist()]
+    truth = [manifest.target.classes[i] for i in test.labels.tolist()]
     accuracy = np.mean([p == t for p, t in zip(preds.outputs, truth, strict=True)])
     assert accuracy >= 0.9

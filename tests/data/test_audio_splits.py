@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from crnn.config import AudioFolderData, load_pipeline
-from crnn.data.sources import SPLITS, open_source
+from crnn.data.catalog import open_source
+from crnn.data.sources import SPLITS
 from crnn.errors import ConfigError, DataError
 from tests.conftest import REPO
 from tests.data.test_audio import write_tone

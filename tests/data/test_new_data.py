@@ -11,7 +11,8 @@ import pandas as pd
 from PIL import Image
 
 from crnn.config import AudioFolderData, ImageFolderData, TextTableData, VideoClipsData
-from crnn.data.sources import NEW, Chunk, new_data_chunks, open_source
+from crnn.data.catalog import new_data_chunks, open_source
+from crnn.data.sources import NEW, Chunk
 from tests.data.test_audio import spoken_folder
 
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from crnn.data.catalog import open_source
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.normalization import Normalizer
 from crnn.data.preprocess import preprocess
-from crnn.data.sources import open_source
 
 
 @pytest.mark.parametrize(("method", "lo", "hi"), [("minmax", 0.0, 1.0), ("symmetric", -1.0, 1.0)])

@@ -14,10 +14,10 @@ from pathlib import Path
 from filelock import FileLock
 
 from crnn.config import load_pipeline
+from crnn.data.catalog import open_source
 from crnn.data.preprocess import code_version, shard_set_digest
 from crnn.data.publish import STAGING, lock_path
 from crnn.data.shards import Manifest, verify_shards
-from crnn.data.sources import open_source
 from tests.conftest import tiny_pipelines, write_config
 
 BUILD = """

@@ -19,11 +19,13 @@ from crnn.config import (
     MnistIdxData,
     PreprocessingConfig,
 )
+from crnn.data.catalog import open_source
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import preprocess
 from crnn.data.quarantine import validate_chunk
-from crnn.data.sources import Chunk, TargetSpec, open_source
+from crnn.data.sources import Chunk
 from crnn.errors import DataError
+from crnn.tasks import TargetSpec, task_for
 
 LENIENT = PreprocessingConfig(augmentation={"copies": 0}, max_quarantine_fraction=1.0)
 
@@ -232,7 +234,7 @@ def test_validation_catches_each_kind_of_bad_record() -> None:
     inputs[1, 0, 0] = np.nan
     inputs[2, 1, 1] = np.inf
     chunk = Chunk("train", ["a", "b", "c", "d"], inputs, labels=np.array([0, 1, 1, 7]))
-    kept, bad = validate_chunk(chunk, TargetSpec(kind="class", classes=("x", "y")))
+    kept, bad = validate_chunk(chunk, task_for(TargetSpec(kind="class", classes=("x", "y"))))
     assert kept.sample_ids == ["a"]
     assert [(b.sample_id, b.reason) for b in bad] == [
         ("b", "non_finite"),
@@ -240,7 +242,7 @@ def test_validation_catches_each_kind_of_bad_record() -> None:
         ("d", "label_out_of_range"),
     ]
     seq = Chunk("val", ["p", "q", "r"], np.zeros((3, 2, 2), np.float32), texts=["12", "", "1x"])
-    kept, bad = validate_chunk(seq, TargetSpec(kind="sequence", charset="0123456789"))
+    kept, bad = validate_chunk(seq, task_for(TargetSpec(kind="sequence", charset="0123456789")))
     assert kept.texts == ["12"]
     assert [b.reason for b in bad] == ["empty_text", "unknown_character"]
 

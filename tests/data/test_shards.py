@@ -4,11 +4,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from crnn.data.catalog import open_source
 from crnn.data.loader import iterate_batches, load_manifest, load_split
 from crnn.data.preprocess import preprocess, shard_set_digest
 from crnn.data.shards import MANIFEST_NAME, ShardWriter, file_sha256, verify_shards
-from crnn.data.sources import open_source
+from crnn.data.sources import Chunk
 from crnn.errors import DataError
+from crnn.tasks import TargetSpec, task_for
 
 
 def test_writer_round_trip_is_exact(tmp_path) -> None:
@@ -16,13 +18,16 @@ def test_writer_round_trip_is_exact(tmp_path) -> None:
     x = rng.normal(size=(70, 1, 5, 7)).astype(np.float32)
     texts = ["".join(rng.choice(list("0123456789"), size=rng.integers(1, 6))) for _ in range(70)]
     targets = [[int(c) + 1 for c in t] for t in texts]
-    writer = ShardWriter(tmp_path, (1, 5, 7), "sequence", shard_rows=32)
-    writer.write("test", [f"s{i}" for i in range(70)], 0, x, targets=targets, texts=texts)
+    task = task_for(TargetSpec(kind="sequence", charset="0123456789"))
+    writer = ShardWriter(tmp_path, (1, 5, 7), task, shard_rows=32)
+    ids = [f"s{i}" for i in range(70)]
+    writer.write("test", ids, 0, x, task.columns(Chunk("test", ids, x, texts=texts)))
     records = writer.close()
     assert [r.rows for r in records] == [32, 32, 6]  # bounded shards
     table = pq.read_table(tmp_path / records[0].path)
     assert json.loads(table.schema.metadata[b"crnn.input_shape"]) == [1, 5, 7]
     assert not table.schema.field("input").nullable
+    assert table.column("target").to_pylist() == targets[:32]  # the task encodes the texts
     assert all(file_sha256(tmp_path / r.path) == r.sha256 for r in records)
 
 
@@ -36,7 +41,7 @@ def test_preprocess_round_trip_counts_and_manifest(tiny_config, tmp_path) -> Non
     assert manifest.splits["test"] == {"rows": 48, "original": 48, "augmented": 0}
     assert sum(s.rows for s in manifest.shards) == 384 + 48 + 48
     assert max(s.rows for s in manifest.shards) <= cfg.preprocessing.shard_rows
-    assert manifest.target["charset"] == "0123456789"
+    assert manifest.target.charset == "0123456789"
     assert manifest.source["digest"] == open_source(cfg.data).info().digest
     verify_shards(shards.root, manifest)
 

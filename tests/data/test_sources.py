@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from crnn.config import DigitsData, DigitStringsData
-from crnn.data.sources import SOURCES, DigitStringsSource, open_source
+from crnn.data.catalog import open_source
+from crnn.data.embedded import DigitStringsSource
+from crnn.data.sources import SOURCES
 
 
 def _lines_cfg(**kw: object) -> DigitStringsData:
@@ -65,7 +67,7 @@ def test_chunks_are_bounded_and_ids_stable() -> None:
 def test_digits_source_classification() -> None:
     src = open_source(DigitsData())
     info = src.info()
-    assert info.target.kind == "class" and info.target.num_classes == 10
+    assert info.target.kind == "class" and info.target.num_outputs == 10
     sizes = {s: sum(len(c) for c in src.chunks(s, 256)) for s in ("train", "val", "test")}
     assert sum(sizes.values()) == 1797
 

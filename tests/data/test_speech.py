@@ -14,8 +14,9 @@ from crnn.config import (
     SpokenDigitStringsData,
     TrainingConfig,
 )
+from crnn.data.catalog import open_source
 from crnn.data.preprocess import preprocess
-from crnn.data.sources import SPLITS, open_source
+from crnn.data.sources import SPLITS
 from crnn.data.speech import trim_silence
 from crnn.evaluate import evaluate_checkpoint
 from crnn.train import train_on_shards

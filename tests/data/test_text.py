@@ -16,9 +16,10 @@ import torch
 import crnn.models.text  # noqa: F401  registers text_crnn
 from crnn.config import AugmentationConfig, ModelConfig, PreprocessingConfig, TextTableData
 from crnn.data.augment import AUGMENTERS, generator_for
+from crnn.data.catalog import open_source
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import preprocess
-from crnn.data.sources import SPLITS, Chunk, open_source
+from crnn.data.sources import SPLITS, Chunk
 from crnn.data.text import Tokenizer  # also registers text_table and the text augmenter
 from crnn.errors import DataError
 
@@ -452,6 +453,6 @@ def test_sentiment_task_learns_end_to_end(tmp_path: Path, one_thread: None) -> N
     predictor = Predictor.from_checkpoint(result.last_checkpoint, device="cpu")
     predicted = predictor.predict_normalized(test.inputs).outputs
     assert test.labels is not None
-    truth = [manifest.target["classes"][i] for i in test.labels.tolist()]
+    truth = [manifest.target.classes[i] for i in test.labels.tolist()]
     accuracy = np.mean([p == t for p, t in zip(predicted, truth, strict=True)])
     assert len(truth) == 24 and accuracy >= 0.9

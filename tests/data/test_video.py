@@ -3,9 +3,9 @@ import torch
 
 from crnn.config import AugmentationConfig, MovingDigitsData, PreprocessingConfig
 from crnn.data.augment import AUGMENTERS, generator_for
+from crnn.data.catalog import open_source
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import preprocess
-from crnn.data.sources import open_source
 from crnn.data.video import motion_paths, render_clips
 
 SMALL = MovingDigitsData(clips={"train": 40, "val": 10, "test": 14}, frames=6, frame_size=20)
@@ -41,7 +41,7 @@ def test_clips_are_deterministic_and_split_by_source_image() -> None:
     np.testing.assert_array_equal(ca.inputs, cb.inputs)
     assert ca.inputs.shape == (14, 6, 1, 20, 20) and a.info().input_shape == (6, 1, 20, 20)
     assert not set(a.pools["train"]) & set(a.pools["test"])
-    assert a.info().modality == "video" and a.info().target.num_classes == 7
+    assert a.info().modality == "video" and a.info().target.num_outputs == 7
 
 
 def test_video_augmentation_moves_all_frames_of_a_clip_together() -> None:

@@ -61,6 +61,7 @@ def shapes_pipeline(**updates: Any) -> dict[str, Any]:
         "training": {"epochs": 2, "batch_size": 16, "device": "cpu", "loader": {"workers": 0}},
         "evaluation": {"sample_predictions": 0},
         "tracking": {"system_metrics_interval": None},
+        "registry": {"first_champion_margin": None},  # two quick epochs: no floor to clear
     }
     pipeline.update(updates)
     return pipeline

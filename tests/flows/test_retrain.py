@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from crnn.config import load_pipeline
-from crnn.data.sources import open_source
+from crnn.data.catalog import open_source
 from tests.conftest import REPO, tiny_pipelines, write_config
 
 pytestmark = pytest.mark.integration

@@ -72,7 +72,7 @@ def test_training_under_autocast_is_finite_and_says_what_the_rnn_ran_in(
     assert setup["grad_scaler"] == str(precision == "fp16").lower()
     assert setup["rnn_dtype"] in {"float32", setup["autocast"]}
     record_property(f"rnn_dtype_{device}_{precision}", setup["rnn_dtype"])
-    weights = load_checkpoint(result.last_checkpoint)["state_dict"]
+    weights = load_checkpoint(result.last_checkpoint).state_dict
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
 
 
@@ -127,7 +127,7 @@ class _StopAfter(TrainCallback):
 
 
 def _distance(a: Path, b: Path) -> float:
-    wa, wb = load_checkpoint(a)["state_dict"], load_checkpoint(b)["state_dict"]
+    wa, wb = load_checkpoint(a).state_dict, load_checkpoint(b).state_dict
     return float(sum(((wa[k].double() - wb[k].double()) ** 2).sum() for k in wa) ** 0.5)
 
 
@@ -195,7 +195,7 @@ def test_one_rank_through_torchrun_uses_the_devices_backend(tiny, tmp_path, devi
 
 def _tiny_model(cfg: PipelineConfig, manifest) -> torch.nn.Module:
     kwargs = model_kwargs(cfg.model, manifest.features)
-    classes = len(manifest.target["charset"]) + 1
+    classes = manifest.target.num_outputs
     return create_model(cfg.model.architecture, tuple(manifest.input_shape), classes, **kwargs)
 
 

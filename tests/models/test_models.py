@@ -14,15 +14,18 @@ SHAPE = (1, 32, 128)
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES.names())
-@pytest.mark.parametrize("head", ["ctc", "classification"])
+@pytest.mark.parametrize("head", ["ctc", "classification", "regression"])
 def test_every_architecture_and_head(architecture: str, head: str) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(architecture=architecture, head=head)
     shape = ARCHITECTURES.get(architecture).example_input
-    model = create_model(architecture, shape, 11, **model_kwargs(cfg))
+    outputs = 1 if head == "regression" else 11
+    model = create_model(architecture, shape, outputs, **model_kwargs(cfg))
     x = torch.randn(3, *shape)
     out = model(x)
-    if head == "ctc":
+    if head == "regression":  # one number per input
+        assert out.shape == (3,)
+    elif head == "ctc":
         assert out.shape[0] == 3 and out.shape[2] == 11
         assert out.shape[1] == model.seq_len
         if len(shape) == 3:  # images: room for 8 characters with repeats along the width
@@ -30,7 +33,9 @@ def test_every_architecture_and_head(architecture: str, head: str) -> None:
     else:
         assert out.shape == (3, 11)
     assert torch.isfinite(out).all()
-    out.float().logsumexp(-1).mean().backward()
+    (
+        out.float().square().mean() if head == "regression" else out.float().logsumexp(-1).mean()
+    ).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)

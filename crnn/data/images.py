@@ -33,9 +33,8 @@ from crnn.data.sources import (
     SourceInfo,
     TargetSpec,
     per_file_chunks,
-    split_indices,
-    split_train_val,
 )
+from crnn.data.splits import split_indices, split_train_val
 from crnn.errors import DataError
 
 IDX_TYPES: dict[int, str] = {

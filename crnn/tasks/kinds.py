@@ -1,0 +1,156 @@
+"""The facts of each task kind that the configuration needs, without torch: its head, its target,
+its default early-stopping monitor and registry gate, and what a prediction is.
+
+The behaviour of a kind (loss, decoding, metrics, shard columns) is its :class:`crnn.tasks.Task`
+subclass, which reads these facts from here; nothing else compares kind names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+MINIMIZED_SUFFIXES = ("loss", "cer", "wer", "mae", "rmse", "mse")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a sample's target is: a character sequence over ``charset`` (kind ``sequence``), one
+    of ``classes`` (``class``), or a number (``value``), standardized with ``mean`` / ``std`` fit
+    on the training split (the network learns ``(y - mean) / std``)."""
+
+    kind: str
+    charset: str = ""
+    classes: tuple[str, ...] = ()
+    mean: float = 0.0
+    std: float = 1.0
+
+    @property
+    def task_kind(self) -> TaskKind:
+        return kind_for_target(self.kind)
+
+    @property
+    def num_outputs(self) -> int:
+        """Network outputs: characters + the CTC blank, classes, or one number."""
+        return self.task_kind.outputs(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "charset": self.charset,
+            "classes": list(self.classes),
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TargetSpec:
+        return cls(
+            kind=d["kind"],
+            charset=d.get("charset", ""),
+            classes=tuple(d.get("classes", ())),
+            mean=float(d.get("mean", 0.0)),
+            std=float(d.get("std", 1.0)),
+        )
+
+    def encode(self, text: str) -> list[int]:
+        """Characters -> CTC class indices (1..len(charset)); 0 is the blank."""
+        index = {c: i + 1 for i, c in enumerate(self.charset)}
+        return [index[c] for c in text]
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """One task kind, declared once.
+
+    Attributes:
+        name: the kind's name (``sequence``, ``classification``, ``regression``).
+        head: the ``model.head`` that selects it.
+        target: the :class:`TargetSpec` kind its sources produce.
+        monitor: the default early-stopping metric (its mode follows :func:`metric_mode`).
+        gate_metric: the default registry gate metric (its direction: :func:`metric_direction`).
+        prediction: the pyfunc's output column and its type (``string`` or ``double``).
+        outputs: the network's outputs for a target spec.
+        losses: the training losses it can use (``training.loss``), the default first.
+        baseline: whether the classical baseline (``evaluation.baseline``) applies.
+    """
+
+    name: str
+    head: str
+    target: str
+    monitor: str
+    gate_metric: str
+    prediction: tuple[str, str]
+    outputs: Callable[[TargetSpec], int] = field(repr=False)
+    losses: tuple[str, ...] = ()
+    baseline: bool = False
+
+
+SEQUENCE = TaskKind(
+    "sequence",
+    head="ctc",
+    target="sequence",
+    monitor="val_cer",
+    gate_metric="test_sequence_accuracy",
+    prediction=("text", "string"),
+    outputs=lambda spec: len(spec.charset) + 1,
+    losses=("ctc",),
+)
+CLASSIFICATION = TaskKind(
+    "classification",
+    head="classification",
+    target="class",
+    monitor="val_accuracy",
+    gate_metric="test_accuracy",
+    prediction=("prediction", "string"),
+    outputs=lambda spec: len(spec.classes),
+    losses=("cross_entropy",),
+    baseline=True,
+)
+REGRESSION = TaskKind(
+    "regression",
+    head="regression",
+    target="value",
+    monitor="val_rmse",
+    gate_metric="test_rmse",
+    prediction=("prediction", "double"),
+    outputs=lambda spec: 1,
+    losses=("mse", "huber"),
+)
+KINDS: dict[str, TaskKind] = {k.name: k for k in (SEQUENCE, CLASSIFICATION, REGRESSION)}
+HEADS = tuple(k.head for k in KINDS.values())
+
+
+def kind_for_head(head: str) -> TaskKind:
+    for kind in KINDS.values():
+        if kind.head == head:
+            return kind
+    raise KeyError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
+
+
+def kind_for_target(target: str) -> TaskKind:
+    for kind in KINDS.values():
+        if kind.target == target:
+            return kind
+    known = ", ".join(k.target for k in KINDS.values())
+    raise KeyError(f"unknown target kind {target!r}; known: {known}")
+
+
+def parse_value(text: str) -> float | None:
+    """A numeric target read from its text (``3``, ``-0.5``, ``1e3``); None unless finite."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def metric_mode(metric: str) -> str:
+    """``min`` for losses, error rates and errors; ``max`` for accuracies, F1, R2."""
+    return "min" if metric.endswith(MINIMIZED_SUFFIXES) else "max"
+
+
+def metric_direction(metric: str) -> str:
+    return "minimize" if metric_mode(metric) == "min" else "maximize"
