@@ -44,6 +44,17 @@ class PreprocessingSpec:
     features: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # the source config (scoring)
 
+    @property
+    def image_model(self) -> bool:
+        """Trained on images (their profile was measured): it reads image files and arrays of
+        any size (:mod:`crnn.data.user_images`)."""
+        return "image" in self.features
+
+    @property
+    def any_width(self) -> bool:
+        """An image model that reads lines of any width (CTC over each line's own frames)."""
+        return self.image_model and self.target.task_kind.any_width and len(self.input_shape) == 3
+
 
 @dataclass(frozen=True)
 class Checkpoint:

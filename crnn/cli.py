@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import crnn
 from crnn.cli_ops import add_operations
+from crnn.cli_registry import add_registry_commands
 from crnn.errors import UserError
 
 DEFAULT_CONFIG = "pipelines.yaml"
+CONFIG_HELP = "pipelines file (default: ./pipelines.yaml or $CRNN_CONFIG)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crnn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `crnn schema | head`: the reader left; nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,25 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="crnn", description="Train, track, register and score CRNN pipelines."
     )
     parser.add_argument(
-        "--config",
-        default=os.environ.get("CRNN_CONFIG", DEFAULT_CONFIG),
-        help="pipelines file (default: ./pipelines.yaml or $CRNN_CONFIG)",
+        "--config", default=os.environ.get("CRNN_CONFIG", DEFAULT_CONFIG), help=CONFIG_HELP
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {crnn.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     add_run_command(sub)
     add_score_command(sub)
-
-    promote = sub.add_parser("promote", help="make a registered model version the champion")
-    promote.add_argument("name", help="registered model, e.g. crnn-digit-strings")
-    promote.add_argument("version")
-    promote.add_argument("--reason", required=True, help="why (recorded with who and when)")
-    promote.set_defaults(handler=cmd_promote)
-
-    rollback = sub.add_parser("rollback", help="move champion back to the version it replaced")
-    rollback.add_argument("name", help="registered model, e.g. crnn-digit-strings")
-    rollback.add_argument("--reason", required=True, help="why (recorded with who and when)")
-    rollback.set_defaults(handler=cmd_rollback)
 
     lst = sub.add_parser("list", help="list pipelines and registered architectures")
     lst.set_defaults(handler=cmd_list)
@@ -64,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--output", "-o", help="write to this file instead of stdout")
     schema.set_defaults(handler=cmd_schema)
     add_operations(sub)  # deploy, serve, doctor: crnn/cli_ops.py
+    add_registry_commands(sub)  # models, predict, ui, promote, rollback: crnn/cli_registry.py
+    for command in sub.choices.values():  # --config before or after the command
+        command.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     return parser
 
 
@@ -163,30 +161,19 @@ def check_services(tracking: Any, workspace: Path) -> None:
     open_tracking(tracking, workspace)
 
 
-def _registry_context(args: argparse.Namespace) -> Any:
-    """The MLflow store of the pipelines file's workspace (MLFLOW_TRACKING_URI wins)."""
-    from crnn.config import load_pipeline
-    from crnn.tracking import open_tracking
-    from crnn.workspace import resolve_workspace
-
-    config_file, cfg = load_pipeline(args.config, None, ())
-    workspace = resolve_workspace(config_file.workspace, Path(args.config))
-    return open_tracking(cfg.tracking, workspace.root)
-
-
 def cmd_score(args: argparse.Namespace) -> int:
-    from crnn.config import load_pipeline
-    from crnn.workspace import resolve_workspace
+    from crnn.cli_registry import store_of
+    from crnn.config import TrackingConfig
 
-    config_file, cfg = load_pipeline(args.config, None, ())
-    workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    # the project's store, or MLFLOW_TRACKING_URI outside a project (never a URI in flow params)
+    uri, state = store_of(args)
     for given in (args.input, args.shards):
         if given and not Path(given).expanduser().exists():
             raise UserError(f"{given}: no such file or folder")
-    check_services(cfg.tracking.model_copy(update={"experiment": "scoring"}), workspace.root)
+    check_services(TrackingConfig(tracking_uri=uri, experiment="scoring"), state)
     from flows.local import local_flow_runs, prepare_local_prefect, quiet_user_errors
 
-    prepare_local_prefect(workspace.root)
+    prepare_local_prefect(state)
     from flows.score import score_flow
 
     quiet_user_errors()
@@ -211,22 +198,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         f"{summary['quarantined_by_reason'] or ''}\noutput: {summary['output']}  "
         f"mlflow run: {summary['mlflow_run_id']} (experiment scoring)"
     )
-    return 0
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    from crnn.tracking.registry import promote
-
-    previous = promote(_registry_context(args), args.name, args.version, args.reason)
-    print(f"{args.name}: champion is version {args.version} (was {previous or 'none'})")
-    return 0
-
-
-def cmd_rollback(args: argparse.Namespace) -> int:
-    from crnn.tracking.registry import rollback
-
-    was, now = rollback(_registry_context(args), args.name, args.reason)
-    print(f"{args.name}: champion rolled back from version {was} to version {now}")
     return 0
 
 

@@ -17,7 +17,9 @@ import torch
 from crnn.checkpoint import Checkpoint, load_checkpoint
 from crnn.data.normalization import Normalizer
 from crnn.data.raw import channel_axis, raw_to_inputs
+from crnn.data.user_images import as_image_list, fit_images
 from crnn.device import resolve_device
+from crnn.errors import DataError
 from crnn.models import create_model
 from crnn.tasks import task_for
 
@@ -44,6 +46,8 @@ class Predictor:
         self.target = prep.target
         self.task = task_for(prep.target)
         self.source, self.features = prep.source, prep.features
+        self.image_model = prep.image_model
+        self.any_width = prep.any_width and hasattr(self.model, "frames")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
@@ -51,7 +55,13 @@ class Predictor:
 
     def predict_input(self, model_input: Any, batch_size: int = 256) -> Predictions:
         """Predict on what a user has: strings for a text model, waveforms / WAV bytes / paths
-        for an audio model, raw arrays otherwise (see :mod:`crnn.data.raw`)."""
+        for an audio model (see :mod:`crnn.data.raw`); for an image model, images of any size,
+        range and polarity as arrays, files or bytes (see :mod:`crnn.data.user_images`); raw
+        arrays otherwise."""
+        if self.image_model:
+            images = as_image_list(model_input)
+            batch, widths = fit_images(images, self.input_shape, self.features, self.any_width)
+            return self.predict_normalized(self.prepare(batch), batch_size, widths)
         raw = raw_to_inputs(model_input, self.source, self.features)
         return self.predict_raw(raw, batch_size)
 
@@ -73,8 +83,11 @@ class Predictor:
             squeezed = tuple(d for i, d in enumerate(self.input_shape) if i != axis)
             if x.shape[1:] == squeezed:
                 x = np.expand_dims(x, 1 + axis)
-        if x.shape[1:] != self.input_shape:
-            raise ValueError(
+        fits = x.shape[1:] == self.input_shape or (
+            self.any_width and x.ndim == 4 and x.shape[1:3] == self.input_shape[:2]
+        )  # a line model reads any width
+        if not fits:
+            raise DataError(
                 f"inputs of shape {list(x.shape[1:])} do not match the model's "
                 f"{list(self.input_shape)}"
             )
@@ -85,13 +98,20 @@ class Predictor:
         return torch.from_numpy(self.normalizer.transform(x))
 
     @torch.inference_mode()
-    def predict_normalized(self, x: torch.Tensor, batch_size: int = 256) -> Predictions:
-        """Predict on already-normalized inputs (N, C, H, W), e.g. a shard split."""
+    def predict_normalized(
+        self, x: torch.Tensor, batch_size: int = 256, widths: np.ndarray | None = None
+    ) -> Predictions:
+        """Predict on already-normalized inputs (N, C, H, W), e.g. a shard split. ``widths``:
+        each row's real width when rows are right-padded (line models decode only its frames)."""
         outputs: list[Any] = []
         confidence: list[np.ndarray] = []
         for start in range(0, len(x), batch_size):
+            frames = None
+            if widths is not None and self.any_width:
+                count: Any = getattr(self.model, "frames")  # noqa: B009 (a CRNN's method)
+                frames = count(torch.as_tensor(widths[start : start + batch_size]))
             decoded, conf = self.task.decode(
-                self.model(x[start : start + batch_size].to(self.device))
+                self.model(x[start : start + batch_size].to(self.device)), frames
             )
             outputs += decoded
             confidence.append(conf)

@@ -6,10 +6,12 @@ preprocessing (normalization statistics, charset / labels, feature parameters) i
 training pipeline's config is never needed.
 
 Output is a folder of Parquet parts, one per input chunk, each written atomically, with the sample
-id, prediction, confidence and the model name, version and run id on every row. ``job.json`` pins
-the job (model version, input); a re-run skips the parts already there, so a crashed job finishes
-with exactly one row per valid input row. Rejected records go to ``quarantine-*.parquet`` with a
-reason. Needs torch, numpy and pyarrow only; MLflow (resolving ``NAME@ALIAS``, the scoring run)
+id, prediction, confidence and the model name, version and run id on every row: the folder reads
+as one Parquet dataset (``pd.read_parquet(DIR)``, ``pyarrow.dataset``), because everything else
+has a name those readers skip. ``_job.json`` pins the job (model version, input); a re-run skips
+the parts already there, so a crashed job finishes with exactly one row per valid input row.
+Rejected records go to ``_quarantine/part-*.parquet`` with a reason; ``_summary.json`` holds the
+totals. Needs torch, numpy and pyarrow only; MLflow (resolving ``NAME@ALIAS``, the scoring run)
 lives in :mod:`crnn.tracking` and the ``score`` flow.
 """
 
@@ -36,7 +38,9 @@ from crnn.errors import UserError
 from crnn.inference import Predictor
 
 SPLITS = ("train", "val", "test")
-JOB_FILE = "job.json"
+JOB_FILE = "_job.json"  # a leading "_" or ".": skipped by Parquet dataset readers
+QUARANTINE_DIR = "_quarantine"
+SUMMARY_FILE = "_summary.json"
 T = TypeVar("T")
 
 PREDICTION_TYPES = {"string": pa.string(), "double": pa.float64()}  # by TaskKind.prediction
@@ -119,10 +123,23 @@ def input_chunks(
         )
     if not input_path:
         return source_chunks(source_config(source), chunk_rows)
+    if "path" not in source and ckpt.preprocessing.image_model:  # images a user has, any size
+        return image_chunks(Path(input_path), ckpt, chunk_rows)
     if "path" not in source:
         raise UserError(f"{model.name}'s source {source['source']!r} reads no path: drop --input")
     features = ckpt.preprocessing.features
     return new_chunks(source_config({**source, "path": input_path}), features, chunk_rows)
+
+
+def image_chunks(root: Path, ckpt: Checkpoint, chunk_rows: int) -> Iterator[tuple[str, Chunk]]:
+    """Image files under ``root`` for a model trained on embedded images: fitted to its height
+    (line models: any width) or size, pixel range and polarity (:mod:`crnn.data.user_images`)."""
+    from crnn.data.user_images import image_file_chunks
+
+    prep = ckpt.preprocessing
+    parts = image_file_chunks(root, chunk_rows, prep.input_shape, prep.features, prep.any_width)
+    for k, (batch, widths, ids, bad) in enumerate(parts):
+        yield f"new-{k:05d}", Chunk("new", ids, batch, widths=widths, quarantined=bad)
 
 
 def source_config(raw: dict[str, Any]) -> Any:
@@ -219,7 +236,8 @@ def score(
             (q.sample_id, q.origin, q.reason) for q in chunk.quarantined
         ]
         ids = [s for s, k in zip(chunk.sample_ids, keep, strict=True) if k]
-        preds = predictor.predict_normalized(item.inputs, batch_size)
+        widths = None if chunk.widths is None else chunk.widths[keep]
+        preds = predictor.predict_normalized(item.inputs, batch_size, widths)
         n = len(ids)
         table = pa.table(
             {
@@ -235,7 +253,7 @@ def score(
         if bad:  # quarantine first: a part on disk means its chunk is complete
             rows = list(zip(*bad, strict=True))
             quarantine = pa.table(dict(zip(QUARANTINE_SCHEMA.names, rows, strict=True)))
-            with atomic_path(out_dir / f"quarantine-{chunk_id}.parquet") as tmp:
+            with atomic_path(out_dir / QUARANTINE_DIR / f"part-{chunk_id}.parquet") as tmp:
                 pq.write_table(quarantine.cast(QUARANTINE_SCHEMA), tmp)
         with atomic_path(out_dir / f"part-{chunk_id}.parquet") as tmp:
             pq.write_table(table, tmp)
@@ -246,7 +264,7 @@ def score(
     summary.seconds = time.perf_counter() - started
     summary.rows_per_s = scored_now / max(summary.seconds, 1e-9)
     count_output(out_dir, summary)
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary.to_dict(), indent=2))
+    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary.to_dict(), indent=2))
     return summary
 
 
@@ -281,7 +299,7 @@ def count_output(out_dir: Path, summary: ScoreSummary) -> None:
     """Totals over every part (this attempt's and earlier ones')."""
     scored = sum(pq.read_metadata(p).num_rows for p in out_dir.glob("part-*.parquet"))
     reasons: dict[str, int] = {}
-    for q in out_dir.glob("quarantine-*.parquet"):
+    for q in (out_dir / QUARANTINE_DIR).glob("part-*.parquet"):
         for reason in pq.read_table(q, columns=["reason"]).column("reason").to_pylist():
             reasons[reason] = reasons.get(reason, 0) + 1
     summary.rows_scored = scored

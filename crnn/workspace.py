@@ -27,3 +27,11 @@ def resolve_workspace(configured: str, config_path: Path) -> Workspace:
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     return Workspace(root)
+
+
+def state_outside_a_project() -> Path:
+    """Local state of commands run outside a project on a remote store (the local Prefect's
+    home, downloads): the user's cache folder."""
+    root = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "crnn"
+    root.mkdir(parents=True, exist_ok=True)
+    return root

@@ -7,6 +7,7 @@ already written. The job is logged as a run of the scoring experiment.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,6 +151,12 @@ def _store_of(config_path: str, pipeline: str | None) -> tuple[str, str]:
     from crnn.tracking.runs import resolve_tracking_uri
     from crnn.workspace import resolve_workspace
 
+    if not Path(config_path).is_file() and os.environ.get("MLFLOW_TRACKING_URI"):
+        from crnn.tracking.runs import USER_TRACKING_URI
+        from crnn.workspace import state_outside_a_project
+
+        assert USER_TRACKING_URI is not None
+        return USER_TRACKING_URI, str(state_outside_a_project())  # outside a project
     config_file, cfg = load_pipeline(config_path, pipeline, ())
     ws = resolve_workspace(config_file.workspace, Path(config_path))
     return resolve_tracking_uri(cfg.tracking, ws.root), str(ws.root)

@@ -180,3 +180,92 @@ def test_an_alias_no_version_holds_says_so_in_one_line(registry) -> None:
     assert "has no version with the alias 'champion' yet" in str(info.value)
     with pytest.raises(UserError, match="is not in the registry"):
         resolve_model(ctx, "crnn-nothing@champion")
+
+
+def test_models_predict_and_ui_in_the_project_and_anywhere_with_a_uri(
+    registry, tiny_config, tmp_path, capsys, monkeypatch
+) -> None:
+    """`crnn models` lists versions, aliases and gate scores; `crnn predict` reads a few files;
+    both work outside the project given --tracking-uri, and say what to do without one."""
+    from crnn.data.loader import load_split
+    from tests.data.test_user_images import render_lines
+
+    ctx, cfg, register, trained = registry
+    config_path = str(Path(tiny_config[0].workspace).parent / "pipelines.yaml")
+    register(0.5), register(0.4)  # v1 champion, v2 rejected
+    assert main(["models", "--config", config_path]) == 0  # --config after the command too
+    out = capsys.readouterr().out
+    assert "crnn-tiny  (2 versions; challenger: 2, champion: 1)" in out
+    assert "v1    champion" in out and "test_sequence_accuracy 0.5000" in out and "rejected" in out
+    assert main(["--config", config_path, "models", "crnn-tiny", "--json"]) == 0
+    [model] = json.loads(capsys.readouterr().out)
+    assert [v["version"] for v in model["versions"]] == ["2", "1"]
+    assert model["versions"][1]["aliases"] == ["champion"] and model["versions"][1]["score"] == 0.5
+
+    from crnn.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
+    shards = preprocess(cfg.data, cfg.preprocessing, Path(tiny_config[0].workspace) / "shards")
+    test = load_split(shards.manifest_path, "test")
+    raw = predictor.normalizer.inverse_transform(test.inputs[:3].numpy())[:, 0]
+    files = render_lines(raw, test.sample_ids[:3], tmp_path / "lines")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no pipelines.yaml here
+    args = ["predict", "crnn-tiny@champion", *map(str, files), "--json"]
+    assert main([*args, "--tracking-uri", ctx.tracking_uri]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model"] == "crnn-tiny/1"
+    assert [p["prediction"] for p in printed["predictions"]] == predictor.predict_input(
+        [str(f) for f in files]
+    ).outputs
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["models"]) == 2
+    assert "no tracking URI" in capsys.readouterr().err
+    assert main(["models", "crnn-tny", "--tracking-uri", ctx.tracking_uri]) == 2
+    assert (
+        main(["predict", "crnn-tny@champion", str(files[0]), "--tracking-uri", ctx.tracking_uri])
+        == 2
+    )
+    assert "(did you mean 'crnn-tiny'?)" in capsys.readouterr().err
+
+
+def test_crnn_ui_serves_the_projects_store(registry, tiny_config) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from flows.server import free_port
+
+    _, _, register, _ = registry
+    register(0.5)
+    port = free_port()
+    config_path = str(Path(tiny_config[0].workspace).parent / "pipelines.yaml")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crnn.cli", "--config", config_path, "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline, body = time.monotonic() + 90, ""
+        while time.monotonic() < deadline and not body:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    body = r.read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert body.strip() == "OK"
+        url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/registered-models/search"
+        with urllib.request.urlopen(f"{url}?max_results=10", timeout=10) as r:
+            assert "crnn-tiny" in r.read().decode()  # this project's store, through the UI
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+    assert f"http://127.0.0.1:{port}" in (proc.stdout.read() if proc.stdout else "")

@@ -92,6 +92,40 @@ def test_non_finite_rows_are_quarantined_and_counted(model_and_shards, tmp_path)
     )
 
 
+def test_the_output_reads_as_one_parquet_dataset_with_the_umasks_modes(
+    model_and_shards, tmp_path
+) -> None:
+    """Job file, summary and quarantine records sit under names Parquet dataset readers skip, so
+    `pd.read_parquet(DIR)` is the scores; files get the modes open() would give (not 0600)."""
+    import os
+    import stat
+
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    predictor, _, data = model_and_shards
+    (_, first), (_, second) = list(source_chunks(data, 16))[:2]
+    inputs = first.inputs.copy()
+    inputs[3] = np.nan
+    chunks = iter([("c0", Chunk("test", first.sample_ids, inputs)), ("c1", second)])
+    old = os.umask(0o022)
+    try:
+        summary = score(predictor, REF, chunks, tmp_path / "out", "q")
+    finally:
+        os.umask(old)
+    assert summary.rows_quarantined == 1
+    out = tmp_path / "out"
+    frame = pd.read_parquet(out)
+    assert len(frame) == 31 and set(frame["sample_id"]) == set(
+        read_scores(out).column("sample_id").to_pylist()
+    )
+    assert ds.dataset(out, format="parquet").count_rows() == 31
+    assert (out / "_job.json").is_file() and (out / "_summary.json").is_file()
+    assert pd.read_parquet(out / "_quarantine")["sample_id"].tolist() == [first.sample_ids[3]]
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {0o644}, modes
+
+
 def test_prefetched_keeps_order_and_raises_where_the_source_failed() -> None:
     def numbers():
         yield from range(5)

@@ -7,6 +7,7 @@ An invalid file raises :class:`ConfigError` with one line: key path, bad value, 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -189,7 +190,9 @@ def _parse_pipeline(
     name = name or config.default_pipeline
     if name not in config.pipelines:
         known = ", ".join(sorted(config.pipelines))
-        raise ConfigError(f"{path}: no pipeline named {name!r}; known: {known}")
+        close = difflib.get_close_matches(name, list(config.pipelines), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{path}: no pipeline named {name!r}{hint}; known: {known}")
     return config, config.pipelines[name]
 
 
@@ -231,24 +234,36 @@ def _apply_override(raw: dict[str, Any], pipeline: str, item: str, path: Path) -
     node[parts[-1]] = yaml.safe_load(value)
 
 
+MAX_PROBLEMS = 5  # config problems shown at once, one line each
+
+
 def format_validation_error(exc: ValidationError) -> str:
-    """One line from a pydantic error: ``key.path: problem (got value)``, plus a count of others."""
+    """One line per problem (the first few): ``key.path: problem (got value)``, then a count of
+    the others."""
     errors = exc.errors(include_url=False)
-    first = errors[0]
-    raw_loc = tuple(first["loc"])
+    lines = [_problem(e) for e in errors[:MAX_PROBLEMS]]
+    if len(errors) > MAX_PROBLEMS:
+        lines.append(f"(and {len(errors) - MAX_PROBLEMS} more problem(s))")
+    return "\n  ".join(lines) if len(lines) > 1 else lines[0]
+
+
+def _problem(error: Any) -> str:
+    raw_loc = tuple(error["loc"])
     # pydantic puts the tag of a tagged union (data.source) into the location: drop it
     loc = [str(p) for i, p in enumerate(raw_loc) if not (i and raw_loc[i - 1] == "data")]
     where = ".".join(loc) or "(top level)"
-    if first["type"] == "extra_forbidden":
+    if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(raw_loc[:-1])
-        problem = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-    elif first["type"] == "missing":
+        close = difflib.get_close_matches(str(raw_loc[-1]), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        listed = f"; allowed: {', '.join(allowed)}" if allowed else ""
+        problem = "unknown key" + hint + listed
+    elif error["type"] == "missing":
         problem = "required key is missing"
     else:
-        problem = first["msg"].removeprefix("Value error, ")
-        problem += f" (got {json.dumps(first.get('input'), default=str)[:80]})"
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    return f"{where}: {problem}{more}"
+        problem = error["msg"].removeprefix("Value error, ")
+        problem += f" (got {json.dumps(error.get('input'), default=str)[:80]})"
+    return f"{where}: {problem}"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:

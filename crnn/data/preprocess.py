@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from crnn.data.shards import (
     write_manifest,
 )
 from crnn.data.sources import SPLITS, Chunk, Source, SourceInfo
+from crnn.data.user_images import ImageProfile
 from crnn.errors import DataError
 from crnn.tasks import task_for
 from crnn.tasks.base import Task
@@ -106,7 +108,8 @@ def _build(
 ) -> Path:
     """Write the shards and, last, the manifest of ``source`` into the empty folder ``root``.
     A build that fails on its quarantine keeps the quarantined records in ``rejected``."""
-    normalizer, task, train_rows = fit_train_statistics(source, info, cfg.normalization)
+    fit = fit_train_statistics(source, info, cfg.normalization)
+    normalizer, task, train_rows = fit.normalizer, fit.task, fit.rows
     writer = ShardWriter(
         root,
         info.input_shape,
@@ -132,7 +135,7 @@ def _build(
         input_shape=list(info.input_shape),
         target=task.spec,
         normalization=normalizer.stats_,
-        features=info.features,
+        features={**info.features, **fit.features},
         splits=counts,
         shards=writer.close(),
         order=writer.order(),
@@ -215,20 +218,30 @@ def _check_quarantine(
     return path, records_in
 
 
-def fit_train_statistics(
-    source: Source, info: SourceInfo, kind: str
-) -> tuple[Normalizer, Task, int]:
-    """What is fit on the training split's valid records: the input normalizer, the task bound
-    to the target's statistics (a regression target's mean and std), and how many records."""
+@dataclass(frozen=True)
+class TrainStatistics:
+    """What is fit on the training split's valid records."""
+
+    normalizer: Normalizer  # the input normalization
+    task: Task  # bound to the target's statistics (a regression target's mean and std)
+    rows: int
+    features: dict[str, Any]  # images: the pixel range and background later inputs are fit to
+
+
+def fit_train_statistics(source: Source, info: SourceInfo, kind: str) -> TrainStatistics:
     normalizer, rows = Normalizer(kind), 0
     task = task_for(info.target)
+    profile = ImageProfile()
     for chunk in source.chunks("train", CHUNK_ROWS):
         valid = validate_chunk(chunk, task)[0]
         rows += len(valid)
         if len(valid):
             normalizer.partial_fit(valid.inputs)
             task.observe(valid)
-    return normalizer, task_for(task.fitted()) if rows else task, rows
+            if info.modality == "image":
+                profile.observe(valid.inputs)
+    fitted = task_for(task.fitted()) if rows else task
+    return TrainStatistics(normalizer, fitted, rows, profile.to_features())
 
 
 def _write_chunk(

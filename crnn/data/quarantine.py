@@ -69,6 +69,7 @@ def _select(chunk: Chunk, keep: np.ndarray) -> Chunk:
         texts=None if chunk.texts is None else [chunk.texts[i] for i in idx],
         labels=None if chunk.labels is None else np.asarray(chunk.labels)[idx],
         values=None if chunk.values is None else np.asarray(chunk.values)[idx],
+        widths=None if chunk.widths is None else np.asarray(chunk.widths)[idx],
         quarantined=[],
     )
 

@@ -1,4 +1,5 @@
-"""Sources: one reader per data format, registered by name (the ``data.source`` key).
+"""Sources: one reader per data format, registered by name (the ``data.source`` key) in
+:data:`SOURCES`; :mod:`crnn.data.catalog` imports every module that registers one.
 
 A source yields :class:`Chunk` objects of raw samples (before normalization) split by split, and
 describes itself with :class:`SourceInfo` (a digest of the raw data plus how it was read).
@@ -50,6 +51,7 @@ class Chunk:
     texts: list[str] | None = None
     labels: np.ndarray | None = None
     values: np.ndarray | None = None  # numeric targets (regression)
+    widths: np.ndarray | None = None  # line images right-padded to the widest: real widths
     quarantined: list[Quarantined] = field(default_factory=list)
     normalization: dict[str, Any] | None = None
 

@@ -108,9 +108,20 @@ class CRNN(nn.Module):
         if fh < 1 or fw < 1:
             raise ValueError(f"input {h}x{w} is too small for pooling {[list(p) for p in pool]}")
         self.seq_len = fw
+        self.width_pools = [int(p[1]) for p in pool]
         self.sequence = RecurrentHead(
             fc * fh, num_classes, head, rnn, rnn_hidden, rnn_layers, bidirectional, dropout
         )
+
+    def frames(self, widths: torch.Tensor) -> torch.Tensor | None:
+        """Output frames of inputs ``widths`` pixels wide (each max-pool floors the width);
+        None when the sequence runs down the rows."""
+        if self.by_rows:
+            return None
+        out = widths.to(torch.long)
+        for pw in self.width_pools:
+            out = out // pw
+        return out.clamp(min=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.by_rows:

@@ -82,9 +82,12 @@ class Task(ABC):
         reading them back would stall the GPU every step)."""
 
     @abstractmethod
-    def decode(self, out: torch.Tensor) -> tuple[list[Any], np.ndarray]:
+    def decode(
+        self, out: torch.Tensor, frames: torch.Tensor | None = None
+    ) -> tuple[list[Any], np.ndarray]:
         """Network outputs -> predictions (strings, class names or numbers) and a confidence
-        per sample (NaN where the kind has none)."""
+        per sample (NaN where the kind has none). ``frames``: each sample's real output frames
+        (inputs padded to a batch's widest), for kinds that decode over frames."""
 
     # ------------------------------------------------------------------------------ metrics
 

@@ -50,7 +50,9 @@ class ClassificationTask(Task):
         loss = F.cross_entropy(out.float(), batch.labels)
         return loss, torch.zeros((), dtype=torch.long, device=loss.device)
 
-    def decode(self, out: torch.Tensor) -> tuple[list[Any], np.ndarray]:
+    def decode(
+        self, out: torch.Tensor, frames: torch.Tensor | None = None
+    ) -> tuple[list[Any], np.ndarray]:
         best = out.float().softmax(-1).max(-1)
         classes = self.spec.classes
         return [classes[i] for i in best.indices.tolist()], best.values.cpu().numpy()

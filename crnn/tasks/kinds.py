@@ -75,6 +75,8 @@ class TaskKind:
         outputs: the network's outputs for a target spec.
         losses: the training losses it can use (``training.loss``), the default first.
         baseline: whether the classical baseline (``evaluation.baseline``) applies.
+        any_width: whether an image model of the kind reads inputs of any width (a CTC line
+            model: the RNN and CTC run over however many frames the width gives).
     """
 
     name: str
@@ -86,6 +88,7 @@ class TaskKind:
     outputs: Callable[[TargetSpec], int] = field(repr=False)
     losses: tuple[str, ...] = ()
     baseline: bool = False
+    any_width: bool = False
 
 
 SEQUENCE = TaskKind(
@@ -97,6 +100,7 @@ SEQUENCE = TaskKind(
     prediction=("text", "string"),
     outputs=lambda spec: len(spec.charset) + 1,
     losses=("ctc",),
+    any_width=True,
 )
 CLASSIFICATION = TaskKind(
     "classification",

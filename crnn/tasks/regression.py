@@ -72,7 +72,9 @@ class RegressionTask(Task):
         )
         return loss, torch.zeros((), dtype=torch.long, device=loss.device)
 
-    def decode(self, out: torch.Tensor) -> tuple[list[Any], np.ndarray]:
+    def decode(
+        self, out: torch.Tensor, frames: torch.Tensor | None = None
+    ) -> tuple[list[Any], np.ndarray]:
         values = out.float().reshape(-1) * self.spec.std + self.spec.mean
         return values.cpu().tolist(), np.full(len(values), np.nan, dtype=np.float32)
 

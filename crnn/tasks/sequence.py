@@ -88,8 +88,17 @@ class SequenceTask(Task):
         )
         return loss, infeasible_ctc_samples(batch.targets, batch.target_lengths, t)
 
-    def decode(self, out: torch.Tensor) -> tuple[list[Any], np.ndarray]:
+    def decode(
+        self, out: torch.Tensor, frames: torch.Tensor | None = None
+    ) -> tuple[list[Any], np.ndarray]:
         out = out.float()
+        if frames is not None:  # frames past a line's own width read as certain blanks
+            past = (
+                torch.arange(out.shape[1], device=out.device)[None, :]
+                >= frames.to(out.device)[:, None]
+            )
+            out = out.masked_fill(past[..., None], -1e4)
+            out[..., 0] = out[..., 0].masked_fill(past, 0.0)
         # best-path probability: product of per-frame maxima
         confidence = out.softmax(-1).max(-1).values.log().sum(-1).exp()
         return ctc_greedy_strings(out, self.spec.charset), confidence.cpu().numpy()

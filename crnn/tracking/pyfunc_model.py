@@ -1,7 +1,9 @@
 """MLflow "model from code": executed by MLflow when the model is logged and when it is loaded.
 
-What a user has in (images or clips as float32 arrays in source units; strings for a text model;
-waveforms, WAV bytes or paths for an audio model), decoded strings (or class labels) out. The
+What a user has in (images of any size: arrays, a list of arrays, or a DataFrame with an ``image``
+column of encoded bytes or paths, or a ``path`` column; clips as float32 arrays in source units;
+strings for a text model; waveforms, WAV bytes or paths for an audio model), decoded strings,
+class labels or numbers out. The
 checkpoint holds a state_dict plus the preprocessing the model was trained with; it is loaded with
 ``weights_only=True``, so loading never unpickles code.
 """
@@ -19,7 +21,7 @@ class CRNNModel(PythonModel):
         self.predictor = Predictor.from_checkpoint(context.artifacts["checkpoint"], device="auto")
 
     # no type hint on model_input: MLflow would validate by it instead of by the signature
-    def predict(self, context: Any, model_input, params: Any = None) -> list[str]:
+    def predict(self, context: Any, model_input, params: Any = None) -> list[Any]:
         return self.predictor.predict_input(model_input).outputs
 
 

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -20,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from crnn.config import RegistryConfig
 from crnn.errors import UserError
 from crnn.promotion import GateDecision, decide_promotion, first_champion_floor
+from crnn.secrets import redact
 from crnn.tracking.runs import TrackingContext
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -269,3 +271,39 @@ def rollback(ctx: TrackingContext, name: str, why: str) -> tuple[str, str]:
         (earlier[-1]["previous"] if earlier else None) or "none",
     )
     return str(champ.version), previous
+
+
+def describe_models(ctx: TrackingContext, name: str | None = None) -> list[dict[str, Any]]:
+    """Registered models (or the one named), newest version first: aliases, and per version its
+    gate metric and score, decision and creation time (what `crnn models` prints)."""
+    client = ctx.client()
+    if name is not None and current_model(ctx, name) is None:
+        raise UserError(f"model {name!r} is not in the registry at {redact(ctx.tracking_uri)}")
+    found = [current_model(ctx, name)] if name else client.search_registered_models()
+    out = []
+    for model in found:
+        aliases = dict(model.aliases or {})
+        versions = client.search_model_versions(f"name = '{model.name}'")
+        rows = []
+        for v in sorted(versions, key=lambda v: -int(v.version)):
+            score = v.tags.get("gate.challenger_score")
+            created = datetime.fromtimestamp(v.creation_timestamp / 1000, UTC)
+            rows.append(
+                {
+                    "version": str(v.version),
+                    "aliases": sorted(a for a, n in aliases.items() if str(n) == str(v.version)),
+                    "metric": v.tags.get("gate.metric", ""),
+                    "score": None if score in (None, "none") else float(score),
+                    "decision": v.tags.get("gate.decision", "-"),
+                    "created": created.strftime("%Y-%m-%d %H:%M UTC"),
+                }
+            )
+        out.append({"name": model.name, "aliases": aliases, "versions": rows})
+    return out
+
+
+def current_model(ctx: TrackingContext, name: str) -> Any:
+    try:
+        return ctx.client().get_registered_model(name)
+    except MlflowException:
+        return None

@@ -81,12 +81,13 @@ def resolve_tracking_uri(cfg: TrackingConfig, workspace: Path) -> str:
     return uri or f"sqlite:///{(workspace / 'mlflow.db').resolve()}"
 
 
-def open_tracking(cfg: TrackingConfig, workspace: Path) -> TrackingContext:
+def open_tracking(cfg: TrackingConfig, workspace: Path, uri: str | None = None) -> TrackingContext:
     """Connect to the store and get (or create) the experiment.
 
     With a local store the experiment's artifacts live in the workspace too (not ./mlruns).
+    ``uri``: a tracking URI given explicitly (``--tracking-uri``), ahead of everything else.
     """
-    uri = resolve_tracking_uri(cfg, workspace)
+    uri = without_credentials(uri) or resolve_tracking_uri(cfg, workspace)
     registry_uri = USER_REGISTRY_URI or uri
     mlflow.set_tracking_uri(uri)  # the fluent calls (log_model, register_model) use these
     mlflow.set_registry_uri(registry_uri)
@@ -337,8 +338,13 @@ def log_pyfunc_model(
     Weights travel as a state_dict checkpoint (loaded with weights_only=True); the crnn package is
     bundled as code, so nothing pickled is ever loaded. Returns the model URI.
     """
+    from crnn.checkpoint import load_checkpoint
+
+    # an image model takes images of any size, arrays, files or bytes: no fixed input schema
+    # (its own checks answer bad input in one line, see crnn.data.user_images)
+    images = load_checkpoint(checkpoint).preprocessing.image_model
     signature = ModelSignature(
-        inputs=input_schema(input_example),
+        inputs=None if images else input_schema(input_example),
         outputs=Schema([ColSpec(DataType[kind.prediction[1]], kind.prediction[0])]),
     )
     with mlflow.start_run(run_id=run_id):

@@ -3,6 +3,7 @@ its checkpoint, and record the job as a run in the scoring experiment."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from crnn.errors import UserError
-from crnn.scoring import ModelVersionRef, ScoreSummary
+from crnn.scoring import SUMMARY_FILE, ModelVersionRef, ScoreSummary
 from crnn.secrets import redact
 from crnn.tracking.runs import TrackingContext, _now
 
@@ -24,9 +25,12 @@ def _not_found(ctx: TrackingContext, spec: str, name: str, alias: str | None) ->
     try:
         ctx.client().get_registered_model(name)
     except MlflowException:
+        names = [m.name for m in ctx.client().search_registered_models(max_results=1000)]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         return (
-            f"model {name!r} is not in the registry at {redact(ctx.tracking_uri)}; "
-            "see the Models page of the MLflow UI"
+            f"model {name!r} is not in the registry at {redact(ctx.tracking_uri)}{hint}; "
+            "`crnn models` lists what is"
         )
     if alias:
         return (
@@ -101,7 +105,7 @@ def log_scoring_run(ctx: TrackingContext, summary: ScoreSummary) -> str:
         params=[Param(k, v) for k, v in params.items()],
         tags=[RunTag("mlflow.runName", f"score-{m.name}-v{m.version}")],
     )
-    summary_file = Path(summary.output) / "summary.json"
+    summary_file = Path(summary.output) / SUMMARY_FILE
     if summary_file.is_file():
         client.log_artifact(run_id, str(summary_file))
     client.set_terminated(run_id, "FINISHED")

@@ -126,11 +126,43 @@ def test_cli_score_of_a_shard_set_and_its_errors(registered, capsys) -> None:
     assert "has no version with the alias 'nope' yet" in capsys.readouterr().err
     assert main(["--config", str(config), "score", "crnn-tiny", "--out", str(root / "x")]) == 2
     assert "NAME@ALIAS" in capsys.readouterr().err
-    # new data for a model whose source reads no files: said in one line, nothing written
-    embedded = ["score", "crnn-tiny/1", "--input", str(root), "--out", str(root / "y")]
+    # a line model reads image files; a folder without any says so in one line, writes nothing
+    (root / "empty").mkdir()
+    embedded = ["score", "crnn-tiny/1", "--input", str(root / "empty"), "--out", str(root / "y")]
     assert main(["--config", str(config), *embedded]) == 2
-    assert "reads no path: drop --input" in capsys.readouterr().err
+    assert "no image files to score" in capsys.readouterr().err
     assert not list((root / "y").glob("part-*"))
     missing = ["score", "crnn-tiny/1", "--input", str(root / "nope"), "--out", str(root / "z")]
     assert main(["--config", str(config), *missing]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_line_image_files_score_like_the_pyfunc_reads_them(registered, capsys) -> None:
+    """`crnn score --input DIR` on line images as users have them (any width, 8-bit, either
+    polarity, PNG / JPEG) and the registered pyfunc on the same files agree row by row."""
+    import mlflow
+    import pandas as pd
+
+    from crnn.cli import main
+    from crnn.data.loader import load_manifest, load_split
+    from crnn.data.normalization import Normalizer
+    from tests.data.test_user_images import render_lines
+
+    root, config, first, _ = registered
+    manifest = load_manifest(first["shards"]["manifest"])
+    test = load_split(manifest, "test")
+    raw = Normalizer.from_stats(manifest.normalization).inverse_transform(test.inputs.numpy())
+    files = render_lines(raw[:, 0], test.sample_ids, root / "lines")
+    (root / "lines" / "broken.png").write_bytes(b"not an image")
+    out = root / "scored-lines"
+    args = ["--config", str(config), "score", "crnn-tiny/1", "--input", str(root / "lines")]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "scored 48 of 49 rows" in capsys.readouterr().out
+    scores = pd.read_parquet(out).set_index("sample_id")
+    assert pd.read_parquet(out / "_quarantine")["reason"].tolist() == ["unreadable_image"]
+    uri = first["mlflow"]["tracking_uri"]
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/crnn-tiny/1")
+    served = list(model.predict(pd.DataFrame({"path": [str(f) for f in files]})))
+    assert served == [scores.loc[f.name, "prediction"] for f in files]
