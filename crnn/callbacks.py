@@ -17,11 +17,21 @@ class TrainCallback:
 
     def on_train_start(self, epochs: int, steps_per_epoch: int) -> None: ...
 
-    def on_batch_end(self, epoch: int, step: int, loss: float) -> None: ...
+    def on_resume(self, epoch: int, step: int) -> None:
+        """Training continues from ``last.pt``: epoch ``epoch``, after ``step`` batches."""
+
+    def on_step(self, epoch: int, step: int) -> None:
+        """Every step, without its loss (reading it back from the device would stall a GPU)."""
+
+    def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        """Every ``training.log_every_steps`` steps: the mean loss since the last call."""
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
 
     def on_train_end(self, result: TrainResult) -> None: ...
+
+    def on_train_abort(self, error: BaseException) -> None:
+        """Training stopped by ``error`` (an interrupt, a failure): release what is shown."""
 
 
 @dataclass
@@ -56,6 +66,12 @@ class TimedCallbacks(TrainCallback):
     def on_train_start(self, epochs: int, steps_per_epoch: int) -> None:
         self._each("on_train_start", epochs, steps_per_epoch)
 
+    def on_resume(self, epoch: int, step: int) -> None:
+        self._each("on_resume", epoch, step)
+
+    def on_step(self, epoch: int, step: int) -> None:
+        self._each("on_step", epoch, step)
+
     def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
         self._each("on_batch_end", epoch, step, loss)
 
@@ -64,3 +80,6 @@ class TimedCallbacks(TrainCallback):
 
     def on_train_end(self, result: TrainResult) -> None:
         self._each("on_train_end", result)
+
+    def on_train_abort(self, error: BaseException) -> None:
+        self._each("on_train_abort", error)

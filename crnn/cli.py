@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import crnn
+from crnn import interrupt
 from crnn.cli_ops import add_operations
 from crnn.cli_registry import add_registry_commands
 from crnn.errors import UserError
+from crnn.interrupt import Interrupted
 
 DEFAULT_CONFIG = "pipelines.yaml"
 CONFIG_HELP = "pipelines file (default: ./pipelines.yaml or $CRNN_CONFIG)"
@@ -27,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
         return result
+    except Interrupted as stopped:  # Ctrl-C / SIGTERM, stopped at a safe point
+        print(f"crnn: {stopped}", file=sys.stderr)
+        return stopped.exit_status
     except UserError as exc:
         print(f"crnn: error: {exc}", file=sys.stderr)
         return 2
@@ -77,6 +82,7 @@ def add_run_command(sub: Any) -> None:
         help="override a key of the pipeline, e.g. --set training.epochs=1 (repeatable)",
     )
     run.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    run.add_argument("--verbose", action="store_true", help="show Prefect's own log lines too")
     run.add_argument(
         "--resume",
         action="store_true",
@@ -105,6 +111,7 @@ def add_score_command(sub: Any) -> None:
     sc.add_argument("--chunk-rows", type=int, default=4096, help="rows per output part [4096]")
     sc.add_argument("--batch-size", type=int, default=256)
     sc.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    sc.add_argument("--verbose", action="store_true", help="show Prefect's own log lines too")
     sc.set_defaults(handler=cmd_score)
 
 
@@ -124,15 +131,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise DataError(
             f"pipeline {cfg.name!r}: {exc} (in {args.config} or with --set data.path=DIR)"
         ) from None
-    check_services(cfg.tracking, workspace.root)
-    from flows.local import local_flow_runs, prepare_local_prefect, quiet_user_errors
+    from flows.local import (
+        local_flow_runs,
+        prepare_local_prefect,
+        quiet_user_errors,
+        start_temporary_server,
+    )
 
     prepare_local_prefect(workspace.root)
+    server = start_temporary_server()  # starts while the store is checked and flows imported
+    check_services(cfg.tracking, workspace.root)
     from flows.retrain import retrain
 
-    quiet_user_errors()
-
-    with local_flow_runs():
+    quiet_user_errors(args.verbose)
+    if server is not None:
+        server.join()
+    with local_flow_runs(), interrupt.graceful():
         summary = retrain(
             pipeline=cfg.name,
             config_path=str(args.config),
@@ -171,12 +185,21 @@ def cmd_score(args: argparse.Namespace) -> int:
         if given and not Path(given).expanduser().exists():
             raise UserError(f"{given}: no such file or folder")
     check_services(TrackingConfig(tracking_uri=uri, experiment="scoring"), state)
-    from flows.local import local_flow_runs, prepare_local_prefect, quiet_user_errors
+    from flows.local import (
+        local_flow_runs,
+        prepare_local_prefect,
+        quiet_user_errors,
+        start_temporary_server,
+    )
 
     prepare_local_prefect(state)
+    server = start_temporary_server()  # starts while the flow is imported
     from flows.score import score_flow
 
-    quiet_user_errors()
+    if server is not None:
+        server.join()
+
+    quiet_user_errors(args.verbose)
     with local_flow_runs():
         summary = score_flow(
             model=args.model,
@@ -227,6 +250,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def number(value: float) -> str:
+    """A count as an integer, anything else to four decimals."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.4f}"
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -240,21 +268,23 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_column()
     shards = summary["shards"]
     reuse = "reused (cache hit)" if shards["reused"] else "built"
-    table.add_row("shards", f"{shards['digest'][:16]}  {reuse}")
+    bad = shards.get("quarantined", 0)
+    why = ", ".join(f"{k} {v}" for k, v in shards.get("quarantined_by_reason", {}).items())
+    table.add_row("shards", f"{shards['digest'][:16]}  {reuse}; {bad} quarantined {why}".strip())
     t = summary["training"]
     table.add_row("training", f"{t['epochs_run']} epochs, best {t['best_epoch']}, {t['seconds']} s")
     for key, value in summary["metrics"].items():
-        table.add_row(key, f"{value:.0f}" if float(value).is_integer() else f"{value:.4f}")
+        table.add_row(key, number(value))
     reg = summary["registry"]
     table.add_row("model", f"{reg['model_name']} version {reg['version']} (challenger)")
-    table.add_row("gate", f"{reg['decision']}: {reg['reason']}")
+    table.add_row("gate", f"{reg['decision']} ({reg['reason']})")
     table.add_row("champion", f"version {reg['champion_version']}")
     ml = summary["mlflow"]
     resumed = " (resumed)" if ml.get("resumed") else ""
     table.add_row("mlflow run", f"{ml['run_id']} in experiment {ml['experiment']}{resumed}")
     table.add_row("workspace", summary["workspace"])
     console.print(table)
-    console.print(f"Open the MLflow UI: [bold]{ml['ui']}[/bold]  (then http://127.0.0.1:5000)")
+    console.print(f"Open the MLflow UI: [bold]{ml['ui']}[/bold]")
 
 
 if __name__ == "__main__":

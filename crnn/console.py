@@ -30,7 +30,14 @@ class ConsoleProgress(TrainCallback):
     def on_train_start(self, epochs: int, steps_per_epoch: int) -> None:
         self.epochs, self.steps = epochs, steps_per_epoch
 
-    def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
+    def on_resume(self, epoch: int, step: int) -> None:
+        done = f"after batch {step} of {self.steps}" if step else "from its start"
+        self.console.print(f"resumed from last.pt: epoch {epoch}, {done}")
+
+    def on_step(self, epoch: int, step: int) -> None:
+        self.on_batch_end(epoch, step, None)
+
+    def on_batch_end(self, epoch: int, step: int, loss: float | None) -> None:
         if self.progress is None:
             self.progress = Progress(
                 TextColumn(f"epoch {epoch}/{self.epochs}"),
@@ -42,16 +49,28 @@ class ConsoleProgress(TrainCallback):
                 transient=True,
             )
             self.progress.start()
-            self.task = self.progress.add_task("train", total=self.steps, loss=loss)
+            self.task = self.progress.add_task("train", total=self.steps, loss=loss or 0.0)
         assert self.task is not None
-        self.progress.update(self.task, completed=step, loss=loss)
+        if loss is None:  # every step: the bar and its time estimate move, the loss waits
+            self.progress.update(self.task, completed=step)
+        else:
+            self.progress.update(self.task, completed=step, loss=loss)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "lr")
+        shown = "  ".join(
+            f"{k} {v:.0f}" if float(v).is_integer() else f"{k} {v:.4f}"
+            for k, v in metrics.items()
+            if k != "lr"
+        )
         self.console.print(f"epoch {epoch}/{self.epochs}  {shown}")
+
+    def on_train_abort(self, error: BaseException) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
     def on_train_end(self, result: TrainResult) -> None:
         if self.progress is not None:

@@ -64,15 +64,15 @@ def decide_promotion(
                 champion,
                 f"no champion yet, and {challenger:.4f} does not beat the first-champion floor "
                 f"{floor:.4f} (the trivial predictor by registry.first_champion_margin, or "
-                f"registry.min_score): not promoted",
+                f"registry.min_score)",
             )
-        return GateDecision(True, challenger, champion, "no champion yet: first version promoted")
+        return GateDecision(True, challenger, champion, "the first version, no champion yet")
     if not math.isfinite(champion):  # a champion whose score is unknown is not beaten by default
         return GateDecision(
             False,
             challenger,
             champion,
-            "the champion's score is unknown: kept champion (`crnn promote` decides by hand)",
+            "the champion's score is unknown (`crnn promote` decides by hand)",
         )
     gain = challenger - champion if direction == "maximize" else champion - challenger
     needed = max(min_delta, min_relative * abs(champion))
@@ -84,5 +84,5 @@ def decide_promotion(
         False,
         challenger,
         champion,
-        f"improvement {gain:+.4f} is not > {needed:g}: kept champion",
+        f"improvement {gain:+.4f} is not > {needed:g}",
     )

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from crnn import ranks
+from crnn import interrupt, ranks
 from crnn.atomic import atomic_write_text
 from crnn.callbacks import TimedCallbacks, TrainCallback, TrainResult
 from crnn.checkpoint import Checkpoint, checkpoint_meta, load_checkpoint, save_checkpoint
@@ -185,21 +185,31 @@ def train(
     seed_everything(cfg.seed, cfg.deterministic)
     steps = len(train_data)
     trainer = Trainer(model, cfg, steps, checkpoint_dir, checkpoint_meta)
-    if resume:
-        trainer.restore()
+    if resume and trainer.restore():
+        hooks_resumed = (trainer.loop.epoch, trainer.loop.step)
+    else:
+        hooks_resumed = None
     loop, es = trainer.loop, cfg.early_stopping
     assert es.monitor and es.mode, "PipelineConfig resolves the early-stopping monitor"
     sign = 1.0 if es.mode == "min" else -1.0
     hooks = TimedCallbacks(callbacks if ranks.is_main() else ())
     hooks.on_train_start(cfg.epochs, steps)
+    if hooks_resumed is not None:
+        hooks.on_resume(*hooks_resumed)
 
-    while loop.epoch <= cfg.epochs and not loop.stopped:
-        metrics = epoch_metrics(trainer, train_data, val_data, task, hooks)
-        epoch = loop.epoch
-        record_epoch(trainer, metrics, sign)
-        if ranks.is_main():
-            atomic_write_text(checkpoint_dir / "history.json", json.dumps(loop.history, indent=1))
-        hooks.on_epoch_end(epoch, metrics)
+    try:
+        with interrupt.graceful():  # Ctrl-C / SIGTERM: stop at the next step, resumable
+            while loop.epoch <= cfg.epochs and not loop.stopped:
+                metrics = epoch_metrics(trainer, train_data, val_data, task, hooks)
+                epoch = loop.epoch
+                record_epoch(trainer, metrics, sign)
+                if ranks.is_main():
+                    history = json.dumps(loop.history, indent=1)
+                    atomic_write_text(checkpoint_dir / "history.json", history)
+                hooks.on_epoch_end(epoch, metrics)
+    except BaseException as error:
+        hooks.on_train_abort(error)
+        raise
 
     result = train_result(trainer, sign, time.perf_counter() - started)
     ranks.barrier()  # rank 0's checkpoints are on disk before any rank returns
@@ -328,6 +338,8 @@ def run_epoch(trainer: Trainer, data: ShardLoader, task: Task, callbacks: TrainC
         bad_sum += bad
         pending += n
         checkpoint = every_ckpt is not None and step % every_ckpt == 0 and step < trainer.steps
+        stop = interrupt.requested() is not None  # Ctrl-C / SIGTERM: stop here, resumable
+        checkpoint = checkpoint or (stop and step < trainer.steps)
         if step % every_log == 0 or step == trainer.steps or checkpoint:
             window_loss = float(loss_sum)  # the one read-back
             loop.total, loop.seen = loop.total + window_loss, loop.seen + pending
@@ -337,8 +349,11 @@ def run_epoch(trainer: Trainer, data: ShardLoader, task: Task, callbacks: TrainC
             bad_sum.zero_()
             pending = 0
         loop.step = step
+        callbacks.on_step(loop.epoch, step)
         if checkpoint:
             trainer.save_last()
+        if stop:
+            interrupt.check(f"epoch {loop.epoch} step {step}")
 
 
 @torch.no_grad()

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from crnn.errors import UserError
 
@@ -69,13 +72,44 @@ def quiet_pool_teardown() -> None:
         pool.propagate = False
 
 
-def quiet_user_errors() -> None:
-    """Attach the filter to every handler of Prefect's loggers (call after importing Prefect)."""
+USER_ERROR_NAMES = tuple(
+    f"{name}(" for name in ("UserError", "ConfigError", "DataError", "ServiceError", "Interrupted")
+) + tuple(f"exception {name}:" for name in ("UserError", "DataError", "Interrupted"))
+
+
+class QuietConsole(logging.Filter):
+    """What Prefect prints on a user's console: warnings and errors only (``--verbose``: all),
+    and nothing about a user's error, which crnn prints once, itself, in one line."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            return False
+        if any(name in record.getMessage() for name in USER_ERROR_NAMES):
+            return False
+        return self.verbose or record.levelno >= logging.WARNING
+
+
+def quiet_user_errors(verbose: bool = False) -> None:
+    """Attach the filters to every handler of Prefect's loggers (call after importing Prefect):
+    no traceback for a user's error anywhere; on the console (not in the logs Prefect keeps),
+    only warnings and errors unless ``verbose``, and a user's error not at all."""
+    from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
+
     names = ["prefect", *[n for n in logging.root.manager.loggerDict if n.startswith("prefect")]]
-    for name in names:
-        for handler in logging.getLogger(name).handlers:
-            if not any(isinstance(f, UserErrorWithoutTraceback) for f in handler.filters):
-                handler.addFilter(UserErrorWithoutTraceback())
+    prefects = [h for name in names for h in logging.getLogger(name).handlers]
+    consoles = [h for h in logging.root.handlers if isinstance(h, PrefectConsoleHandler)]
+    for handler in [*prefects, *consoles]:
+        if not any(isinstance(f, UserErrorWithoutTraceback) for f in handler.filters):
+            handler.addFilter(UserErrorWithoutTraceback())
+        console = isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, APILogHandler
+        )
+        if console and not any(isinstance(f, QuietConsole) for f in handler.filters):
+            handler.addFilter(QuietConsole(verbose))
     quiet_pool_teardown()
     from crnn.secrets import install
 
@@ -99,3 +133,44 @@ def local_flow_runs() -> Iterator[None]:
         return
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+def start_temporary_server() -> threading.Thread | None:
+    """Start Prefect's temporary local server now, in the background, in a session of its own.
+
+    Started here, its start-up (several seconds) overlaps the checks and imports that come
+    before the first task. In its own session, a Ctrl-C at the terminal reaches crnn, which stops
+    at a safe point and then stops the server, instead of killing the server under a running
+    flow (every later state update would then fail and be retried). Prefect keeps one temporary
+    server per process and reuses this one. None when a server is configured.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    if server.running:
+        return None
+    launch = server._run_uvicorn_command  # Prefect's own command line and environment
+
+    def in_own_session() -> Any:
+        real: Any = subprocess.Popen
+        subprocess.Popen = _own_session(real)  # type: ignore[misc]
+        try:
+            return launch()
+        finally:
+            subprocess.Popen = real  # type: ignore[misc]
+
+    server._run_uvicorn_command = in_own_session  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.start, name="crnn-prefect-server", daemon=True)
+    thread.start()
+    return thread
+
+
+def _own_session(popen: Any) -> Any:
+    class OwnSession(popen):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    return OwnSession

@@ -18,12 +18,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
+from crnn import interrupt
 from crnn.callbacks import TrainCallback, TrainResult
 from crnn.config import PipelineConfig, load_pipeline
 from crnn.data.loader import load_manifest
 from crnn.data.preprocess import ShardSet, preprocess
 from crnn.errors import UserError
 from crnn.evaluate import EvalReport, evaluate_checkpoint
+from crnn.interrupt import Interrupted
 from crnn.secrets import redact
 from crnn.train import train_on_shards
 from crnn.workspace import Workspace, resolve_workspace
@@ -246,6 +248,7 @@ def retrain(
     config_file, cfg = load_pipeline(config_path, pipeline, overrides or ())
     workspace = resolve_workspace(config_file.workspace, Path(config_path))
     shards = preprocess_task(cfg, workspace)
+    interrupt.check("the end of preprocessing")
     if if_changed and not resume:
         last = unchanged_task(cfg, workspace, shards)
         if last is not None:
@@ -262,7 +265,7 @@ def train_and_register(
     model, register through the gate; the run is marked failed if any of it fails."""
     config_text = redact(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     ref = start_run_task(cfg, workspace, config_text, resume)
-    ok = False
+    ok, killed = False, False
     try:
         if not ref.resumed:  # a resumed run has its dataset inputs already
             log_datasets_task(ref, shards)
@@ -274,12 +277,16 @@ def train_and_register(
         except BaseException:
             logging_model.wait()  # nothing writes to the run once it is marked failed
             raise
+        interrupt.check("after training, before registering")
         registration = register_task(cfg, shards, report, ref, logging_model.result())
         ok = True
+    except Interrupted:
+        killed = True
+        raise
     finally:
         from crnn.tracking import finish_run
 
-        finish_run(_ctx(ref), ref.run_id, ok)
+        finish_run(_ctx(ref), ref.run_id, ok, killed)
     return run_summary(cfg, workspace, shards, ref, trained, report, registration)
 
 
@@ -343,7 +350,14 @@ def skipped_summary(
 
 
 def _shards_summary(shards: ShardSet) -> dict[str, Any]:
-    return {"digest": shards.digest, "manifest": str(shards.manifest_path), "reused": shards.reused}
+    quarantine = load_manifest(shards.manifest_path).quarantine
+    return {
+        "digest": shards.digest,
+        "manifest": str(shards.manifest_path),
+        "reused": shards.reused,
+        "quarantined": int(quarantine.get("total", 0)),
+        "quarantined_by_reason": dict(quarantine.get("by_reason", {})),
+    }
 
 
 def _ctx(ref: TrackingRef) -> TrackingContext:

@@ -15,6 +15,7 @@ Two ways in:
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -380,6 +381,7 @@ class ShardLoader:
                 # its own generator: drawing worker seeds from the global RNG would shift the
                 # model's dropout masks and break exact resume
                 generator=torch.Generator().manual_seed(self.seed),
+                worker_init_fn=_leave_stop_signals_to_the_parent,
             )
         return iter(self._loader)
 
@@ -411,6 +413,14 @@ class _Windows(IterableDataset):
         windows = self.loader.plan(epoch)
         for w in range(first + worker, len(windows), n):
             yield self.loader.build_window(epoch, w, windows[w], shared=info is not None)
+
+
+def _leave_stop_signals_to_the_parent(worker_id: int) -> None:
+    """A Ctrl-C reaches the terminal's whole process group; it stops the trainer at a safe
+    point, and the trainer stops its workers (SIGTERM, which they keep): a worker that died of
+    the Ctrl-C first would break that step. A worker whose parent is gone exits on its own
+    (DataLoader's watchdog)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _row_groups(meta: pq.FileMetaData) -> list[tuple[int, int]]:

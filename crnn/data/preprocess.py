@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import crnn
+from crnn import interrupt
 from crnn.config import PreprocessingConfig, SourceConfig
 from crnn.data.augment import AUGMENTERS, generator_for
 from crnn.data.catalog import open_source
@@ -163,6 +164,7 @@ def _write_splits(
     augment = AUGMENTERS.get(info.modality)
     for split in SPLITS:
         for index, raw_chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
+            interrupt.check(f"preprocessing ({split} split)")  # nothing is published half-built
             chunk, bad = validate_chunk(raw_chunk, task)
             quarantined += raw_chunk.quarantined + bad
             if not len(chunk):

@@ -382,16 +382,18 @@ def model_requirements() -> list[str]:
     return reqs
 
 
-def finish_run(ctx: TrackingContext, run_id: str, ok: bool) -> None:
-    status = RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED)
-    ctx.client().set_terminated(run_id, status=status)
+def finish_run(ctx: TrackingContext, run_id: str, ok: bool, killed: bool = False) -> None:
+    """FINISHED, FAILED, or KILLED (stopped by a signal; `crnn run --resume` continues it)."""
+    state = RunStatus.FINISHED if ok else RunStatus.KILLED if killed else RunStatus.FAILED
+    ctx.client().set_terminated(run_id, status=RunStatus.to_string(state))
 
 
 def run_url_hint(ctx: TrackingContext) -> str:
-    """How to open the MLflow UI on this store."""
+    """How to open the MLflow UI on this store: the server's address, or `crnn ui` (which
+    serves a local store on http://127.0.0.1:5000)."""
     if ctx.tracking_uri.startswith(("http://", "https://")):
         return f"open {redact(ctx.tracking_uri)}"
-    return f"mlflow ui --backend-store-uri {redact(ctx.tracking_uri)}"
+    return "crnn ui  (serves this store on http://127.0.0.1:5000)"
 
 
 def _now() -> int:
