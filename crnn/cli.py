@@ -162,9 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_services(tracking: Any, workspace: Path) -> None:
+def check_services(tracking: Any, workspace: Path) -> Any:
     """Fail in one line, before any work, when the Prefect API (if one is configured) or the
-    tracking store does not answer (both tried by the one retry policy)."""
+    tracking store does not answer (both tried by the one retry policy); the store's context."""
     api_url = os.environ.get("PREFECT_API_URL")
     if api_url:
         from flows.server import require_api
@@ -172,7 +172,7 @@ def check_services(tracking: Any, workspace: Path) -> None:
         require_api(api_url)
     from crnn.tracking import open_tracking
 
-    open_tracking(tracking, workspace)
+    return open_tracking(tracking, workspace)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -184,7 +184,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     for given in (args.input, args.shards):
         if given and not Path(given).expanduser().exists():
             raise UserError(f"{given}: no such file or folder")
-    check_services(TrackingConfig(tracking_uri=uri, experiment="scoring"), state)
+    ctx = check_services(TrackingConfig(tracking_uri=uri, experiment="scoring"), state)
+    from crnn.tracking.scoring import resolve_model
+
+    resolve_model(ctx, args.model)  # a wrong name or alias fails now, before Prefect starts
     from flows.local import (
         local_flow_runs,
         prepare_local_prefect,

@@ -60,11 +60,16 @@ def preprocess_task(cfg: PipelineConfig, workspace: Workspace) -> ShardSet:
     cache_policy=NO_CACHE,
 )
 def start_run_task(
-    cfg: PipelineConfig, workspace: Workspace, config_text: str, resume: bool = False
+    cfg: PipelineConfig,
+    workspace: Workspace,
+    config_text: str,
+    resume: bool = False,
+    shards: ShardSet | None = None,
+    overrides: tuple[str, ...] = (),
 ) -> TrackingRef:
     """A new MLflow run; with ``resume``, the interrupted run of this same config instead."""
     from crnn.tracking import open_tracking, start_run
-    from crnn.tracking.runs import find_resumable_run, reopen_run
+    from crnn.tracking.runs import find_resumable_run, reopen_run, settings_used
 
     ctx = open_tracking(cfg.tracking, workspace.root)
     if resume:
@@ -77,7 +82,9 @@ def start_run_task(
             )
         reopen_run(ctx, run_id)
         return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id, True)
-    run_id = start_run(ctx, cfg, config_text)
+    digest = shards.digest if shards else ""
+    used = settings_used(cfg, load_manifest(shards.manifest_path)) if shards else None
+    run_id = start_run(ctx, cfg, config_text, overrides, digest, used)
     return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id)
 
 
@@ -255,16 +262,21 @@ def retrain(
             summary = skipped_summary(cfg, workspace, shards, last)
             # a returned state is the run's final state; a caller still gets the summary
             return Completed(name="Skipped", message=summary["reason"], data=summary)  # type: ignore[return-value]
-    return train_and_register(cfg, workspace, shards, progress, resume)
+    return train_and_register(cfg, workspace, shards, progress, resume, tuple(overrides or ()))
 
 
 def train_and_register(
-    cfg: PipelineConfig, workspace: Workspace, shards: ShardSet, progress: bool, resume: bool
+    cfg: PipelineConfig,
+    workspace: Workspace,
+    shards: ShardSet,
+    progress: bool,
+    resume: bool,
+    overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The run itself: start (or reopen) the MLflow run, train, evaluate beside logging the
     model, register through the gate; the run is marked failed if any of it fails."""
     config_text = redact(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    ref = start_run_task(cfg, workspace, config_text, resume)
+    ref = start_run_task(cfg, workspace, config_text, resume, shards, overrides)
     ok, killed = False, False
     try:
         if not ref.resumed:  # a resumed run has its dataset inputs already

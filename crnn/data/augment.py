@@ -18,6 +18,15 @@ from crnn.registry import Registry
 
 Augmenter = Callable[[np.ndarray, AugmentationConfig, torch.Generator], np.ndarray]
 AUGMENTERS: Registry[Augmenter] = Registry("augmenter")
+# the augmentation keys each modality's augmenter reads (copies and seed apply to all): the
+# settings a run of that modality is logged with
+_IMAGE = ("rotation_degrees", "scale", "translate_px", "noise_std")
+AUGMENTATION_KEYS: dict[str, tuple[str, ...]] = {
+    "image": _IMAGE,
+    "video": (*_IMAGE, "temporal_jitter"),
+    "audio": ("time_shift", "time_masks", "freq_masks", "mask_width", "noise_std"),
+    "text": ("token_dropout", "token_swaps"),
+}
 
 
 def generator_for(seed: int, *stream: int) -> torch.Generator:

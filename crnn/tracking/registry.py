@@ -58,7 +58,6 @@ def register_with_gate(
     score on the gate metric, which a first champion must beat (:func:`first_champion_floor`).
     """
     assert cfg.model_name and cfg.metric and cfg.direction, "PipelineConfig resolves defaults"
-    client = ctx.client()
     name, metric = cfg.model_name, cfg.metric
     tags = {SHARD_TAG: shard_digest, **(lineage or {})}
     if test_set is not None:
@@ -90,12 +89,24 @@ def register_with_gate(
     }
     if decision.promote and previous:
         gate["previous_champion"] = previous
-    for key, value in gate.items():
-        client.set_model_version_tag(name, mv.version, key, value)
+    pipeline = (lineage or {}).get(PIPELINE_TAG, name)
+    record_gate(ctx, mv, gate, f"{pipeline} on shard set {shard_digest[:16]}: {metric}", decision)
     if decision.promote:  # the last step: every check and record above succeeded
         move_champion(ctx, name, str(mv.version), "promote", "gate: " + decision.reason, "gate")
     champion_now = str(mv.version) if decision.promote else (previous or "none")
     return RegistrationResult(name, str(mv.version), decision, champion_now, previous)
+
+
+def record_gate(
+    ctx: TrackingContext, mv: ModelVersion, gate: dict[str, str], what: str, d: GateDecision
+) -> None:
+    """The gate's tags on the version, and its description on the Models page: what it is and
+    what the gate said, in words."""
+    for key, value in gate.items():
+        ctx.client().set_model_version_tag(mv.name, mv.version, key, value)
+    words = "promoted to champion" if d.promote else "not promoted"
+    text = f"{what} {d.challenger:.4f}. Gate: {words} ({d.reason})."
+    ctx.client().update_model_version(mv.name, mv.version, description=text)
 
 
 def register_challenger(
@@ -232,8 +243,23 @@ def move_champion(
     }.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-50:]))
+    client.update_registered_model(name, description=history_text(history))
     client.set_registered_model_alias(name, CHAMPION, version)  # last
     return previous
+
+
+def history_text(history: list[dict[str, Any]]) -> str:
+    """The champion history as the Models page shows it (Markdown), newest first; the same
+    records stay machine-readable in the ``crnn.champion_history`` tag."""
+    lines = [
+        "**Champion history** (newest first; set by the gate, `crnn promote`, `crnn rollback`)"
+    ]
+    for h in reversed(history[-20:]):
+        was = f", replacing version {h['previous']}" if h.get("previous") else ""
+        lines.append(
+            f"- version {h['version']}: {h['action']} by {h['by']} at {h['at']}{was}: {h['why']}"
+        )
+    return "\n".join(lines)
 
 
 def promote(ctx: TrackingContext, name: str, version: str, why: str) -> str | None:

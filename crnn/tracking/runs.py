@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -55,6 +56,9 @@ class TrackingContext:
 
 # mlflow.set_tracking_uri() / set_registry_uri() export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI;
 # what the *user* set is read once, here, before this process ever sets them
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def without_credentials(uri: str | None) -> str | None:
     """An http(s) URI's user and password move to MLflow's basic-auth variables (set unless the
     user set them), so the URI that is logged, stored and passed on carries none. Other URIs
@@ -106,8 +110,10 @@ def open_tracking(cfg: TrackingConfig, workspace: Path, uri: str | None = None) 
         location = None
         if uri.startswith("sqlite:") or uri.startswith("file:"):
             location = (workspace.resolve() / "mlartifacts" / name).as_uri()
-        try:
-            exp_id = client.create_experiment(name, artifact_location=location)
+        try:  # the UI opens a model-training experiment on its runs (not as a GenAI one)
+            exp_id = client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING}
+            )
         except mlflow.exceptions.MlflowException:
             existing = client.get_experiment_by_name(name)  # created concurrently
             if existing is None:
@@ -115,6 +121,8 @@ def open_tracking(cfg: TrackingConfig, workspace: Path, uri: str | None = None) 
             exp_id = existing.experiment_id
     else:
         exp_id = exp.experiment_id
+        if EXPERIMENT_KIND not in (exp.tags or {}) and name != "Default":
+            client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
     return TrackingContext(uri, exp_id, name)
 
 
@@ -133,30 +141,69 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def start_run(ctx: TrackingContext, cfg: PipelineConfig, config_text: str) -> str:
-    """Create the pipeline's run: tags, the resolved config as params and as an artifact."""
+def start_run(
+    ctx: TrackingContext,
+    cfg: PipelineConfig,
+    config_text: str,
+    overrides: Sequence[str] = (),
+    shard_digest: str = "",
+    used: Callable[[str], bool] | None = None,
+) -> str:
+    """Create the pipeline's run: a name that says what it is (pipeline, data digest, the
+    overrides), tags, the settings the pipeline uses as params (``used``: which keys; default
+    all), and the resolved config as an artifact."""
     client = ctx.client()
+    changed = " ".join(redact(o) for o in overrides)
+    name = " ".join(p for p in (cfg.name, shard_digest[:8], changed) if p)[:240]
     run = client.create_run(
         ctx.experiment_id,
-        run_name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        run_name=name,
         tags={
             "pipeline": cfg.name,
             "crnn.version": crnn.__version__,
             "mlflow.source.git.commit": git_commit(),
             "mlflow.note.content": cfg.description,
             "crnn.config_digest": config_digest(config_text),
+            "crnn.overrides": changed or "none",
         },
     )
     run_id: str = run.info.run_id
     params = [
         Param(k, redact(v)[:6000])
         for k, v in flatten(cfg).items()
-        if k not in ("name", "description")
+        if k not in ("name", "description") and (used is None or used(k))
     ]
     for i in range(0, len(params), MLFLOW_BATCH):
         client.log_batch(run_id, params=params[i : i + MLFLOW_BATCH])
     client.log_text(run_id, config_text, "config/pipeline.yaml")
     return run_id
+
+
+def settings_used(cfg: PipelineConfig, manifest: Manifest) -> Callable[[str], bool]:
+    """Which flat config keys (``model.rnn_hidden``...) this pipeline's run uses: the keys its
+    architecture takes, the augmentation its modality reads, the optimizer and schedule options
+    that apply; not the schedules and scoring jobs (they do not shape the run's result)."""
+    from crnn.data.augment import AUGMENTATION_KEYS
+    from crnn.models import model_kwargs
+
+    model = {"architecture", "head", *model_kwargs(cfg.model, manifest.features)}
+    modality = str(manifest.source.get("modality", "image"))
+    augmentation = {"copies", "seed", *AUGMENTATION_KEYS.get(modality, ())}
+    t = cfg.training
+    unused = {"momentum"} if t.optimizer != "sgd" else set()
+    unused |= {"step_size", "gamma"} if t.schedule != "step" else set()
+
+    def used(key: str) -> bool:
+        parts = key.split(".")
+        if parts[0] == "model":
+            return parts[1] in model
+        if parts[:2] == ["preprocessing", "augmentation"]:
+            return parts[2] in augmentation
+        if parts[0] == "training" and len(parts) == 2:
+            return parts[1] not in unused
+        return parts[0] not in ("schedule", "scoring")
+
+    return used
 
 
 def config_digest(config_text: str) -> str:

@@ -72,13 +72,20 @@ def log_scoring_run(ctx: TrackingContext, summary: ScoreSummary) -> str:
     """One run per scoring job attempt in ``ctx``'s experiment: what, with which model, how many."""
     client = ctx.client()
     m = summary.model
+    now = _now()
     run = client.create_run(
         ctx.experiment_id,
+        start_time=now - int(summary.seconds * 1000),  # the job's own duration, not logging's
         run_name=f"score-{m.name}-v{m.version}",
         tags={
             "crnn.job": "score",
             "crnn.model_uri": f"models:/{m.name}/{m.version}",
             "crnn.model_run_id": m.run_id,
+            "crnn.model_name": m.name,
+            "crnn.model_version": m.version,
+            # the run page renders the note: a link to the model version the job used
+            "mlflow.note.content": f"Scored with [{m.name} version {m.version}]"
+            f"(#/models/{m.name}/versions/{m.version}); trained in run {m.run_id}.",
         },
     )
     run_id: str = run.info.run_id

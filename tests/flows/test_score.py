@@ -3,6 +3,8 @@ flow, a real SQLite MLflow store."""
 
 from __future__ import annotations
 
+import time
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -166,3 +168,64 @@ def test_line_image_files_score_like_the_pyfunc_reads_them(registered, capsys) -
     model = mlflow.pyfunc.load_model("models:/crnn-tiny/1")
     served = list(model.predict(pd.DataFrame({"path": [str(f) for f in files]})))
     assert served == [scores.loc[f.name, "prediction"] for f in files]
+
+
+def test_the_mlflow_ui_shows_what_matters(registered, tmp_path) -> None:
+    """Through the MLflow API, what the UI shows: a model-training experiment, run names that
+    say what differs, the overrides, only the settings the pipeline uses, versions and models
+    described in words, and a scoring run with its real duration and its model version."""
+    from mlflow import MlflowClient
+
+    from flows.score import score_flow
+
+    root, _, first, second = registered
+    uri = first["mlflow"]["tracking_uri"]
+    client = MlflowClient(uri, uri)
+    exp = client.get_experiment_by_name("tiny")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    a, b = (client.get_run(s["mlflow"]["run_id"]) for s in (first, second))
+    digest = first["shards"]["digest"][:8]
+    assert a.info.run_name == f"tiny {digest}"
+    assert b.info.run_name == f"tiny {digest} training.epochs=3"
+    assert (
+        b.data.tags["crnn.overrides"] == "training.epochs=3"
+        and a.data.tags["crnn.overrides"] == "none"
+    )
+    params = set(b.data.params)
+    assert {
+        "model.rnn_hidden",
+        "training.lr",
+        "preprocessing.augmentation.rotation_degrees",
+    } <= params
+    for unused in (
+        "model.embedding_dim",
+        "preprocessing.augmentation.time_shift",
+        "preprocessing.augmentation.token_dropout",
+        "training.momentum",
+    ):
+        assert unused not in params, unused
+    version = client.get_model_version("crnn-tiny", first["registry"]["version"])
+    assert version.description.startswith(f"tiny on shard set {first['shards']['digest'][:16]}:")
+    assert "Gate: promoted to champion" in version.description
+    model = client.get_registered_model("crnn-tiny")
+    assert (
+        model.description.startswith("**Champion history**")
+        and "version 1: promote" in model.description
+    )
+
+    started = time.time()
+    summary = score_flow(
+        model="crnn-tiny/1",
+        out=str(tmp_path / "s"),
+        tracking_uri=uri,
+        workspace=str(root / "ws"),
+        chunk_rows=64,
+    )
+    run = client.get_run(summary["mlflow_run_id"])
+    took = (run.info.end_time - run.info.start_time) / 1000
+    assert summary["seconds"] * 0.9 <= took <= time.time() - started + 1  # the job's duration
+    assert "#/models/crnn-tiny/versions/1" in run.data.tags["mlflow.note.content"]
+    assert (run.data.tags["crnn.model_name"], run.data.tags["crnn.model_version"]) == (
+        "crnn-tiny",
+        "1",
+    )
