@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/preprocess_memory.py || status=1; \
 	$(BIN)/python bench/score_bench.py || status=1; \
 	$(BIN)/python bench/train_bench.py || status=1; \
+	$(BIN)/python bench/startup_bench.py || status=1; \
 	exit $$status
 
 # The GPU check runs on a bare GPU image: python3 from PATH, no virtualenv, no package index (the
@@ -46,7 +47,7 @@ lint: $(STAMP)
 	$(BIN)/mypy crnn flows
 
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/workspace/mlflow.db
+	$(BIN)/crnn ui
 
 clean:
 	rm -rf $(VENV) workspace .pytest_cache

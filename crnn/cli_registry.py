@@ -153,7 +153,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if uri.startswith(("http://", "https://")):
         print(f"the tracking server has its own UI: open {redact(uri)}")
         return 0
-    print(f"MLflow UI on {redact(uri)}: http://127.0.0.1:{args.port}  (Ctrl-C stops it)")
+    # the UI opens in its GenAI mode unless told: this link opens it on model training (runs)
+    link = f"http://127.0.0.1:{args.port}/#/experiments?workflowType=machine_learning"
+    print(f"MLflow UI on {redact(uri)}: {link}  (Ctrl-C stops it)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", "127.0.0.1", "--port", str(args.port)]
     try:

@@ -36,8 +36,11 @@ from crnn.data.loader import input_views, load_manifest
 from crnn.data.sources import Chunk
 from crnn.errors import UserError
 from crnn.inference import Predictor
+from crnn.model_ref import ModelVersionRef
 
 SPLITS = ("train", "val", "test")
+__all__ = ["ModelVersionRef", "ScoreSummary", "read_scores", "score"]  # and the rest below
+
 JOB_FILE = "_job.json"  # a leading "_" or ".": skipped by Parquet dataset readers
 QUARANTINE_DIR = "_quarantine"
 SUMMARY_FILE = "_summary.json"
@@ -65,15 +68,6 @@ SCORE_SCHEMA = score_schema()
 QUARANTINE_SCHEMA = pa.schema(
     [("sample_id", pa.string()), ("origin", pa.string()), ("reason", pa.string())]
 )
-
-
-@dataclass(frozen=True)
-class ModelVersionRef:
-    """The concrete model a job uses: resolved once, at the start, and pinned in job.json."""
-
-    name: str
-    version: str
-    run_id: str
 
 
 @dataclass

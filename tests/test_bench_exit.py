@@ -31,7 +31,9 @@ def fake_python(tmp_path: Path, failing: str | None) -> Path:
     return bin_dir
 
 
-@pytest.mark.parametrize("failing", ["preprocess_memory", "score_bench", "train_bench", None])
+@pytest.mark.parametrize(
+    "failing", ["preprocess_memory", "score_bench", "train_bench", "startup_bench", None]
+)
 def test_make_bench_fails_when_any_bench_fails(tmp_path: Path, failing: str | None) -> None:
     stamp = tmp_path / "stamp"
     stamp.touch()
@@ -41,7 +43,7 @@ def test_make_bench_fails_when_any_bench_fails(tmp_path: Path, failing: str | No
         capture_output=True,
         text=True,
     )
-    assert done.stdout.count("ran bench/") == 3  # every bench runs, whatever failed before
+    assert done.stdout.count("ran bench/") == 4  # every bench runs, whatever failed before
     assert (done.returncode != 0) == (failing is not None), done.stdout + done.stderr
 
 

@@ -6,15 +6,19 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from crnn.errors import UserError
-from crnn.scoring import SUMMARY_FILE, ModelVersionRef, ScoreSummary
+from crnn.model_ref import ModelVersionRef
 from crnn.secrets import redact
 from crnn.tracking.runs import TrackingContext, _now
+
+if TYPE_CHECKING:  # the scoring engine (torch) is not needed to name a model
+    from crnn.scoring import ScoreSummary
 
 SPEC = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
@@ -112,6 +116,8 @@ def log_scoring_run(ctx: TrackingContext, summary: ScoreSummary) -> str:
         params=[Param(k, v) for k, v in params.items()],
         tags=[RunTag("mlflow.runName", f"score-{m.name}-v{m.version}")],
     )
+    from crnn.scoring import SUMMARY_FILE
+
     summary_file = Path(summary.output) / SUMMARY_FILE
     if summary_file.is_file():
         client.log_artifact(run_id, str(summary_file))
