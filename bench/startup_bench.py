@@ -48,9 +48,17 @@ def crnn(python: str, config: Path, args: list[str], env: dict[str, str]) -> lis
 
 
 def seconds_to(command: list[str], env: dict[str, str], pattern: re.Pattern[str] | None) -> float:
-    """Seconds until ``pattern`` shows on the output (None: until the command exits)."""
+    """Seconds until ``pattern`` shows on the output (None: until the command exits). Run in
+    the workspace's folder: a `crnn` package in the caller's folder must not shadow the
+    install being measured."""
     started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        cwd=env["CRNN_WORKSPACE"].rsplit("/", 1)[0],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert proc.stdout is not None
     text, at = "", None
     for raw in iter(proc.stdout.readline, b""):
