@@ -341,7 +341,9 @@ def log_evaluation(ctx: TrackingContext, run_id: str, report: EvalReport) -> Non
     ts = _now()
     client.log_batch(run_id, metrics=[Metric(k, v, ts, 0) for k, v in report.metrics.items()])
     for path in [*report.artifacts, report.predictions_path]:
-        client.log_artifact(run_id, str(path), "evaluation")
+        # the figures at the top, where the compare view sets them side by side for two runs
+        folder = None if path.suffix == ".png" else "evaluation"
+        client.log_artifact(run_id, str(path), folder)
     if report.samples:
         table = pd.DataFrame(report.samples)
         if report.sample_images is not None:
