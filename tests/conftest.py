@@ -62,6 +62,22 @@ def tiny_config(tmp_path: Path) -> tuple[PipelinesFile, PipelineConfig]:
     return load_pipeline(path)
 
 
+def start_cli(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.Popen[str]:
+    """The `crnn` command started in a session of its own (stop it with its process group),
+    its output (stdout and stderr) as text on ``stdout``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "crnn.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def run_cli(
     args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:

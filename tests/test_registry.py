@@ -233,26 +233,18 @@ def test_models_predict_and_ui_in_the_project_and_anywhere_with_a_uri(
 def test_crnn_ui_serves_the_projects_store(registry, tiny_config) -> None:
     import os
     import signal
-    import subprocess
-    import sys
     import time
     import urllib.request
 
     from flows.server import free_port
+    from tests.conftest import start_cli
 
     _, _, register, _ = registry
     register(0.5)
     port = free_port()
     config_path = str(Path(tiny_config[0].workspace).parent / "pipelines.yaml")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crnn.cli", "--config", config_path, "ui", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli(["--config", config_path, "ui", "--port", str(port)], env)
     try:
         deadline, body = time.monotonic() + 90, ""
         while time.monotonic() < deadline and not body:

@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.server import free_port, port_in_use
+from tests.conftest import start_cli
 from tests.flows.schedule_helpers import child_env, client, crnn, write_project
 
 pytestmark = pytest.mark.integration
@@ -57,15 +57,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     write_project(project, schedule={"interval": 10})
     port = free_port()
     env = child_env(None, project / "home")  # no PREFECT_API_URL: serve starts its own server
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crnn.cli", "serve", "--port", str(port)],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli(["serve", "--port", str(port)], env, cwd=project)
     try:
         deadline = time.monotonic() + 180
         while not completed_runs(f"http://127.0.0.1:{port}/api"):  # the schedule fired
