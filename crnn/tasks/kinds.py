@@ -124,22 +124,22 @@ REGRESSION = TaskKind(
     losses=("mse", "huber"),
 )
 KINDS: dict[str, TaskKind] = {k.name: k for k in (SEQUENCE, CLASSIFICATION, REGRESSION)}
-HEADS = tuple(k.head for k in KINDS.values())
 
 
 def kind_for_head(head: str) -> TaskKind:
-    for kind in KINDS.values():
-        if kind.head == head:
-            return kind
-    raise KeyError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
+    return _kind("head", head)
 
 
 def kind_for_target(target: str) -> TaskKind:
+    return _kind("target", target)
+
+
+def _kind(field_name: str, value: str) -> TaskKind:
     for kind in KINDS.values():
-        if kind.target == target:
+        if getattr(kind, field_name) == value:
             return kind
-    known = ", ".join(k.target for k in KINDS.values())
-    raise KeyError(f"unknown target kind {target!r}; known: {known}")
+    known = ", ".join(getattr(k, field_name) for k in KINDS.values())
+    raise KeyError(f"unknown {field_name} {value!r}; known: {known}")
 
 
 def parse_value(text: str) -> float | None:
