@@ -131,15 +131,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise DataError(
             f"pipeline {cfg.name!r}: {exc} (in {args.config} or with --set data.path=DIR)"
         ) from None
-    from flows.local import (
-        local_flow_runs,
-        prepare_local_prefect,
-        quiet_user_errors,
-        start_temporary_server,
-    )
+    from flows.local import local_flow_runs, quiet_user_errors
 
-    prepare_local_prefect(workspace.root)
-    server = start_temporary_server()  # starts while the store is checked and flows imported
+    server = start_prefect(workspace.root, args.json)  # starts while flows are imported
     check_services(cfg.tracking, workspace.root)
     from flows.retrain import retrain
 
@@ -162,6 +156,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_prefect(workspace: Path, quiet: bool) -> Any:
+    """The Prefect this command runs on: PREFECT_API_URL when set; else the workspace's
+    `crnn server` when it answers (said in one line unless ``quiet``); else Prefect's temporary
+    local server, started now in the background (the thread to join before the first flow)."""
+    from flows.local import prepare_local_prefect, start_temporary_server
+    from flows.service import use_service
+
+    service = use_service(workspace)
+    if service is not None:
+        if not quiet:
+            print(f"Prefect: the local server at {service.ui_url} (crnn server stop stops it)")
+        return None
+    prepare_local_prefect(workspace)
+    return start_temporary_server()
+
+
 def check_services(tracking: Any, workspace: Path) -> Any:
     """Fail in one line, before any work, when the Prefect API (if one is configured) or the
     tracking store does not answer (both tried by the one retry policy); the store's context."""
@@ -176,7 +186,7 @@ def check_services(tracking: Any, workspace: Path) -> Any:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from crnn.cli_registry import store_of
+    from crnn.cli_registry import check_model_named, store_of
     from crnn.config import TrackingConfig
 
     # the project's store, or MLFLOW_TRACKING_URI outside a project (never a URI in flow params)
@@ -184,19 +194,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     for given in (args.input, args.shards):
         if given and not Path(given).expanduser().exists():
             raise UserError(f"{given}: no such file or folder")
+    check_model_named(uri, args.model)
     ctx = check_services(TrackingConfig(tracking_uri=uri, experiment="scoring"), state)
     from crnn.tracking.scoring import resolve_model
 
     resolve_model(ctx, args.model)  # a wrong name or alias fails now, before Prefect starts
-    from flows.local import (
-        local_flow_runs,
-        prepare_local_prefect,
-        quiet_user_errors,
-        start_temporary_server,
-    )
+    from flows.local import local_flow_runs, quiet_user_errors
 
-    prepare_local_prefect(state)
-    server = start_temporary_server()  # starts while the flow is imported
+    server = start_prefect(state, args.json)  # starts while the flow is imported
     from flows.score import score_flow
 
     if server is not None:

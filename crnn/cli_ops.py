@@ -1,5 +1,6 @@
 """The `crnn` commands that operate beyond one run: `deploy` (schedules to a Prefect server),
-`serve` (schedules on this machine) and `doctor` (is everything reachable). Parsing and printing
+`serve` (schedules on this machine), `server` (a local Prefect server kept between commands)
+and `doctor` (is everything reachable). Parsing and printing
 only; the work is in flows/."""
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def add_operations(sub: Any) -> None:
         help="leave the schedules active on the server when stopping (default: paused)",
     )
     serve.set_defaults(handler=cmd_serve)
+
+    server = sub.add_parser(
+        "server", help="a local Prefect server kept between commands (start, stop, status)"
+    )
+    server.add_argument("action", choices=["start", "stop", "status"])
+    server.add_argument("--port", type=int, default=4200, help="its port on 127.0.0.1 [4200]")
+    server.add_argument("--json", action="store_true", help="machine-readable output")
+    server.set_defaults(handler=cmd_server)
 
     doctor = sub.add_parser(
         "doctor", help="check the config, tracking server, Prefect API, GPU and disk"
@@ -97,13 +106,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"{args.config}: no schedules to serve; add `schedule:` or `scoring:` to a pipeline "
             "(README: Scheduled retraining)"
         )
-    from flows.serve import SERVER_HOME, serve_schedules
+    from flows.serve import serve_schedules
+    from flows.service import home_of, use_service
 
-    os.environ.setdefault("PREFECT_HOME", str(workspace.root / SERVER_HOME))
+    use_service(workspace.root)  # a running `crnn server` keeps the schedules
+    os.environ.setdefault("PREFECT_HOME", str(home_of(workspace.root)))
     served = serve_schedules(
         planned, workspace.root, args.port, pause_on_shutdown=not args.keep_schedules
     )
     print(served.goodbye())
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from crnn.config import load_config
+    from crnn.workspace import resolve_workspace
+    from flows.service import LOG_FILE, home_of, read_service, start_service, stop_service
+
+    root = resolve_workspace(load_config(args.config).workspace, Path(args.config)).root
+    if args.action == "start":
+        service, started = start_service(root, args.port)
+        verb = "started" if started else "already running"
+    elif args.action == "stop":
+        stopped = stop_service(root)
+        service, verb = stopped, "stopped" if stopped else "not running"
+    else:
+        service = read_service(root)
+        verb = "running" if service else "not running"
+    if args.json:
+        doc = {"state": verb, "home": str(home_of(root))}
+        if service is not None:
+            doc |= {"pid": service.pid, "api_url": service.api_url, "started": service.started}
+        print(json.dumps(doc, indent=2))
+        return 0
+    if service is None:
+        print(f"crnn server: {verb}")
+    else:
+        print(
+            f"crnn server: {verb}: Prefect at {service.ui_url} (pid {service.pid}, since "
+            f"{service.started}); log in {home_of(root) / LOG_FILE}"
+        )
+    if verb in ("started", "already running"):
+        print("crnn run, score and serve in this workspace use it until `crnn server stop`")
     return 0
 
 

@@ -53,7 +53,7 @@ def add_registry_commands(sub: Any) -> None:
 def store_of(args: argparse.Namespace) -> tuple[str, Path]:
     """(tracking URI, local state folder) for a command on registered models: ``--tracking-uri``,
     else the project's (MLFLOW_TRACKING_URI wins there), else MLFLOW_TRACKING_URI outside one."""
-    from crnn.tracking.runs import resolve_tracking_uri
+    from crnn.tracking_uri import resolve_tracking_uri
 
     given = getattr(args, "tracking_uri", None)
     if Path(args.config).is_file():
@@ -103,13 +103,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from crnn.inference import Predictor
-    from crnn.tracking.scoring import download_checkpoint, resolve_model
+def check_model_named(uri: str, spec: str) -> None:
+    """A name or alias a local store lacks fails now, before MLflow is imported (well under a
+    second); anything else is left to MLflow."""
+    from crnn.model_ref import absent_from_local_store
 
+    why = absent_from_local_store(uri, spec)
+    if why is not None:
+        raise UserError(why)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         raise UserError(f"{missing[0]}: no such file")
+    check_model_named(store_of(args)[0], args.model)
+    from crnn.inference import Predictor
+    from crnn.tracking.scoring import download_checkpoint, resolve_model
+
     ctx = registry_context(args)
     ref = resolve_model(ctx, args.model)
     with tempfile.TemporaryDirectory(prefix="crnn-predict-") as tmp:

@@ -193,12 +193,11 @@ def train(
     assert es.monitor and es.mode, "PipelineConfig resolves the early-stopping monitor"
     sign = 1.0 if es.mode == "min" else -1.0
     hooks = TimedCallbacks(callbacks if ranks.is_main() else ())
-    hooks.on_train_start(cfg.epochs, steps)
-    if hooks_resumed is not None:
-        hooks.on_resume(*hooks_resumed)
-
-    try:
-        with interrupt.graceful():  # Ctrl-C / SIGTERM: stop at the next step, resumable
+    try:  # Ctrl-C / SIGTERM: stop at the next step, resumable (from the first word said)
+        with interrupt.graceful():
+            hooks.on_train_start(cfg.epochs, steps)
+            if hooks_resumed is not None:
+                hooks.on_resume(*hooks_resumed)
             while loop.epoch <= cfg.epochs and not loop.stopped:
                 metrics = epoch_metrics(trainer, train_data, val_data, task, hooks)
                 epoch = loop.epoch

@@ -68,7 +68,7 @@ def _check_tracking(tracking: Any, workspace: Path) -> list[Check]:
     from mlflow import MlflowClient
 
     from crnn.retry import service_error
-    from crnn.tracking.runs import resolve_tracking_uri
+    from crnn.tracking_uri import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking, workspace)
     client = MlflowClient(uri, os.environ.get("MLFLOW_REGISTRY_URI") or uri)

@@ -148,11 +148,11 @@ def run_folder(out: str, timezone: str) -> str:
 
 def _store_of(config_path: str, pipeline: str | None) -> tuple[str, str]:
     from crnn.config import load_pipeline
-    from crnn.tracking.runs import resolve_tracking_uri
+    from crnn.tracking_uri import resolve_tracking_uri
     from crnn.workspace import resolve_workspace
 
     if not Path(config_path).is_file() and os.environ.get("MLFLOW_TRACKING_URI"):
-        from crnn.tracking.runs import USER_TRACKING_URI
+        from crnn.tracking_uri import USER_TRACKING_URI
         from crnn.workspace import state_outside_a_project
 
         assert USER_TRACKING_URI is not None

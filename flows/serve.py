@@ -19,8 +19,7 @@ from typing import Any
 
 from flows.schedules import COLLISION, Planned, describe
 from flows.server import local_server
-
-SERVER_HOME = "prefect-server"  # under the workspace: the served schedules and their runs
+from flows.service import SERVER_HOME  # the served schedules and their runs
 
 
 @dataclass(frozen=True)

@@ -92,13 +92,13 @@ def local_server(
             command, env=child_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        _wait_until_healthy(proc, api_url, log)
+        wait_until_healthy(proc, api_url, log)
         yield api_url
     finally:
         stop_group(proc)
 
 
-def _wait_until_healthy(proc: subprocess.Popen[bytes], api_url: str, log: Path) -> None:
+def wait_until_healthy(proc: subprocess.Popen[bytes], api_url: str, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     while not healthy(api_url):
         if proc.poll() is not None:

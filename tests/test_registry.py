@@ -35,10 +35,10 @@ def registry(tiny_config, tmp_path):
     raw = squeeze_channel(predictor.normalizer.inverse_transform(example), predictor.input_shape)
     test_set = TestSet.of(shards.manifest_path)
 
-    def register(score: float, gate=None, test=test_set, log_score: bool = True, trivial=None):
+    def register(score: float, gate=None, test=test_set, log_score=True, trivial=None, key="test/"):
         run_id = start_run(ctx, cfg, "tiny")
-        if log_score:
-            ctx.client().log_metric(run_id, "test_sequence_accuracy", score)
+        if log_score:  # key: under the MLflow group (test/), or the name runs had before it
+            ctx.client().log_metric(run_id, key + "sequence_accuracy", score)
         uri = log_pyfunc_model(ctx, run_id, trained.best_checkpoint, raw, SEQUENCE)
         return register_with_gate(
             ctx, run_id, uri, gate or cfg.registry, score, "d", test, trivial=trivial
@@ -147,6 +147,17 @@ def test_a_champion_whose_run_lacks_the_metric_is_re_evaluated(registry) -> None
     assert tags["gate.champion_scored_on"].startswith("re-evaluated on this test set")
 
 
+def test_a_champion_logged_before_metric_groups_is_read_from_its_run(registry) -> None:
+    """Runs logged before the metrics were grouped hold ``test_sequence_accuracy``, not
+    ``test/sequence_accuracy``: the gate still reads the champion's score from its run."""
+    ctx, _, register, _ = registry
+    assert register(0.50, key="test_").champion_version == "1"
+    worse = register(0.45)
+    assert not worse.decision.promote and worse.decision.champion == pytest.approx(0.50)
+    tags = ctx.client().get_model_version("crnn-tiny", "2").tags
+    assert tags["gate.champion_scored_on"] == "its run"
+
+
 def test_a_junk_first_model_does_not_become_champion(registry) -> None:
     """No champion yet: the first version must beat the trivial predictor (here the most common
     training string, which scores 0.10) by registry.first_champion_margin (10 % by default)."""
@@ -180,6 +191,36 @@ def test_an_alias_no_version_holds_says_so_in_one_line(registry) -> None:
     assert "has no version with the alias 'champion' yet" in str(info.value)
     with pytest.raises(UserError, match="is not in the registry"):
         resolve_model(ctx, "crnn-nothing@champion")
+
+
+def test_a_local_store_answers_a_mistyped_name_without_mlflow(registry) -> None:
+    """The SQLite store read directly gives MLflow's answer for a missing name or alias, and
+    no answer (MLflow decides) for what is there or for a store it cannot read."""
+    import subprocess
+    import sys
+
+    from crnn.model_ref import absent_from_local_store
+    from crnn.tracking.scoring import resolve_model
+
+    ctx, _, register, _ = registry
+    register(0.5)
+    ctx.client().create_registered_model("crnn-empty")
+    for spec in ("crnn-empty@champion", "crnn-tinny@champion"):
+        with pytest.raises(UserError) as info:
+            resolve_model(ctx, spec)
+        assert absent_from_local_store(ctx.tracking_uri, spec) == str(info.value)
+    assert "did you mean 'crnn-tiny'" in str(info.value)
+    assert absent_from_local_store(ctx.tracking_uri, "crnn-tiny@champion") is None
+    assert absent_from_local_store(ctx.tracking_uri, "crnn-tiny/7") is None  # MLflow says
+    assert absent_from_local_store("http://127.0.0.1:9/", "crnn-x@champion") is None
+    assert absent_from_local_store("sqlite:////nonexistent/mlflow.db", "x@champion") is None
+    probe = (
+        "import sys; from crnn.model_ref import absent_from_local_store as a; "
+        f"print(a({ctx.tracking_uri!r}, 'crnn-tinny@champion') is not None, "
+        "'mlflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]
 
 
 def test_models_predict_and_ui_in_the_project_and_anywhere_with_a_uri(
@@ -261,3 +302,19 @@ def test_crnn_ui_serves_the_projects_store(registry, tiny_config) -> None:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
     assert f"http://127.0.0.1:{port}" in (proc.stdout.read() if proc.stdout else "")
+
+
+def test_logging_and_loading_the_model_warn_about_nothing(registry) -> None:
+    """MLflow warns once per definition of a PythonModel without a type hint on ``predict``
+    (when the model is logged and again when it is loaded); the model opts out of that check."""
+    import warnings
+
+    import mlflow
+
+    ctx, _, register, _ = registry
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        register(0.5)
+        mlflow.set_tracking_uri(ctx.tracking_uri)
+        mlflow.pyfunc.load_model("models:/crnn-tiny@champion")
+    assert not [w for w in seen if "type hint" in str(w.message)], [str(w.message) for w in seen]

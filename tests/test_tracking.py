@@ -10,8 +10,8 @@ from crnn.tracking.runs import model_requirements
 
 
 def test_each_workspace_gets_its_own_store_in_one_process(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("crnn.tracking.runs.USER_TRACKING_URI", None)
-    monkeypatch.setattr("crnn.tracking.runs.USER_REGISTRY_URI", None)
+    monkeypatch.setattr("crnn.tracking_uri.USER_TRACKING_URI", None)
+    monkeypatch.setattr("crnn.tracking_uri.USER_REGISTRY_URI", None)
     a = open_tracking(TrackingConfig(experiment="exp"), tmp_path / "a")
     b = open_tracking(TrackingConfig(experiment="exp"), tmp_path / "b")
     assert a.tracking_uri == f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}"
@@ -28,7 +28,7 @@ def test_each_workspace_gets_its_own_store_in_one_process(tmp_path: Path, monkey
 
 def test_user_tracking_uri_wins_over_config(tmp_path: Path, monkeypatch) -> None:
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    monkeypatch.setattr("crnn.tracking.runs.USER_TRACKING_URI", uri)
+    monkeypatch.setattr("crnn.tracking_uri.USER_TRACKING_URI", uri)
     ctx = open_tracking(
         TrackingConfig(experiment="e", tracking_uri="sqlite:///ignored.db"), tmp_path
     )
@@ -50,8 +50,8 @@ def test_quarantine_counts_and_file_reach_the_run(tmp_path: Path, monkeypatch) -
     from crnn.tracking import log_dataset_inputs
     from tests.data.test_readers import mnist_folder, write_idx
 
-    monkeypatch.setattr("crnn.tracking.runs.USER_TRACKING_URI", None)
-    monkeypatch.setattr("crnn.tracking.runs.USER_REGISTRY_URI", None)
+    monkeypatch.setattr("crnn.tracking_uri.USER_TRACKING_URI", None)
+    monkeypatch.setattr("crnn.tracking_uri.USER_REGISTRY_URI", None)
     folder = mnist_folder(tmp_path)
     labels = np.arange(60) % 10
     labels[:3] = 42
@@ -63,5 +63,5 @@ def test_quarantine_counts_and_file_reach_the_run(tmp_path: Path, monkeypatch) -
     run_id = client.create_run(ctx.experiment_id).info.run_id
     log_dataset_inputs(ctx, run_id, shards.manifest_path, load_manifest(shards.manifest_path))
     metrics = client.get_run(run_id).data.metrics
-    assert metrics["data_quarantined"] == 3 and metrics["data_quarantined_label_out_of_range"] == 3
+    assert metrics["data/quarantined"] == 3 and metrics["data/quarantined_label_out_of_range"] == 3
     assert "data/quarantine.parquet" in {a.path for a in client.list_artifacts(run_id, "data")}

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from crnn.config.base import NAME_PATTERN, Frozen
 from crnn.config.data import DataConfig
 from crnn.config.schedule import RetrainSchedule, ScoringJob
+from crnn.metric_names import product_name
 from crnn.tasks.kinds import KINDS, TaskKind, kind_for_head, metric_direction, metric_mode
 
 # -------------------------------------------------------------------------------- preprocessing
@@ -247,7 +248,7 @@ class PipelineConfig(Frozen):
     def _resolve_defaults(self) -> PipelineConfig:
         kind = self._check_task()
         es = self.training.early_stopping
-        monitor = es.monitor or kind.monitor
+        monitor = product_name(es.monitor or kind.monitor)  # val/cer, as MLflow shows it, too
         training = self.training.model_copy(
             update={
                 "early_stopping": es.model_copy(
@@ -256,7 +257,7 @@ class PipelineConfig(Frozen):
                 "loss": self.training.loss or kind.losses[0],
             }
         )
-        metric = self.registry.metric or kind.gate_metric
+        metric = product_name(self.registry.metric or kind.gate_metric)
         registry = self.registry.model_copy(
             update={
                 "model_name": self.registry.model_name or f"crnn-{self.name}",

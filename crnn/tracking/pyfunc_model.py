@@ -17,10 +17,15 @@ from crnn.inference import Predictor
 
 
 class CRNNModel(PythonModel):
+    # MLflow validates input by a type hint on ``predict`` when there is one, and warns (at each
+    # definition of this class: when logged and when loaded) when there is none. Input here is
+    # checked by the model's signature and by the Predictor, in one line; MLflow's own models opt
+    # out of the hint check the same way.
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         self.predictor = Predictor.from_checkpoint(context.artifacts["checkpoint"], device="auto")
 
-    # no type hint on model_input: MLflow would validate by it instead of by the signature
     def predict(self, context: Any, model_input, params: Any = None) -> list[Any]:
         return self.predictor.predict_input(model_input).outputs
 

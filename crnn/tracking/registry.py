@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from crnn.config import RegistryConfig
 from crnn.errors import UserError
+from crnn.metric_names import mlflow_keys
 from crnn.promotion import GateDecision, decide_promotion, first_champion_floor
 from crnn.secrets import redact
 from crnn.tracking.runs import TrackingContext
@@ -127,7 +128,8 @@ def champion_score_on(
     again here. NaN when neither is possible: the gate then refuses to replace it."""
     same_data = test_set is None or champ.tags.get(TEST_SET_TAG) == test_set.digest
     if same_data and champ.run_id:
-        score = ctx.client().get_run(champ.run_id).data.metrics.get(metric, math.nan)
+        held = ctx.client().get_run(champ.run_id).data.metrics
+        score = next((held[k] for k in mlflow_keys(metric) if k in held), math.nan)
         if math.isfinite(score):
             return score, "its run"
     if test_set is None:

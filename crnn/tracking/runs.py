@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -22,15 +21,18 @@ from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 from mlflow.types.schema import Array
 
 import crnn
+from crnn import tracking_uri as store_uri  # its USER_* read at call time
 from crnn.callbacks import TrainCallback, TrainResult
 from crnn.config import PipelineConfig, TrackingConfig, flatten
 from crnn.data.shards import Manifest
 from crnn.errors import ServiceError
 from crnn.evaluate import EvalReport
+from crnn.metric_names import tracked
 from crnn.plots import display_image
 from crnn.retry import apply_defaults, service_error
-from crnn.secrets import redact, split_userinfo
+from crnn.secrets import redact
 from crnn.tasks.kinds import TaskKind
+from crnn.tracking_uri import resolve_tracking_uri, without_credentials
 
 apply_defaults()  # MLflow's HTTP client retries by the one policy (read at each request)
 
@@ -48,7 +50,7 @@ class TrackingContext:
 
     @property
     def registry_uri(self) -> str:
-        return USER_REGISTRY_URI or self.tracking_uri
+        return store_uri.USER_REGISTRY_URI or self.tracking_uri
 
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
@@ -59,32 +61,6 @@ class TrackingContext:
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
-def without_credentials(uri: str | None) -> str | None:
-    """An http(s) URI's user and password move to MLflow's basic-auth variables (set unless the
-    user set them), so the URI that is logged, stored and passed on carries none. Other URIs
-    (a database's) keep theirs, registered as secrets so every output masks them."""
-    if not uri:
-        return uri
-    clean, user, password = split_userinfo(uri)
-    if not uri.startswith(("http://", "https://")):
-        return uri
-    if user:
-        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", user)
-    if password:
-        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", password)
-    return clean
-
-
-USER_TRACKING_URI = without_credentials(os.environ.get("MLFLOW_TRACKING_URI"))
-USER_REGISTRY_URI = without_credentials(os.environ.get("MLFLOW_REGISTRY_URI"))
-
-
-def resolve_tracking_uri(cfg: TrackingConfig, workspace: Path) -> str:
-    """The user's MLFLOW_TRACKING_URI, else the config's URI, else SQLite in the workspace."""
-    uri = USER_TRACKING_URI or without_credentials(cfg.tracking_uri)
-    return uri or f"sqlite:///{(workspace / 'mlflow.db').resolve()}"
-
-
 def open_tracking(cfg: TrackingConfig, workspace: Path, uri: str | None = None) -> TrackingContext:
     """Connect to the store and get (or create) the experiment.
 
@@ -92,7 +68,7 @@ def open_tracking(cfg: TrackingConfig, workspace: Path, uri: str | None = None) 
     ``uri``: a tracking URI given explicitly (``--tracking-uri``), ahead of everything else.
     """
     uri = without_credentials(uri) or resolve_tracking_uri(cfg, workspace)
-    registry_uri = USER_REGISTRY_URI or uri
+    registry_uri = store_uri.USER_REGISTRY_URI or uri
     mlflow.set_tracking_uri(uri)  # the fluent calls (log_model, register_model) use these
     mlflow.set_registry_uri(registry_uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
@@ -252,15 +228,20 @@ def log_dataset_inputs(
         client.log_artifact(run_id, str(manifest_path.parent / quarantine["file"]), "data")
     ts = _now()
     metrics = [
-        Metric(f"data_{split}_rows", float(c["rows"]), ts, 0)
+        Metric(tracked(f"data_{split}_rows"), float(c["rows"]), ts, 0)
         for split, c in manifest.splits.items()
     ]
-    metrics.append(Metric("data_quarantined", float(quarantine.get("total", 0)), ts, 0))
+    metrics.append(Metric(tracked("data_quarantined"), float(quarantine.get("total", 0)), ts, 0))
     metrics += [
-        Metric(f"data_quarantined_{reason}", float(n), ts, 0)
+        Metric(tracked(f"data_quarantined_{reason}"), float(n), ts, 0)
         for reason, n in quarantine.get("by_reason", {}).items()
     ]
     client.log_batch(run_id, metrics=metrics)
+
+
+def as_metrics(values: dict[str, float], ts: int, step: int = 0) -> list[Metric]:
+    """``values`` (product names) as MLflow metrics under their grouped keys."""
+    return [Metric(tracked(k), float(v), ts, step) for k, v in values.items()]
 
 
 class MlflowCallback(TrainCallback):
@@ -290,12 +271,12 @@ class MlflowCallback(TrainCallback):
 
     def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
         global_step = (epoch - 1) * self.steps_per_epoch + step
-        self.buffer.append(Metric("train_loss_step", float(loss), _now(), global_step))
+        self.buffer.append(Metric(tracked("train_loss_step"), float(loss), _now(), global_step))
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         started = time.perf_counter()
         ts = _now()
-        batch = [Metric(k, float(v), ts, epoch) for k, v in metrics.items()] + self.buffer
+        batch = as_metrics(metrics, ts, epoch) + self.buffer
         self.buffer = []
         for i in range(0, len(batch), MLFLOW_METRICS_BATCH):
             op = self.client.log_batch(
@@ -314,9 +295,7 @@ class MlflowCallback(TrainCallback):
         }
         tags = [RunTag("crnn.stopped_early", str(result.stopped_early).lower())]
         tags += [RunTag(f"crnn.train.{k}", v) for k, v in result.setup.items()]
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, v, ts, 0) for k, v in summary.items()], tags=tags
-        )
+        self.client.log_batch(self.run_id, metrics=as_metrics(summary, ts), tags=tags)
         for op in self.pending:
             op.wait()
         self.pending = []
@@ -339,7 +318,7 @@ def start_system_metrics(ctx: TrackingContext, run_id: str, interval: float) -> 
 def log_evaluation(ctx: TrackingContext, run_id: str, report: EvalReport) -> None:
     client = ctx.client()
     ts = _now()
-    client.log_batch(run_id, metrics=[Metric(k, v, ts, 0) for k, v in report.metrics.items()])
+    client.log_batch(run_id, metrics=as_metrics(report.metrics, ts))
     for path in [*report.artifacts, report.predictions_path]:
         # the figures at the top, where the compare view sets them side by side for two runs
         folder = None if path.suffix == ".png" else "evaluation"

@@ -3,54 +3,37 @@ its checkpoint, and record the job as a run in the scoring experiment."""
 
 from __future__ import annotations
 
-import difflib
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from crnn.errors import UserError
-from crnn.model_ref import ModelVersionRef
-from crnn.secrets import redact
-from crnn.tracking.runs import TrackingContext, _now
+from crnn.model_ref import ModelVersionRef, no_such_alias, no_such_model, parse_spec
+from crnn.tracking.runs import TrackingContext, _now, as_metrics
 
 if TYPE_CHECKING:  # the scoring engine (torch) is not needed to name a model
     from crnn.scoring import ScoreSummary
 
-SPEC = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
-
 
 def _not_found(ctx: TrackingContext, spec: str, name: str, alias: str | None) -> str:
     """Why ``spec`` resolves to nothing, in one line: no such model, or no version holds the
-    alias (a model no version of which passed the gate has no champion)."""
+    alias."""
     try:
         ctx.client().get_registered_model(name)
     except MlflowException:
         names = [m.name for m in ctx.client().search_registered_models(max_results=1000)]
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return (
-            f"model {name!r} is not in the registry at {redact(ctx.tracking_uri)}{hint}; "
-            "`crnn models` lists what is"
-        )
+        return no_such_model(name, ctx.tracking_uri, names)
     if alias:
-        return (
-            f"model {name!r} has no version with the alias {alias!r} yet; train one with "
-            f"`crnn run` or choose one with `crnn promote {name} VERSION`"
-        )
+        return no_such_alias(name, alias)
     return f"model {spec!r}: no such version; see the Models page of the MLflow UI"
 
 
 def resolve_model(ctx: TrackingContext, spec: str) -> ModelVersionRef:
     """``NAME@ALIAS`` or ``NAME/VERSION`` -> the concrete version, now (never again mid-job)."""
-    m = SPEC.match(spec.strip())
-    if m is None:
-        raise UserError(
-            f"model {spec!r}: write NAME@ALIAS (e.g. crnn-digits@champion) or NAME/VERSION"
-        )
+    m = parse_spec(spec)
     client = ctx.client()
     try:
         if m["alias"]:
@@ -112,7 +95,7 @@ def log_scoring_run(ctx: TrackingContext, summary: ScoreSummary) -> str:
     }
     client.log_batch(
         run_id,
-        metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
+        metrics=as_metrics({f"scoring_{k}": v for k, v in metrics.items()}, ts),
         params=[Param(k, v) for k, v in params.items()],
         tags=[RunTag("mlflow.runName", f"score-{m.name}-v{m.version}")],
     )

@@ -74,18 +74,18 @@ def test_retrain_flow_registers_gates_and_reuses_shards(prefect_harness, config_
     assert run.info.status == "FINISHED"
     assert run.data.params["training.epochs"] == "4"
     assert run.data.tags["crnn.shard_digest"] == first["shards"]["digest"]
-    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 4  # one point per epoch
+    assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 4  # one point per epoch
     # step losses: one point per 10-step read-back and at each epoch's end, sent once per epoch
     rows = load_manifest(first["shards"]["manifest"]).splits["train"]["rows"]
     per_epoch = -(-rows // 16)
     points = [*range(10, per_epoch, 10), per_epoch]
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss_step")]
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
     assert sorted(steps) == [per_epoch * e + s for e in range(4) for s in points]
     assert any(k.startswith("system/cpu_utilization") for k in run.data.metrics)  # psutil sampled
     assert run.data.tags["crnn.train.device"] == "cpu"
     assert run.data.tags["crnn.train.autocast"] == "off"
     assert first["metrics"]["test_cer"] < 0.6  # learned something: blank output scores 1.0
-    assert run.data.metrics["test_cer"] == pytest.approx(first["metrics"]["test_cer"])
+    assert run.data.metrics["test/cer"] == pytest.approx(first["metrics"]["test_cer"])
     contexts = {
         t.value for d in run.inputs.dataset_inputs for t in d.tags if t.key == "mlflow.data.context"
     }
@@ -105,7 +105,9 @@ def test_retrain_flow_registers_gates_and_reuses_shards(prefect_harness, config_
         "data/manifest.json",
         "data/quarantine.parquet",
     }
-    assert run.data.metrics["data_quarantined"] == 0.0
+    assert run.data.metrics["data/quarantined"] == 0.0
+    # every metric in a group of its own: a section each in the UI
+    assert {k.split("/")[0] for k in run.data.metrics} == {"train", "val", "test", "data", "system"}
     assert {a.path for a in client.list_artifacts(run.info.run_id, "config")} == {
         "config/pipeline.yaml"
     }
@@ -273,7 +275,7 @@ def test_interrupted_pipeline_resumes_in_the_same_mlflow_run(
     assert len(runs) == 1  # the refused resume created none; the crashed run was reused
     run = client.get_run(resumed["mlflow"]["run_id"])
     assert resumed["mlflow"]["resumed"] and run.info.status == "FINISHED"
-    history = client.get_metric_history(run.info.run_id, "val_loss")
+    history = client.get_metric_history(run.info.run_id, "val/loss")
     assert sorted(m.step for m in history) == [1, 2, 3, 4]  # each epoch logged once
     assert resumed["training"]["epochs_run"] == 4
     assert len(run.inputs.dataset_inputs) == 3  # logged once, by the first attempt
@@ -296,7 +298,7 @@ def test_two_training_processes_from_the_flow_log_into_its_run(
     client = _mlflow_client(summary)
     run = client.get_run(summary["mlflow"]["run_id"])
     assert run.data.tags["crnn.train.world_size"] == "2"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2]
     assert summary["registry"]["version"] == "1" and "test_cer" in summary["metrics"]
 
 

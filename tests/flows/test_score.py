@@ -61,7 +61,7 @@ def test_scoring_raw_source_matches_the_evaluation_and_is_logged(registered) -> 
     assert (joined["prediction_eval"] == joined["prediction_score"]).all()
     run = client.get_run(summary["mlflow_run_id"])
     assert client.get_experiment(run.info.experiment_id).name == "scoring"
-    assert run.data.metrics["rows_scored"] == ROWS
+    assert run.data.metrics["scoring/rows_scored"] == ROWS
     assert run.data.params["model_version"] == str(champion.version)
 
 
