@@ -165,14 +165,28 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print(f"the tracking server has its own UI: open {redact(uri)}")
         return 0
     # the UI opens in its GenAI mode unless told: this link opens it on model training (runs)
-    link = f"http://127.0.0.1:{args.port}/#/experiments?workflowType=machine_learning"
-    print(f"MLflow UI on {redact(uri)}: {link}  (Ctrl-C stops it)")
+    site = f"http://127.0.0.1:{args.port}/#/experiments"
+    print(f"MLflow UI on {redact(uri)}: {site}?workflowType=machine_learning  (Ctrl-C stops it)")
+    for name, link in runs_table_links(uri, site):
+        print(f"  {name}: {link}")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", "127.0.0.1", "--port", str(args.port)]
     try:
         return subprocess.call(command)
     except KeyboardInterrupt:
         return 0
+
+
+def runs_table_links(uri: str, site: str) -> list[tuple[str, str]]:
+    """Each pipeline experiment's runs table, opened on its view of the metrics that matter."""
+    from mlflow import MlflowClient
+
+    from crnn.tracking.runs import RUNS_VIEW
+
+    key = f"mlflow.sharedViewState.{RUNS_VIEW}"
+    found = MlflowClient(uri).search_experiments(filter_string=f"tags.`{key}` != ''")
+    query = f"viewStateShareKey={RUNS_VIEW}&workflowType=machine_learning"
+    return [(e.name, f"{site}/{e.experiment_id}/runs?{query}") for e in found]
 
 
 def cmd_promote(args: argparse.Namespace) -> int:

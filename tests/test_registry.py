@@ -2,6 +2,7 @@
 champion alone, and the human `promote` / `rollback` with who / when / why."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -301,7 +302,11 @@ def test_crnn_ui_serves_the_projects_store(registry, tiny_config) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
-    assert f"http://127.0.0.1:{port}" in (proc.stdout.read() if proc.stdout else "")
+    said = proc.stdout.read() if proc.stdout else ""
+    assert f"http://127.0.0.1:{port}" in said
+    # the pipeline's runs table, on the view with its metric columns (set by each run)
+    runs = rf"tiny: http://127.0.0.1:{port}/#/experiments/\d+/runs\?viewStateShareKey=crnn"
+    assert re.search(runs, said), said
 
 
 def test_logging_and_loading_the_model_warn_about_nothing(registry) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -117,6 +118,20 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+RUNS_VIEW = "crnn"  # the share key of the runs table's view (`crnn ui` links to it)
+
+
+def runs_view(cfg: PipelineConfig) -> str:
+    """The runs table as the MLflow UI's shared view (an experiment tag): the dataset, the
+    model and the metric columns that matter, the monitored metric and the gate's first."""
+    es = cfg.training.early_stopping
+    assert es.monitor and cfg.registry.metric, "PipelineConfig resolves both"
+    names = dict.fromkeys([es.monitor, cfg.registry.metric, "val_loss", "train_loss"])
+    columns = ["attributes.`Dataset`", "attributes.`Models`"]
+    columns += [f"metrics.`{tracked(n)}`" for n in names]
+    return json.dumps({"selectedColumns": columns})
+
+
 def start_run(
     ctx: TrackingContext,
     cfg: PipelineConfig,
@@ -144,6 +159,9 @@ def start_run(
         },
     )
     run_id: str = run.info.run_id
+    client.set_experiment_tag(
+        ctx.experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW}", runs_view(cfg)
+    )
     params = [
         Param(k, redact(v)[:6000])
         for k, v in flatten(cfg).items()
