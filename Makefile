@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/score_bench.py || status=1; \
 	$(BIN)/python bench/train_bench.py || status=1; \
 	$(BIN)/python bench/startup_bench.py || status=1; \
+	$(BIN)/python bench/integrity_bench.py || status=1; \
+	$(BIN)/python bench/score_memory.py || status=1; \
 	exit $$status
 
 # The GPU check runs on a bare GPU image: python3 from PATH, no virtualenv, no package index (the

@@ -8,6 +8,7 @@ earlier format (registered champions keep loading) and refusing, in one line, a 
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,26 @@ def save_checkpoint(path: Path, model: nn.Module, meta: Checkpoint, **fields: An
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Load a checkpoint without unpickling code (``weights_only=True``)."""
-    raw: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    return Checkpoint.from_payload(raw, str(path))
+    """Load a checkpoint without unpickling code (``weights_only=True``); anything else (a
+    pickle of objects, a damaged file, another tool's) fails in one line, without torch's
+    advice to unpickle it anyway."""
+    fix = "use one `crnn run` wrote or the registry holds"
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"{path}: not a checkpoint this tool wrote (it holds objects, not a plain state "
+            f"dict; it is not loaded, since that would run its code); {fix}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise UserError(f"{path}: no such checkpoint") from None
+        raise UserError(
+            f"{path}: not a checkpoint this tool wrote (unreadable: damaged or truncated); {fix}"
+        ) from None
+    try:
+        return Checkpoint.from_payload(raw, str(path))  # a newer format: refused, one line
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise UserError(
+            f"{path}: not a checkpoint this tool wrote (no model metadata); {fix}"
+        ) from None

@@ -56,6 +56,11 @@ def add_operations(sub: Any) -> None:
     )
     doctor.add_argument("--pool", default="crnn", help="work pool whose workers to look for")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument(
+        "--fix",
+        action="store_true",
+        help="mark runs left RUNNING by a process that died on this host FAILED",
+    )
     doctor.set_defaults(handler=cmd_doctor)
 
 
@@ -154,7 +159,7 @@ def cmd_server(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from flows.doctor import as_json, run_checks
 
-    checks = run_checks(Path(args.config), args.pool)
+    checks = run_checks(Path(args.config), args.pool, args.fix)
     failed = any(c.status == "fail" for c in checks)
     if args.json:
         print(json.dumps({"ok": not failed, "checks": as_json(checks)}, indent=2))

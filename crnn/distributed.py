@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from typing import Any
 import torch.distributed as torch_dist
 
 from crnn.callbacks import TrainCallback, TrainResult
+from crnn.lifetime import die_with_parent
 from crnn.ranks import init, is_main
 from crnn.train import train_on_shards
 
@@ -75,7 +77,14 @@ def launch(
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         if train_cfg.device == "cpu":  # CPU training on a GPU machine: gloo, not NCCL
             env["CRNN_DDP_BACKEND"] = "gloo"
-        proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        parent = os.getpid()  # torchrun (and with it its ranks) dies with this process
+        proc = subprocess.run(
+            cmd,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: die_with_parent(signal.SIGTERM, parent),
+        )
         if proc.returncode != 0 or not result_path.is_file():
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
             raise RuntimeError(f"distributed training failed (exit {proc.returncode}):\n{tail}")
@@ -95,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         callbacks: list[TrainCallback] = []
         if is_main() and spec.get("tracking"):
-            from crnn.tracking.runs import MlflowCallback, TrackingContext  # only with a run
+            from crnn.tracking.runs import TrackingContext  # only with a run
+            from crnn.tracking.training_log import MlflowCallback
 
             t = spec["tracking"]
             ctx = TrackingContext(t["tracking_uri"], t["experiment_id"], t["experiment_name"])

@@ -33,6 +33,7 @@ import torch
 from crnn.atomic import atomic_path, atomic_write_text
 from crnn.checkpoint import Checkpoint
 from crnn.data.loader import input_views, load_manifest
+from crnn.data.shards import verified_path
 from crnn.data.sources import Chunk
 from crnn.errors import UserError
 from crnn.inference import Predictor
@@ -160,7 +161,8 @@ def shard_chunks(manifest_path: Path) -> Iterator[tuple[str, Chunk]]:
     root = root.parent if root.is_file() else root
     shape = tuple(manifest.input_shape)
     for record in manifest.shards:
-        table = pq.read_table(root / record.path, columns=["sample_id", "input"])
+        path = verified_path(root, record)  # a damaged or changed shard is not scored
+        table = pq.read_table(path, columns=["sample_id", "input"])
         views = input_views(table.column("input"), shape)
         x = np.concatenate(views) if len(views) != 1 else views[0]
         ids = table.column("sample_id").to_pylist()
@@ -211,18 +213,20 @@ def score(
     input_spec: str,
     batch_size: int = 256,
     on_chunk: Callable[[str, int], None] | None = None,
+    plan: dict[str, Any] | None = None,
 ) -> ScoreSummary:
     """Score every chunk not already in ``out_dir``; see the module docstring.
 
     ``on_chunk(chunk_id, rows)`` is called after each part is written (progress, tests).
     """
     out_dir = Path(out_dir)
-    pin_job(out_dir, model, input_spec)
+    pin_job(out_dir, model, input_spec, plan or {})
     summary = ScoreSummary(model, input_spec, str(out_dir))
     started = time.perf_counter()
-    scored_now = 0
+    scored_now = rows_in = 0
     for item in prefetched(_prepare(predictor, chunks, out_dir)):
         chunk_id, chunk, keep = item.chunk_id, item.chunk, item.keep
+        rows_in += len(chunk) + len(chunk.quarantined)  # counted from the input, every attempt
         if item.inputs is None:
             summary.chunks_skipped += 1
             continue
@@ -244,13 +248,7 @@ def score(
             },
             schema=score_schema(predictor.task.kind.prediction[1]),
         )
-        if bad:  # quarantine first: a part on disk means its chunk is complete
-            rows = list(zip(*bad, strict=True))
-            quarantine = pa.table(dict(zip(QUARANTINE_SCHEMA.names, rows, strict=True)))
-            with atomic_path(out_dir / QUARANTINE_DIR / f"part-{chunk_id}.parquet") as tmp:
-                pq.write_table(quarantine.cast(QUARANTINE_SCHEMA), tmp)
-        with atomic_path(out_dir / f"part-{chunk_id}.parquet") as tmp:
-            pq.write_table(table, tmp)
+        write_part(out_dir, chunk_id, table, bad)
         summary.chunks_scored += 1
         scored_now += n
         if on_chunk is not None:
@@ -258,16 +256,55 @@ def score(
     summary.seconds = time.perf_counter() - started
     summary.rows_per_s = scored_now / max(summary.seconds, 1e-9)
     count_output(out_dir, summary)
+    summary.rows_in = rows_in
     atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary.to_dict(), indent=2))
+    check_accounted(out_dir, summary)
     return summary
 
 
-def pin_job(out_dir: Path, model: ModelVersionRef, input_spec: str) -> None:
-    """Record the job in ``out_dir``, or check a re-run is the same job."""
-    job = {"model": asdict(model), "input": input_spec}
+def check_accounted(out_dir: Path, summary: ScoreSummary) -> None:
+    """Every input row is in the output, scored or quarantined, and nothing else is."""
+    accounted = summary.rows_scored + summary.rows_quarantined
+    if accounted != summary.rows_in:
+        raise UserError(
+            f"{out_dir}: {summary.rows_in} rows in, {summary.rows_scored} scored and "
+            f"{summary.rows_quarantined} quarantined: {summary.rows_in - accounted:+d} rows not "
+            "accounted for (the folder holds parts of other input); delete it and score again"
+        )
+
+
+def write_part(out_dir: Path, chunk_id: str, table: pa.Table, bad: list[tuple[str, ...]]) -> None:
+    """A chunk's scored rows, after its quarantined ones: a part on disk means its chunk is
+    complete."""
+    if bad:
+        rows = list(zip(*bad, strict=True))
+        quarantine = pa.table(dict(zip(QUARANTINE_SCHEMA.names, rows, strict=True)))
+        with atomic_path(out_dir / QUARANTINE_DIR / f"part-{chunk_id}.parquet") as tmp:
+            pq.write_table(quarantine.cast(QUARANTINE_SCHEMA), tmp)
+    with atomic_path(out_dir / f"part-{chunk_id}.parquet") as tmp:
+        pq.write_table(table, tmp)
+
+
+def job_plan(shards: str | None, chunk_rows: int) -> dict[str, Any]:
+    """What decides which rows each part holds: a shard per part, or ``chunk_rows`` a part."""
+    return {"parts": "one per shard"} if shards else {"parts": "chunks", "chunk_rows": chunk_rows}
+
+
+def pin_job(
+    out_dir: Path, model: ModelVersionRef, input_spec: str, plan: dict[str, Any] | None = None
+) -> None:
+    """Record the job in ``out_dir``, or check a re-run is the same job, cut into parts the
+    same way (``plan``: :func:`job_plan`): parts are named by their place in the input, so a
+    re-run cut otherwise would skip rows or score them twice."""
+    job = {"model": asdict(model), "input": input_spec, "plan": plan or {}}
     path = out_dir / JOB_FILE
     if path.is_file():
         earlier = json.loads(path.read_text(encoding="utf-8"))
+        if {**earlier, "plan": job["plan"]} == job and earlier.get("plan") != job["plan"]:
+            raise UserError(
+                f"{out_dir} holds a job cut into parts otherwise ({_plan_words(earlier)}); "
+                f"re-run it the same way, or choose another --out"
+            )
         if earlier != job:
             raise UserError(
                 f"{out_dir} holds the output of another job (model "
@@ -277,6 +314,13 @@ def pin_job(out_dir: Path, model: ModelVersionRef, input_spec: str) -> None:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(job, indent=2))
+
+
+def _plan_words(job: dict[str, Any]) -> str:
+    plan = job.get("plan") or {}
+    if "chunk_rows" in plan:
+        return f"--chunk-rows {plan['chunk_rows']}"
+    return str(plan.get("parts", "an earlier version's plan"))
 
 
 def pinned_model(out_dir: Path, input_spec: str) -> ModelVersionRef | None:
@@ -299,7 +343,6 @@ def count_output(out_dir: Path, summary: ScoreSummary) -> None:
     summary.rows_scored = scored
     summary.rows_quarantined = sum(reasons.values())
     summary.quarantined_by_reason = reasons
-    summary.rows_in = scored + summary.rows_quarantined
 
 
 def read_scores(out_dir: Path) -> pa.Table:

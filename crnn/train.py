@@ -38,6 +38,7 @@ from crnn.device import (
 )
 from crnn.models import create_model, model_kwargs
 from crnn.optim import build_optimizer, build_scheduler
+from crnn.resume import check_resumable, training_identity
 from crnn.tasks import task_for
 from crnn.tasks.base import Task
 
@@ -128,6 +129,7 @@ class Trainer:
             "scheduler": None if self.sched is None else self.sched.state_dict(),
             "scaler": self.scaler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "identity": training_identity(self.meta, self.cfg),  # what it may resume under
         }
         done = len(self.loop.history)  # completed epochs
         save_checkpoint(
@@ -146,6 +148,8 @@ class Trainer:
         state = ckpt.resume
         if state is None:
             return False
+        current = training_identity(self.meta, self.cfg)
+        check_resumable(state.get("identity"), current, self.last_path)  # else: one line
         self.model.load_state_dict(ckpt.state_dict)
         self.opt.load_state_dict(state["optimizer"])
         if self.sched is not None and state["scheduler"] is not None:

@@ -1,13 +1,15 @@
 """`crnn doctor`: is this machine ready to run the pipelines? Each check says ok, warn or fail,
 and a failing one says in one line what to do.
 
-It changes nothing the pipelines own: the tracking check writes one small artifact into a run of
+It changes nothing the pipelines own (``--fix`` marks runs whose process died FAILED, which
+the next `crnn run` would do too): the tracking check writes one small artifact into a run of
 its own experiment (``crnn-doctor``), reads it back and deletes that run; the rest only reads.
 Remote checks use the one retry policy (:mod:`crnn.retry`), so a dead URL costs seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -33,12 +35,15 @@ class Check:
     fix: str = ""
 
 
-def run_checks(config_path: Path, pool: str) -> list[Check]:
+def run_checks(config_path: Path, pool: str, fix: bool = False) -> list[Check]:
+    """Every check; ``fix``: also mark runs left RUNNING by dead processes FAILED."""
     checks: list[Check] = []
     config = _check_config(config_path, checks)
     if config is not None:
         workspace, tracking = config
         checks += _check_tracking(tracking, workspace)
+        if checks[-1].status != "fail":
+            checks.append(_check_dead_runs(tracking, workspace, fix))
         checks.append(_check_disk(workspace))
     checks += _check_prefect(pool)
     checks.append(_check_gpu())
@@ -67,9 +72,10 @@ def _check_config(path: Path, checks: list[Check]) -> tuple[Path, Any] | None:
 def _check_tracking(tracking: Any, workspace: Path) -> list[Check]:
     from mlflow import MlflowClient
 
-    from crnn.retry import service_error
+    from crnn.retry import apply_defaults, service_error
     from crnn.tracking_uri import resolve_tracking_uri
 
+    apply_defaults()  # MLflow's client retries by the one policy: a dead URL costs seconds
     uri = resolve_tracking_uri(tracking, workspace)
     client = MlflowClient(uri, os.environ.get("MLFLOW_REGISTRY_URI") or uri)
     started = time.monotonic()
@@ -89,6 +95,30 @@ def _check_tracking(tracking: Any, workspace: Path) -> list[Check]:
             Check("registry", "fail", redact(str(exc))[:200], "check MLFLOW_REGISTRY_URI")
         )
     return checks
+
+
+def _check_dead_runs(tracking: Any, workspace: Path, fix: bool) -> Check:
+    """Runs of the store left RUNNING by a process gone from this host (live processes and
+    other hosts' runs are never touched); ``fix`` marks them FAILED, with the reason."""
+    from crnn.tracking import open_tracking
+    from crnn.tracking.liveness import dead_runs, reap_dead_runs
+
+    ctx = open_tracking(tracking, workspace)
+    ids = [e.experiment_id for e in ctx.client().search_experiments(max_results=1000)]
+    runs_root = workspace / "runs"
+    if fix:
+        fixed = reap_dead_runs(ctx, ids, runs_root)
+        if fixed and os.environ.get("PREFECT_API_URL"):  # (locally: the next `crnn run`)
+            from flows.local import crash_flow_runs
+
+            with contextlib.suppress(Exception):  # a Prefect API that does not answer: MLflow
+                crash_flow_runs(fixed)
+        return Check("dead runs", "ok", f"marked {len(fixed)} run(s) FAILED" if fixed else "none")
+    found = dead_runs(ctx, ids, runs_root)
+    if not found:
+        return Check("dead runs", "ok", "no run left RUNNING by a dead process on this host")
+    shown = "; ".join(f"{r.run_id}: {r.reason}" for r in found[:3])
+    return Check("dead runs", "warn", shown, "crnn doctor --fix marks them FAILED")
 
 
 def _check_artifacts(client: Any, workspace: Path, uri: str) -> Check:

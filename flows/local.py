@@ -13,8 +13,10 @@ timeout, so it gets more room. A real Prefect server (PREFECT_API_URL) is left a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from crnn.errors import UserError
+from crnn.lifetime import die_with_parent
 
 EPHEMERAL_SETTINGS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -135,7 +138,7 @@ def local_flow_runs() -> Iterator[None]:
         yield
 
 
-def start_temporary_server() -> threading.Thread | None:
+def start_temporary_server() -> Starting | None:
     """Start Prefect's temporary local server now, in the background, in a session of its own.
 
     Started here, its start-up (several seconds) overlaps the checks and imports that come
@@ -162,15 +165,61 @@ def start_temporary_server() -> threading.Thread | None:
             subprocess.Popen = real  # type: ignore[misc]
 
     server._run_uvicorn_command = in_own_session  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.start, name="crnn-prefect-server", daemon=True)
-    thread.start()
-    return thread
+    started = threading.Event()
+
+    def run() -> None:
+        try:
+            server.start()
+        finally:
+            started.set()
+        # the server dies with the thread that started it (below): this one stays, until exit
+        threading.Event().wait()
+
+    threading.Thread(target=run, name="crnn-prefect-server", daemon=True).start()
+    return Starting(started)
+
+
+class Starting:
+    """The temporary server starting in the background: :meth:`join` waits until it answers."""
+
+    def __init__(self, started: threading.Event) -> None:
+        self.started = started
+
+    def join(self) -> None:
+        self.started.wait()
 
 
 def _own_session(popen: Any) -> Any:
+    """Popen in a session of its own (a terminal's Ctrl-C does not reach it), and killed by the
+    kernel when the thread that started it ends: a ``kill -9`` of crnn leaves no server."""
+    parent = os.getpid()
+
     class OwnSession(popen):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("start_new_session", True)
+            kwargs.setdefault("preexec_fn", lambda: die_with_parent(signal.SIGTERM, parent))
             super().__init__(*args, **kwargs)
 
     return OwnSession
+
+
+def current_flow_run_id() -> str:
+    """The id of the Prefect flow run this code runs in ('' outside one)."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or "")
+
+
+def crash_flow_runs(runs: list[Any]) -> None:
+    """Mark the Prefect flow runs of dead pipeline runs (:mod:`crnn.tracking.liveness`) Crashed,
+    with the reason; one that this Prefect API does not hold is left to it."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        for run in runs:
+            if run.flow_run_id:
+                with contextlib.suppress(ObjectNotFound, ValueError):
+                    state = Crashed(message=run.reason)
+                    client.set_flow_run_state(run.flow_run_id, state, force=True)

@@ -29,6 +29,7 @@ from crnn.interrupt import Interrupted
 from crnn.secrets import redact
 from crnn.train import train_on_shards
 from crnn.workspace import Workspace, resolve_workspace
+from flows.local import current_flow_run_id
 
 if TYPE_CHECKING:
     from crnn.tracking import TrackingContext
@@ -67,25 +68,42 @@ def start_run_task(
     shards: ShardSet | None = None,
     overrides: tuple[str, ...] = (),
 ) -> TrackingRef:
-    """A new MLflow run; with ``resume``, the interrupted run of this same config instead."""
+    """A new MLflow run; with ``resume``, the pipeline's latest interrupted run instead, when its
+    checkpoint belongs to this data and training setup (:mod:`crnn.resume`)."""
     from crnn.tracking import open_tracking, start_run
     from crnn.tracking.runs import find_resumable_run, reopen_run, settings_used
 
     ctx = open_tracking(cfg.tracking, workspace.root)
+    reap_dead_runs_of(ctx, workspace)
     if resume:
-        run_id = find_resumable_run(ctx, cfg.name, config_text)
+        run_id = find_resumable_run(ctx, cfg.name)
         last = workspace.run_dir(run_id) / "checkpoints" / "last.pt" if run_id else None
-        if run_id is None or last is None or not last.is_file():
+        if run_id is None or last is None or not last.is_file() or shards is None:
             raise UserError(
-                f"pipeline {cfg.name!r}: no interrupted run with this config and a checkpoint "
-                f"to resume in {workspace.root}; run without --resume"
+                f"pipeline {cfg.name!r}: no interrupted run with a checkpoint to resume in "
+                f"{workspace.root}; run without --resume"
             )
+        from crnn.resume import check_checkpoint
+
+        check_checkpoint(last, shards.manifest_path, cfg.model, cfg.training)  # or one line
         reopen_run(ctx, run_id)
         return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id, True)
     digest = shards.digest if shards else ""
     used = settings_used(cfg, load_manifest(shards.manifest_path)) if shards else None
     run_id = start_run(ctx, cfg, config_text, overrides, digest, used)
     return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id)
+
+
+def reap_dead_runs_of(ctx: Any, workspace: Workspace) -> None:
+    """Runs of this experiment left RUNNING by a process killed on this host: FAILED, with the
+    reason, and their flow runs Crashed; said in one line each."""
+    from crnn.tracking.liveness import reap_dead_runs
+    from flows.local import crash_flow_runs
+
+    dead = reap_dead_runs(ctx, [ctx.experiment_id], workspace.root / "runs")
+    crash_flow_runs(dead)
+    for run in dead:
+        print(f"marked run {run.run_id} FAILED: {run.reason}")
 
 
 @task(
@@ -276,21 +294,25 @@ def train_and_register(
     """The run itself: start (or reopen) the MLflow run, train, evaluate beside logging the
     model, register through the gate; the run is marked failed if any of it fails."""
     config_text = redact(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    from crnn.tracking.liveness import liveness
+
     ref = start_run_task(cfg, workspace, config_text, resume, shards, overrides)
     ok, killed = False, False
+    who = (_ctx(ref), ref.run_id, workspace.run_dir(ref.run_id), current_flow_run_id())
     try:
-        if not ref.resumed:  # a resumed run has its dataset inputs already
-            log_datasets_task(ref, shards)
-        trained = train_task(cfg, shards, ref, workspace, progress)
-        # logging the model needs only the checkpoint: it runs beside evaluation
-        logging_model = log_model_task.submit(cfg, shards, trained, ref)
-        try:
-            report = evaluate_task(cfg, shards, trained, ref, workspace)
-        except BaseException:
-            logging_model.wait()  # nothing writes to the run once it is marked failed
-            raise
-        interrupt.check("after training, before registering")
-        registration = register_task(cfg, shards, report, ref, logging_model.result())
+        with liveness(*who):  # who runs it, for the next command to tell a crash from a run
+            if not ref.resumed:  # a resumed run has its dataset inputs already
+                log_datasets_task(ref, shards)
+            trained = train_task(cfg, shards, ref, workspace, progress)
+            # logging the model needs only the checkpoint: it runs beside evaluation
+            logging_model = log_model_task.submit(cfg, shards, trained, ref)
+            try:
+                report = evaluate_task(cfg, shards, trained, ref, workspace)
+            except BaseException:
+                logging_model.wait()  # nothing writes to the run once it is marked failed
+                raise
+            interrupt.check("after training, before registering")
+            registration = register_task(cfg, shards, report, ref, logging_model.result())
         ok = True
     except Interrupted:
         killed = True

@@ -24,6 +24,7 @@ from crnn.scoring import (
     ModelVersionRef,
     ScoreSummary,
     input_chunks,
+    job_plan,
     pinned_model,
     score,
 )
@@ -71,7 +72,8 @@ def score_task(
         ckpt = load_checkpoint(checkpoint)
         predictor = Predictor(ckpt, device="auto")
     chunks = input_chunks(ckpt, ref, input_path, shards, chunk_rows)
-    return score(predictor, ref, chunks, Path(out), spec, batch_size, on_chunk)
+    plan = job_plan(shards, chunk_rows)
+    return score(predictor, ref, chunks, Path(out), spec, batch_size, on_chunk, plan)
 
 
 @task(name="log-scoring-run", cache_policy=NO_CACHE)

@@ -32,7 +32,16 @@ def fake_python(tmp_path: Path, failing: str | None) -> Path:
 
 
 @pytest.mark.parametrize(
-    "failing", ["preprocess_memory", "score_bench", "train_bench", "startup_bench", None]
+    "failing",
+    [
+        "preprocess_memory",
+        "score_bench",
+        "train_bench",
+        "startup_bench",
+        "integrity_bench",
+        "score_memory",
+        None,
+    ],
 )
 def test_make_bench_fails_when_any_bench_fails(tmp_path: Path, failing: str | None) -> None:
     stamp = tmp_path / "stamp"
@@ -43,7 +52,7 @@ def test_make_bench_fails_when_any_bench_fails(tmp_path: Path, failing: str | No
         capture_output=True,
         text=True,
     )
-    assert done.stdout.count("ran bench/") == 4  # every bench runs, whatever failed before
+    assert done.stdout.count("ran bench/") == 6  # every bench runs, whatever failed before
     assert (done.returncode != 0) == (failing is not None), done.stdout + done.stderr
 
 

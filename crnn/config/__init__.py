@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import os
+import reprlib
 from copy import deepcopy
 from pathlib import Path
 from types import UnionType
@@ -200,15 +201,57 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; pass --config PATH or create it")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _bounded_yaml(path.read_text(encoding="utf-8"), path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}:{where} {problem}; fix the YAML syntax") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a pipelines file") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with version, pipelines; got {raw!r:.60}")
+        got = reprlib.repr(raw)
+        raise ConfigError(f"{path}: expected a mapping with version, pipelines; got {got}")
     return raw
+
+
+MAX_YAML_VALUES = 100_000  # values a pipelines file may expand to, its aliases followed
+
+
+def _bounded_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load``, refusing a document whose aliases expand past MAX_YAML_VALUES values
+    (a "billion laughs" bomb is a few hundred bytes): counted on the node graph, where an alias
+    is a shared node, before anything is built or validated."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_VALUES:
+            raise ConfigError(
+                f"{path}: its anchors and aliases expand to more than {MAX_YAML_VALUES:,} "
+                "values; write the values out instead"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values in ``node`` with every alias expanded; each shared node is counted once
+    (``sizes``), so this takes time linear in the file, not in the expansion."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = MAX_YAML_VALUES + 1  # a node inside itself (a recursive alias): too big
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = min(size, MAX_YAML_VALUES + 1)
+    return sizes[id(node)]
 
 
 def _validate(raw: dict[str, Any], path: Path) -> PipelinesFile:
@@ -262,7 +305,7 @@ def _problem(error: Any) -> str:
         problem = "required key is missing"
     else:
         problem = error["msg"].removeprefix("Value error, ")
-        problem += f" (got {json.dumps(error.get('input'), default=str)[:80]})"
+        problem += f" (got {reprlib.repr(error.get('input'))})"  # bounded, however large
     return f"{where}: {problem}"
 
 

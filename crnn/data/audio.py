@@ -165,12 +165,9 @@ class AudioFolderSource:
     def _label_table(self) -> tuple[pd.DataFrame, list[str]]:
         """(path, label[, group]) of every labelled file, and the WAV files without a label."""
         wavs = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*.wav"))
+        self.rejected: list[Quarantined] = []  # rows of labels_csv that name no usable file
         if self.cfg.labels_csv:
-            table = pd.read_csv(self.root / self.cfg.labels_csv, dtype=str)
-            if self.cfg.group and self.cfg.group in table:
-                table = table.rename(columns={self.cfg.group: "group"})
-            if self.cfg.split_column in table:
-                table = table.rename(columns={self.cfg.split_column: "split"})
+            table, self.rejected = self._csv_table(set(wavs))
             listed = set(table["path"])
             return table, [w for w in wavs if w not in listed]
         pattern = re.compile(self.cfg.filename_pattern or "")
@@ -187,6 +184,40 @@ class AudioFolderSource:
                 row["split_key"] = m[self.cfg.split_rule.group]
             rows.append(row)
         return pd.DataFrame(rows), unlabeled
+
+    def _csv_table(self, wavs: set[str]) -> tuple[pd.DataFrame, list[Quarantined]]:
+        """labels_csv's usable rows (paths as found under data.path), and the others as
+        quarantine records: a path outside data.path, a file not there, an empty label."""
+        cfg = self.cfg
+        csv = self.root / str(cfg.labels_csv)
+        try:
+            table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise DataError(f"{csv}: unreadable labels_csv ({exc}); fix or replace it") from None
+        lacking = [c for c in ("path", "label") if c not in table]
+        if lacking:
+            raise DataError(
+                f"{csv}: no column {lacking[0]!r} (it has {', '.join(map(str, table.columns[:8]))}"
+                "); labels_csv needs the columns path,label[,group][,split]"
+            )
+        table = table.rename(columns={cfg.group or "": "group", cfg.split_column: "split"})
+        root, keep, rejected = self.root.resolve(), [], []
+        for row, (path, label) in enumerate(zip(table["path"], table["label"], strict=True)):
+            where = f"{csv}:{row + 2}"  # the CSV's own line number (after its header)
+            found = (self.root / path.strip()).resolve()
+            problem = None
+            if not found.is_relative_to(root):
+                problem = ("path_outside_data", f"{path!r} is outside data.path")
+            elif found.relative_to(root).as_posix() not in wavs:
+                problem = ("missing_file", f"{path!r} is not a WAV file under data.path")
+            elif not label.strip():
+                problem = ("empty_label", "the label is empty")
+            if problem is None:
+                keep.append(row)
+                table.loc[row, "path"] = found.relative_to(root).as_posix()
+            else:
+                rejected.append(Quarantined(path, "train", where, *problem))
+        return table.iloc[keep].reset_index(drop=True), rejected
 
     def info(self) -> SourceInfo:
         cfg = self.cfg
@@ -207,7 +238,8 @@ class AudioFolderSource:
 
     def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
         pool = self.pools[split]
-        if split == "train" and (self.unlabeled or len(self.not_numbers)):  # reported once
+        unusable = self.unlabeled or len(self.not_numbers) or self.rejected
+        if split == "train" and unusable:  # reported once
             yield Chunk(
                 split, [], np.zeros((0, *self.shape), np.float32), quarantined=self._unusable()
             )
@@ -225,27 +257,32 @@ class AudioFolderSource:
         )
 
     def _unusable(self) -> list[Quarantined]:
-        """Files without a label, and (numeric labels) files whose label is not a number."""
+        """Rows of labels_csv naming no usable file, files without a label, and (numeric
+        labels) files whose label is not a number."""
         where = str(self.cfg.labels_csv or "the file name")
-        return [
-            Quarantined(
-                u,
-                "train",
-                str(self.root / u),
-                "unlabeled_file",
-                "no label from labels_csv or filename_pattern",
-            )
-            for u in self.unlabeled
-        ] + [
-            Quarantined(
-                row.path,
-                "train",
-                str(self.root / row.path),
-                "non_numeric_label",
-                f"label {row.label!r} in {where} is not a finite number",
-            )
-            for row in self.not_numbers.itertuples()
-        ]
+        return (
+            self.rejected
+            + [
+                Quarantined(
+                    u,
+                    "train",
+                    str(self.root / u),
+                    "unlabeled_file",
+                    "no label from labels_csv or filename_pattern",
+                )
+                for u in self.unlabeled
+            ]
+            + [
+                Quarantined(
+                    row.path,
+                    "train",
+                    str(self.root / row.path),
+                    "non_numeric_label",
+                    f"label {row.label!r} in {where} is not a finite number",
+                )
+                for row in self.not_numbers.itertuples()
+            ]
+        )
 
     @classmethod
     def new_data(

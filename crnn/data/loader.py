@@ -14,7 +14,9 @@ Two ways in:
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -30,6 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from crnn.data.shards import INPUT_COLUMN, MANIFEST_NAME, Manifest, ShardRecord
 from crnn.data.windows import window_tensor, worker_context
 from crnn.errors import DataError
+from crnn.lifetime import exit_with
 from crnn.tasks import task_for
 
 
@@ -226,7 +229,7 @@ class ShardLoader:
         records: list[ShardRecord] = [r for r in manifest.shards if r.split == split]
         if not records:
             raise DataError(f"{root}: the manifest lists no {split!r} shards")
-        self.paths = [str(root / r.path) for r in records]
+        self.paths = [str(p) for p in manifest.shard_paths(root, split)]  # each one checked
         self.shard_rows = [r.rows for r in records]
         # (shard, group, first row, rows): the units an epoch's order permutes, several a window
         self.groups = [
@@ -381,7 +384,7 @@ class ShardLoader:
                 # its own generator: drawing worker seeds from the global RNG would shift the
                 # model's dropout masks and break exact resume
                 generator=torch.Generator().manual_seed(self.seed),
-                worker_init_fn=_leave_stop_signals_to_the_parent,
+                worker_init_fn=functools.partial(_worker_init, os.getpid()),
             )
         return iter(self._loader)
 
@@ -415,12 +418,14 @@ class _Windows(IterableDataset):
             yield self.loader.build_window(epoch, w, windows[w], shared=info is not None)
 
 
-def _leave_stop_signals_to_the_parent(worker_id: int) -> None:
+def _worker_init(trainer: int, worker_id: int) -> None:
     """A Ctrl-C reaches the terminal's whole process group; it stops the trainer at a safe
     point, and the trainer stops its workers (SIGTERM, which they keep): a worker that died of
-    the Ctrl-C first would break that step. A worker whose parent is gone exits on its own
-    (DataLoader's watchdog)."""
+    the Ctrl-C first would break that step. A worker whose trainer is gone (killed with
+    SIGKILL) exits within a second (DataLoader's own watchdog looks only when a worker idles,
+    and the fork server that started the worker outlives the trainer)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with(trainer)
 
 
 def _row_groups(meta: pq.FileMetaData) -> list[tuple[int, int]]:

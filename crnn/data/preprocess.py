@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from functools import cache
@@ -36,6 +37,8 @@ from crnn.data.user_images import ImageProfile
 from crnn.errors import DataError
 from crnn.tasks import task_for
 from crnn.tasks.base import Task
+
+log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 2048
 REJECTED = "rejected"  # under the shards folder: quarantines of builds that failed on them
@@ -87,7 +90,7 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
     if found is not None:
         return found
     with build_lock(shards_root, root.name):
-        found = _complete_set(root, digest)  # published by the builder we waited for
+        found = _complete_set(root, digest, quiet=True)  # published by the one we waited for
         if found is not None:
             return found
         staging = staging_dir(shards_root, root.name)
@@ -182,15 +185,20 @@ def _write_splits(
     return counts, quarantined
 
 
-def _complete_set(root: Path, digest: str) -> ShardSet | None:
+def _complete_set(root: Path, digest: str, quiet: bool = False) -> ShardSet | None:
     """The shard set in ``root`` when its manifest and shards check out; None when there is none
     or it is damaged (then the next build replaces it)."""
     manifest_path = root / MANIFEST_NAME
     if not manifest_path.is_file():
         return None
     try:
-        verify_shards(root, Manifest.from_file(manifest_path))
-    except DataError:
+        manifest = Manifest.from_file(manifest_path)  # its own content checked
+        verify_shards(root, manifest)
+        if manifest.digest != digest:  # another set's manifest, or an edited one
+            raise DataError(f"{manifest_path}: names shard set {manifest.digest[:16]}")
+    except DataError as exc:
+        if not quiet:
+            log.warning("shard set %s does not check out, rebuilt: %s", digest[:16], exc)
         return None
     return ShardSet(manifest_path, digest, reused=True)
 

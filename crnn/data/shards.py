@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     from crnn.tasks.base import Task
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 2  # 2: a typed target (TargetSpec, with a regression target's statistics)
+FORMAT_VERSION = 3  # 2: a typed target (TargetSpec, with statistics); 3: manifest_sha256
+CONTENT_KEY = "manifest_sha256"  # the manifest's own content (apart from the shard-set digest)
+VERIFY = True  # check shards on read (bench/integrity_bench.py turns it off for its baseline)
+_verified: set[tuple[str, int, int, str]] = set()  # (path, size, mtime, sha256) checked here
 INPUT_COLUMN = "input"
 GROUPS_PER_SHARD = 8  # the loader mixes row groups: several shards' groups in every window
 
@@ -84,13 +87,14 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         del data["root"]
-        return json.dumps(data, indent=2, sort_keys=True)
+        return json.dumps({**data, CONTENT_KEY: content_sha256(data)}, indent=2, sort_keys=True)
 
     @classmethod
     def from_file(cls, path: Path) -> Manifest:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             version = format_version(raw, "manifest", str(path), FORMAT_VERSION, DataError)
+            check_content(raw, version, path)
             raw = upgrade_manifest(raw, version)
             raw["shards"] = [ShardRecord(**s) for s in raw["shards"]]
             raw["target"] = TargetSpec.from_dict(raw["target"])
@@ -101,15 +105,65 @@ class Manifest:
             ) from None
 
     def shard_paths(self, root: Path, split: str) -> list[Path]:
-        return [root / s.path for s in self.shards if s.split == split]
+        """The shards of ``split``, each checked against its record (:func:`verified_path`)."""
+        return [verified_path(root, s) for s in self.shards if s.split == split]
+
+
+def content_sha256(data: dict[str, Any]) -> str:
+    """The digest of a manifest's content, itself left out."""
+    body = {k: v for k, v in data.items() if k != CONTENT_KEY}
+    return hashlib.sha256(json.dumps(body, indent=2, sort_keys=True).encode()).hexdigest()
+
+
+def check_content(raw: dict[str, Any], version: int, path: Path) -> None:
+    """A manifest changed after it was written (a shard dropped, statistics or digest edited)
+    fails in one line; one of a format before the check (2) has nothing to check."""
+    if version < 3:
+        return
+    if raw.get(CONTENT_KEY) != content_sha256(raw):
+        raise DataError(
+            f"{path}: the manifest was changed after it was written (its {CONTENT_KEY} does "
+            f"not match its content); delete {path.parent} to rebuild the shard set"
+        )
+
+
+def verified_path(root: Path, rec: ShardRecord) -> Path:
+    """``root / rec.path`` once its size, sha256 (read in 1 MiB blocks) and row count match the
+    manifest's record; checked once per process and file version (size and mtime), so every
+    reader of a shard (training, evaluation, scoring) trusts nothing it has not checked."""
+    path = root / rec.path
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: shard listed in the manifest is missing; delete {root} to rebuild"
+        ) from None
+    key = (str(path), st.st_size, st.st_mtime_ns, rec.sha256)
+    if not VERIFY or key in _verified:
+        return path
+    if st.st_size != rec.bytes or file_sha256(path) != rec.sha256:
+        raise DataError(
+            f"{path}: shard does not match its sha256 in the manifest (damaged or changed); "
+            f"delete {root} to rebuild"
+        )
+    rows = pq.read_metadata(path).num_rows
+    if rows != rec.rows:
+        raise DataError(f"{path}: {rows} rows, the manifest lists {rec.rows}; delete {root}")
+    _verified.add(key)
+    return path
+
+
+def forget_verified() -> None:
+    """Check every shard again on its next read (a new process would)."""
+    _verified.clear()
 
 
 def upgrade_manifest(raw: dict[str, Any], version: int) -> dict[str, Any]:
     """A manifest of format ``version`` as the current format: format 1 held the target as a
-    plain dict of kind / charset / classes (what TargetSpec reads, the statistics defaulted)."""
-    if version < 2:
-        raw = {**raw, "format_version": FORMAT_VERSION}
-    return raw
+    plain dict of kind / charset / classes (what TargetSpec reads, the statistics defaulted);
+    format 2 had no digest of its own content."""
+    raw = {k: v for k, v in raw.items() if k != CONTENT_KEY}
+    return {**raw, "format_version": FORMAT_VERSION} if version < FORMAT_VERSION else raw
 
 
 def file_sha256(path: Path) -> str:
@@ -238,12 +292,4 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
 def verify_shards(root: Path, manifest: Manifest) -> None:
     """Raise DataError naming the first listed shard that is missing or altered."""
     for rec in manifest.shards:
-        path = root / rec.path
-        if not path.is_file():
-            raise DataError(
-                f"{path}: shard listed in the manifest is missing; delete {root} to rebuild"
-            )
-        if path.stat().st_size != rec.bytes or file_sha256(path) != rec.sha256:
-            raise DataError(
-                f"{path}: shard does not match its sha256 in the manifest; delete {root} to rebuild"
-            )
+        verified_path(root, rec)

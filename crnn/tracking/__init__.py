@@ -14,7 +14,6 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from crnn.tracking.registry import RegistrationResult, register_with_gate
 from crnn.tracking.runs import (
-    MlflowCallback,
     TrackingContext,
     finish_run,
     log_dataset_inputs,
@@ -23,6 +22,7 @@ from crnn.tracking.runs import (
     open_tracking,
     start_run,
 )
+from crnn.tracking.training_log import MlflowCallback
 
 __all__ = [
     "MlflowCallback",

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 from mlflow.types.schema import Array
 
 import crnn
 from crnn import tracking_uri as store_uri  # its USER_* read at call time
-from crnn.callbacks import TrainCallback, TrainResult
 from crnn.config import PipelineConfig, TrackingConfig, flatten
 from crnn.data.shards import Manifest
 from crnn.errors import ServiceError
@@ -72,11 +71,12 @@ def open_tracking(cfg: TrackingConfig, workspace: Path, uri: str | None = None) 
     registry_uri = store_uri.USER_REGISTRY_URI or uri
     mlflow.set_tracking_uri(uri)  # the fluent calls (log_model, register_model) use these
     mlflow.set_registry_uri(registry_uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
     name = cfg.experiment or "crnn"
     started = time.monotonic()
     try:  # the first contact: MLflow's client retries transient failures (crnn.retry)
-        exp = client.get_experiment_by_name(name)
+        with first_use_lock(uri):  # a SQLite store is created (migrated) here
+            client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
+            exp = client.get_experiment_by_name(name)
     except (mlflow.exceptions.MlflowException, OSError) as exc:
         setting = "MLFLOW_TRACKING_URI (or tracking.tracking_uri in the pipelines file)"
         message = service_error(
@@ -101,6 +101,22 @@ def open_tracking(cfg: TrackingConfig, workspace: Path, uri: str | None = None) 
         if EXPERIMENT_KIND not in (exp.tags or {}) and name != "Default":
             client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
     return TrackingContext(uri, exp_id, name)
+
+
+@contextlib.contextmanager
+def first_use_lock(uri: str) -> Iterator[None]:
+    """A local SQLite store is created and migrated by its first user: two processes using a
+    fresh store at once would race in MLflow's migrations (Alembic). A file lock beside the
+    database makes them take turns; other stores migrate on their server."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    from filelock import FileLock
+
+    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db) + ".lock"):
+        yield
 
 
 def git_commit() -> str:
@@ -205,12 +221,12 @@ def config_digest(config_text: str) -> str:
     return hashlib.sha256(config_text.encode()).hexdigest()[:16]
 
 
-def find_resumable_run(ctx: TrackingContext, pipeline: str, config_text: str) -> str | None:
-    """The latest run of ``pipeline`` with this exact config that did not finish, if any."""
+def find_resumable_run(ctx: TrackingContext, pipeline: str) -> str | None:
+    """The latest run of ``pipeline`` that did not finish, if any (whether its checkpoint may be
+    continued is :mod:`crnn.resume`'s to say)."""
     runs = ctx.client().search_runs(
         [ctx.experiment_id],
-        filter_string=f"tags.pipeline = '{pipeline}' "
-        f"and tags.`crnn.config_digest` = '{config_digest(config_text)}'",
+        filter_string=f"tags.pipeline = '{pipeline}'",
         order_by=["attributes.start_time DESC"],
         max_results=20,
     )
@@ -260,77 +276,6 @@ def log_dataset_inputs(
 def as_metrics(values: dict[str, float], ts: int, step: int = 0) -> list[Metric]:
     """``values`` (product names) as MLflow metrics under their grouped keys."""
     return [Metric(tracked(k), float(v), ts, step) for k, v in values.items()]
-
-
-class MlflowCallback(TrainCallback):
-    """Training metrics, off the hot path: step losses are buffered (one point per
-    ``log_every_steps`` read-back) and sent with the epoch's metrics in one asynchronous
-    ``log_batch`` per epoch; system metrics (CPU, memory, GPU) are sampled by MLflow's monitor
-    thread while training runs."""
-
-    def __init__(
-        self, ctx: TrackingContext, run_id: str, system_metrics_interval: float | None = 10.0
-    ) -> None:
-        self.client = ctx.client()
-        self.ctx, self.run_id = ctx, run_id
-        self.interval = system_metrics_interval
-        self.steps_per_epoch = 0
-        self.buffer: list[Metric] = []
-        self.pending: list[Any] = []  # async operations, awaited at the end of training
-        self.monitor: Any = None
-        self.seconds = 0.0  # time spent in these hooks: the tracking overhead of training
-
-    def on_train_start(self, epochs: int, steps_per_epoch: int) -> None:
-        started = time.perf_counter()
-        self.steps_per_epoch = steps_per_epoch
-        if self.interval:
-            self.monitor = start_system_metrics(self.ctx, self.run_id, self.interval)
-        self.seconds += time.perf_counter() - started
-
-    def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
-        global_step = (epoch - 1) * self.steps_per_epoch + step
-        self.buffer.append(Metric(tracked("train_loss_step"), float(loss), _now(), global_step))
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        started = time.perf_counter()
-        ts = _now()
-        batch = as_metrics(metrics, ts, epoch) + self.buffer
-        self.buffer = []
-        for i in range(0, len(batch), MLFLOW_METRICS_BATCH):
-            op = self.client.log_batch(
-                self.run_id, metrics=batch[i : i + MLFLOW_METRICS_BATCH], synchronous=False
-            )
-            self.pending.append(op)
-        self.seconds += time.perf_counter() - started
-
-    def on_train_end(self, result: TrainResult) -> None:
-        started = time.perf_counter()
-        ts = _now()
-        summary = {
-            "best_epoch": float(result.best_epoch),
-            "epochs_run": float(result.epochs_run),
-            "train_seconds": result.seconds,
-        }
-        tags = [RunTag("crnn.stopped_early", str(result.stopped_early).lower())]
-        tags += [RunTag(f"crnn.train.{k}", v) for k, v in result.setup.items()]
-        self.client.log_batch(self.run_id, metrics=as_metrics(summary, ts), tags=tags)
-        for op in self.pending:
-            op.wait()
-        self.pending = []
-        if self.monitor is not None:
-            self.monitor.finish()
-            self.monitor = None
-        self.seconds += time.perf_counter() - started
-
-
-def start_system_metrics(ctx: TrackingContext, run_id: str, interval: float) -> Any:
-    """MLflow's system metrics monitor (psutil; GPU through NVML when present) on ``run_id``."""
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-    mlflow.set_tracking_uri(ctx.tracking_uri)  # the monitor logs through the fluent client
-    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, samples_before_logging=1)
-    monitor.start()
-    return monitor
 
 
 def log_evaluation(ctx: TrackingContext, run_id: str, report: EvalReport) -> None:

@@ -260,7 +260,7 @@ def test_interrupted_pipeline_resumes_in_the_same_mlflow_run(
     from tests.test_train import Interrupted, KillAt
 
     overrides = ["training.checkpoint_every_steps=10", "training.log_every_steps=5"]
-    with pytest.raises(UserError, match="no interrupted run with this config"):
+    with pytest.raises(UserError, match="no interrupted run with a checkpoint to resume"):
         retrain(config_path=str(config_path), overrides=overrides, progress=False, resume=True)
 
     def killed_in_epoch_2(manifest, model_cfg, cfg, checkpoint_dir, callbacks=(), resume=False):

@@ -8,6 +8,7 @@ import os
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from flows.server import free_port
@@ -60,6 +61,14 @@ def test_a_run_uses_the_service_which_stops_with_nothing_left(tmp_path: Path) ->
 
         status = json.loads(run_cli([*cli, "server", "status", "--json"], env).stdout)
         assert status["state"] == "running" and status["pid"] == service.pid
+        server = psutil.Process(service.pid)
+        listening = {
+            c.laddr.ip
+            for p in [server, *server.children(recursive=True)]
+            for c in p.net_connections("inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert listening == {"127.0.0.1"}  # bound to this host only
     finally:
         stopped = run_cli([*cli, "server", "stop"], env, timeout=120)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
