@@ -100,10 +100,11 @@ def _check_tracking(tracking: Any, workspace: Path) -> list[Check]:
 def _check_dead_runs(tracking: Any, workspace: Path, fix: bool) -> Check:
     """Runs of the store left RUNNING by a process gone from this host (live processes and
     other hosts' runs are never touched); ``fix`` marks them FAILED, with the reason."""
-    from crnn.tracking import open_tracking
+    from crnn.tracking import TrackingContext
     from crnn.tracking.liveness import dead_runs, reap_dead_runs
+    from crnn.tracking_uri import resolve_tracking_uri
 
-    ctx = open_tracking(tracking, workspace)
+    ctx = TrackingContext(resolve_tracking_uri(tracking, workspace), "", "")  # creates nothing
     ids = [e.experiment_id for e in ctx.client().search_experiments(max_results=1000)]
     runs_root = workspace / "runs"
     if fix:

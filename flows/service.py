@@ -23,6 +23,7 @@ from pathlib import Path
 
 from crnn.atomic import atomic_write_text
 from crnn.errors import UserError
+from crnn.lifetime import running
 from flows.server import QUIET, healthy, port_in_use, server_command, wait_until_healthy
 
 SERVER_HOME = "prefect-server"  # under the workspace: the service's and `crnn serve`'s state
@@ -51,12 +52,8 @@ def home_of(workspace: Path) -> Path:
 
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a running Prefect server (a reused pid of another program is not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not running(pid):
         return False
-    except PermissionError:
-        return True  # another user's process: not ours to judge, and not ours to stop
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.exists():
         with contextlib.suppress(OSError):
