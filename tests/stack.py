@@ -75,7 +75,13 @@ MLFLOW_AUTH_ENV = (
     "MLFLOW_FLASK_SERVER_SECRET_KEY",
 )
 PREFECT_DB_ENV = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
-AUTH_INI_KEYS = ("default_permission", "database_uri", "admin_username", "authorization_function")
+AUTH_INI_KEYS = (
+    "default_permission",
+    "database_uri",
+    "admin_username",
+    "authorization_function",
+    "auth_cache_ttl_seconds",  # a checked password is cached (else a PBKDF2 hash per request)
+)
 
 
 @contextlib.contextmanager
@@ -250,6 +256,7 @@ def team_stack(home: Path, secret: str) -> Iterator[TeamStack]:
             zip(AUTH_INI_KEYS, ("READ", f"sqlite:///{home / 'auth.db'}", ADMIN), strict=False)
         )
         ini["authorization_function"] = "mlflow.server.auth:authenticate_request_basic_auth"
+        ini["auth_cache_ttl_seconds"] = "60"
         auth_ini.write_text("[mlflow]\n" + "".join(f"{k} = {v}\n" for k, v in ini.items()))
         auth_values = (str(auth_ini), secret, secrets.token_hex(16))
         auth_env = {**s3, **dict(zip(MLFLOW_AUTH_ENV, auth_values, strict=True))}
