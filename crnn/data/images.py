@@ -321,6 +321,21 @@ class ImageFolderSource:
 
     def _given_split(self) -> dict[str, list[tuple[Path, int]]]:
         splits = {s: self._files(self.root / s) for s in SPLITS if (self.root / s).is_dir()}
+        self.unseen = {  # val / test images of a class train/ has no folder for
+            s: [
+                Quarantined(
+                    p.relative_to(self.root).as_posix(),
+                    s,
+                    str(p),
+                    "unseen_label",
+                    f"class {p.parent.name!r} has no record in the training split",
+                )
+                for p in sorted((self.root / s).glob("*/*"))
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.parent.name not in self.classes
+            ]
+            for s in ("val", "test")
+            if (self.root / s).is_dir()
+        }
         if "val" not in splits:
             train = splits["train"]
             assign = split_train_val(np.array([c for _, c in train]), 0.1, self.cfg.seed)
@@ -353,6 +368,9 @@ class ImageFolderSource:
         labels = np.array([label for _, label in self.splits[split]], np.int64)
         read = functools.partial(read_image, cfg=self.cfg)
         shape = image_shape(self.cfg)
+        unseen = getattr(self, "unseen", {}).get(split)
+        if unseen:  # counted, never dropped
+            yield Chunk(split, [], np.zeros((0, *shape), np.float32), quarantined=unseen)
         yield from per_file_chunks(
             files, self.root, chunk_rows, read, shape, "unreadable_image", split, labels
         )

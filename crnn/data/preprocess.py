@@ -24,7 +24,13 @@ from crnn.data.augment import AUGMENTERS, generator_for
 from crnn.data.catalog import open_source
 from crnn.data.normalization import Normalizer
 from crnn.data.publish import build_lock, publish, staging_dir
-from crnn.data.quarantine import Quarantined, summarize, validate_chunk, write_quarantine
+from crnn.data.quarantine import (
+    Quarantined,
+    drop_unseen_labels,
+    summarize,
+    validate_chunk,
+    write_quarantine,
+)
 from crnn.data.shards import (
     MANIFEST_NAME,
     Manifest,
@@ -165,10 +171,16 @@ def _write_splits(
     counts = {s: {"rows": 0, "original": 0, "augmented": 0} for s in SPLITS}
     quarantined: list[Quarantined] = []
     augment = AUGMENTERS.get(info.modality)
+    seen: set[int] = set()  # the classes the training split holds (SPLITS: train comes first)
     for split in SPLITS:
         for index, raw_chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
             interrupt.check(f"preprocessing ({split} split)")  # nothing is published half-built
             chunk, bad = validate_chunk(raw_chunk, task)
+            if split == "train" and chunk.labels is not None:
+                seen.update(int(v) for v in np.unique(chunk.labels))
+            elif split != "train":
+                chunk, unseen = drop_unseen_labels(chunk, seen, info.target.classes)
+                bad += unseen
             quarantined += raw_chunk.quarantined + bad
             if not len(chunk):
                 continue

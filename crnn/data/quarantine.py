@@ -60,6 +60,32 @@ def validate_chunk(chunk: Chunk, task: Task) -> tuple[Chunk, list[Quarantined]]:
     return _select(chunk, keep), bad
 
 
+def drop_unseen_labels(
+    chunk: Chunk, seen: set[int], classes: tuple[str, ...]
+) -> tuple[Chunk, list[Quarantined]]:
+    """A validation or test chunk without the records whose class no training record has (a
+    split given by the dataset can hold one): the model cannot learn it, and scoring it would
+    only count as errors. They are quarantined as ``unseen_label``."""
+    if chunk.labels is None or not len(chunk):
+        return chunk, []
+    labels = np.asarray(chunk.labels)
+    keep = np.isin(labels, list(seen))
+    if keep.all():
+        return chunk, []
+    names = [classes[v] if 0 <= v < len(classes) else str(v) for v in map(int, labels)]
+    bad = [
+        Quarantined(
+            chunk.sample_ids[i],
+            chunk.split,
+            chunk.sample_ids[i],
+            "unseen_label",
+            f"class {names[i]!r} has no record in the training split",
+        )
+        for i in np.flatnonzero(~keep)
+    ]
+    return _select(chunk, keep), bad
+
+
 def _select(chunk: Chunk, keep: np.ndarray) -> Chunk:
     idx = np.flatnonzero(keep)
     return replace(
