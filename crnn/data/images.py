@@ -310,6 +310,7 @@ class ImageFolderSource:
         self.classes = tuple(sorted(p.name for p in class_parent.iterdir() if p.is_dir()))
         if not self.classes:
             raise DataError(f"{class_parent}: no class folders; expected {self.WHAT}")
+        self.unseen: dict[str, list[Quarantined]] = {}  # given splits: classes train/ lacks
         self.splits = self._given_split() if given else self._fraction_split(cfg.split)
 
     def _files(self, folder: Path) -> list[tuple[Path, int]]:
@@ -368,7 +369,7 @@ class ImageFolderSource:
         labels = np.array([label for _, label in self.splits[split]], np.int64)
         read = functools.partial(read_image, cfg=self.cfg)
         shape = image_shape(self.cfg)
-        unseen = getattr(self, "unseen", {}).get(split)
+        unseen = self.unseen.get(split)
         if unseen:  # counted, never dropped
             yield Chunk(split, [], np.zeros((0, *shape), np.float32), quarantined=unseen)
         yield from per_file_chunks(
