@@ -13,6 +13,8 @@ import crnn
 from crnn import interrupt
 from crnn.cli_ops import add_operations
 from crnn.cli_registry import add_registry_commands
+from crnn.cli_services import check_data, check_services, start_prefect
+from crnn.cli_sweep import add_sweep_command
 from crnn.errors import UserError
 from crnn.interrupt import Interrupted
 
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_run_command(sub)
     add_score_command(sub)
+    add_sweep_command(sub)
 
     lst = sub.add_parser("list", help="list pipelines and registered architectures")
     lst.set_defaults(handler=cmd_list)
@@ -94,6 +97,12 @@ def add_run_command(sub: Any) -> None:
         help="train only when the data or the training config changed since the last version "
         "this pipeline registered (what scheduled runs do)",
     )
+    run.add_argument(
+        "--from-sweep",
+        metavar="RUN_ID",
+        help="train with a sweep's best values: its parent run id, or latest (the pipeline's "
+        "newest finished sweep); --set still wins",
+    )
     run.set_defaults(handler=cmd_run)
 
 
@@ -122,15 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # validate before anything heavy starts: a bad config fails in milliseconds, in one line
     config_file, cfg = load_pipeline(args.config, args.pipeline, args.overrides)
     workspace = resolve_workspace(config_file.workspace, Path(args.config))
-    from crnn.data.catalog import check_source
-    from crnn.errors import DataError
-
-    try:
-        check_source(cfg.data)
-    except DataError as exc:
-        raise DataError(
-            f"pipeline {cfg.name!r}: {exc} (in {args.config} or with --set data.path=DIR)"
-        ) from None
+    check_data(cfg, args.config)
     from flows.local import local_flow_runs, quiet_user_errors
 
     server = start_prefect(workspace.root, args.json)  # starts while flows are imported
@@ -148,41 +149,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=not args.json,
             resume=args.resume,
             if_changed=args.if_changed,
+            from_sweep=args.from_sweep,
         )
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print_summary(summary)
     return 0
-
-
-def start_prefect(workspace: Path, quiet: bool) -> Any:
-    """The Prefect this command runs on: PREFECT_API_URL when set; else the workspace's
-    `crnn server` when it answers (said in one line unless ``quiet``); else Prefect's temporary
-    local server, started now in the background (the thread to join before the first flow)."""
-    from flows.local import prepare_local_prefect, start_temporary_server
-    from flows.service import use_service
-
-    service = use_service(workspace)
-    if service is not None:
-        if not quiet:
-            print(f"Prefect: the local server at {service.ui_url} (crnn server stop stops it)")
-        return None
-    prepare_local_prefect(workspace)
-    return start_temporary_server()
-
-
-def check_services(tracking: Any, workspace: Path) -> Any:
-    """Fail in one line, before any work, when the Prefect API (if one is configured) or the
-    tracking store does not answer (both tried by the one retry policy); the store's context."""
-    api_url = os.environ.get("PREFECT_API_URL")
-    if api_url:
-        from flows.server import require_api
-
-        require_api(api_url)
-    from crnn.tracking import open_tracking
-
-    return open_tracking(tracking, workspace)
 
 
 def cmd_score(args: argparse.Namespace) -> int:

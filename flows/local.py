@@ -165,28 +165,36 @@ def start_temporary_server() -> Starting | None:
             subprocess.Popen = real  # type: ignore[misc]
 
     server._run_uvicorn_command = in_own_session  # type: ignore[method-assign]
-    started = threading.Event()
+    starting = Starting(threading.Event())
 
     def run() -> None:
         try:
             server.start()
+        except BaseException as exc:  # for join() to raise; the command may be ending anyway
+            starting.error = exc
+            return
         finally:
-            started.set()
+            starting.started.set()
         # the server dies with the thread that started it (below): this one stays, until exit
         threading.Event().wait()
 
     threading.Thread(target=run, name="crnn-prefect-server", daemon=True).start()
-    return Starting(started)
+    return starting
 
 
 class Starting:
-    """The temporary server starting in the background: :meth:`join` waits until it answers."""
+    """The temporary server starting in the background: :meth:`join` waits until it answers
+    (and raises what stopped it from starting). A command that fails before it joins says
+    its own error alone: the thread prints nothing."""
 
     def __init__(self, started: threading.Event) -> None:
         self.started = started
+        self.error: BaseException | None = None
 
     def join(self) -> None:
         self.started.wait()
+        if self.error is not None:
+            raise self.error
 
 
 def _own_session(popen: Any) -> Any:

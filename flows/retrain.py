@@ -8,6 +8,7 @@ Prefect's own input hashing is off.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from crnn.secrets import redact
 from crnn.train import train_on_shards
 from crnn.workspace import Workspace, resolve_workspace
 from flows.local import current_flow_run_id
+from flows.summaries import run_summary, skipped_summary
 
 if TYPE_CHECKING:
     from crnn.tracking import TrackingContext
@@ -46,6 +48,11 @@ class TrackingRef:
     experiment_name: str
     run_id: str
     resumed: bool = False
+
+    def context(self) -> TrackingContext:
+        from crnn.tracking import TrackingContext
+
+        return TrackingContext(self.tracking_uri, self.experiment_id, self.experiment_name)
 
 
 @task(name="preprocess", cache_policy=NO_CACHE)
@@ -67,9 +74,10 @@ def start_run_task(
     resume: bool = False,
     shards: ShardSet | None = None,
     overrides: tuple[str, ...] = (),
+    tags: dict[str, str] | None = None,
 ) -> TrackingRef:
-    """A new MLflow run; with ``resume``, the pipeline's latest interrupted run instead, when its
-    checkpoint belongs to this data and training setup (:mod:`crnn.resume`)."""
+    """A new MLflow run (with ``tags``); with ``resume``, the pipeline's latest interrupted run
+    instead, when its checkpoint belongs to this data and training setup (:mod:`crnn.resume`)."""
     from crnn.tracking import open_tracking, start_run
     from crnn.tracking.runs import find_resumable_run, reopen_run, settings_used
 
@@ -90,20 +98,21 @@ def start_run_task(
         return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id, True)
     digest = shards.digest if shards else ""
     used = settings_used(cfg, load_manifest(shards.manifest_path)) if shards else None
-    run_id = start_run(ctx, cfg, config_text, overrides, digest, used)
+    run_id = start_run(ctx, cfg, config_text, overrides, digest, used, tags=tags)
     return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id)
 
 
 def reap_dead_runs_of(ctx: Any, workspace: Workspace) -> None:
     """Runs of this experiment left RUNNING by a process killed on this host: FAILED, with the
-    reason, and their flow runs Crashed; said in one line each."""
+    reason, and their flow runs Crashed; said in one line each (on stderr: ``--json`` output
+    stays parseable)."""
     from crnn.tracking.liveness import reap_dead_runs
     from flows.local import crash_flow_runs
 
     dead = reap_dead_runs(ctx, [ctx.experiment_id], workspace.root / "runs")
     crash_flow_runs(dead)
     for run in dead:
-        print(f"marked run {run.run_id} FAILED: {run.reason}")
+        print(f"marked run {run.run_id} FAILED: {run.reason}", file=sys.stderr)
 
 
 @task(
@@ -204,9 +213,15 @@ def log_model_task(
     cache_policy=NO_CACHE,
 )
 def register_task(
-    cfg: PipelineConfig, shards: ShardSet, report: EvalReport, ref: TrackingRef, model_uri: str
+    cfg: PipelineConfig,
+    shards: ShardSet,
+    report: EvalReport,
+    ref: TrackingRef,
+    model_uri: str,
+    lineage: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Register the logged model as challenger, and let the gate decide on champion."""
+    """Register the logged model as challenger, and let the gate decide on champion;
+    ``lineage``: more version tags (the sweep it came from)."""
     from crnn.tracking import register_with_gate
     from crnn.tracking.registry import PIPELINE_TAG, TRAINING_TAG, TestSet
 
@@ -219,7 +234,7 @@ def register_task(
         report.metrics[cfg.registry.metric],
         shards.digest,
         TestSet.of(shards.manifest_path),
-        lineage={PIPELINE_TAG: cfg.name, TRAINING_TAG: cfg.training_digest()},
+        lineage={PIPELINE_TAG: cfg.name, TRAINING_TAG: cfg.training_digest(), **(lineage or {})},
         trivial=report.metrics.get(f"trivial_{cfg.registry.metric}"),
     )
     kept = "kept champion" if result.previous_champion else "no champion yet: not promoted"
@@ -262,15 +277,20 @@ def retrain(
     progress: bool = True,
     resume: bool = False,
     if_changed: bool = False,
+    from_sweep: str | None = None,
 ) -> dict[str, Any]:
     """Retrain one named pipeline end to end; returns a JSON-able summary.
+
+    With ``from_sweep`` (a sweep's parent run id, or ``latest``), the sweep's best values come
+    first among the overrides (``overrides`` still win), and the run is tagged with the sweep.
 
     With ``resume``, an interrupted run of the same config continues from its last checkpoint,
     in the same MLflow run. With ``if_changed`` (scheduled runs), a pipeline whose shard set and
     training config equal those of the last version it registered ends at once with "no new
     data", registering nothing (the flow run's state says so too).
     """
-    config_file, cfg = load_pipeline(config_path, pipeline, overrides or ())
+    overrides, tags = adopt_sweep(config_path, pipeline, from_sweep, list(overrides or ()))
+    config_file, cfg = load_pipeline(config_path, pipeline, overrides)
     workspace = resolve_workspace(config_file.workspace, Path(config_path))
     shards = preprocess_task(cfg, workspace)
     interrupt.check("the end of preprocessing")
@@ -280,7 +300,21 @@ def retrain(
             summary = skipped_summary(cfg, workspace, shards, last)
             # a returned state is the run's final state; a caller still gets the summary
             return Completed(name="Skipped", message=summary["reason"], data=summary)  # type: ignore[return-value]
-    return train_and_register(cfg, workspace, shards, progress, resume, tuple(overrides or ()))
+    return train_and_register(cfg, workspace, shards, progress, resume, tuple(overrides), tags)
+
+
+def adopt_sweep(
+    config_path: str, pipeline: str | None, from_sweep: str | None, overrides: list[str]
+) -> tuple[list[str], dict[str, str]]:
+    """The overrides with a sweep's best values first, and the tag naming the sweep."""
+    if not from_sweep:
+        return overrides, {}
+    from crnn.tracking.sweeps import SWEEP_RUN_TAG, sweep_overrides
+
+    config_file, cfg = load_pipeline(config_path, pipeline, overrides)
+    workspace = resolve_workspace(config_file.workspace, Path(config_path))
+    run_id, best = sweep_overrides(cfg, workspace.root, from_sweep)
+    return [*best, *overrides], {SWEEP_RUN_TAG: run_id}
 
 
 def train_and_register(
@@ -290,13 +324,14 @@ def train_and_register(
     progress: bool,
     resume: bool,
     overrides: tuple[str, ...] = (),
+    tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The run itself: start (or reopen) the MLflow run, train, evaluate beside logging the
     model, register through the gate; the run is marked failed if any of it fails."""
     config_text = redact(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     from crnn.tracking.liveness import liveness
 
-    ref = start_run_task(cfg, workspace, config_text, resume, shards, overrides)
+    ref = start_run_task(cfg, workspace, config_text, resume, shards, overrides, tags)
     ok, killed = False, False
     who = (_ctx(ref), ref.run_id, workspace.run_dir(ref.run_id), current_flow_run_id())
     try:
@@ -324,77 +359,5 @@ def train_and_register(
     return run_summary(cfg, workspace, shards, ref, trained, report, registration)
 
 
-def run_summary(
-    cfg: PipelineConfig,
-    workspace: Workspace,
-    shards: ShardSet,
-    ref: TrackingRef,
-    trained: TrainResult,
-    report: EvalReport,
-    registration: dict[str, Any],
-) -> dict[str, Any]:
-    from crnn.tracking.runs import run_url_hint
-
-    return {
-        "pipeline": cfg.name,
-        "workspace": str(workspace.root),
-        "shards": _shards_summary(shards),
-        "training": {
-            "best_epoch": trained.best_epoch,
-            "epochs_run": trained.epochs_run,
-            "seconds": round(trained.seconds, 1),
-            "checkpoint": str(trained.best_checkpoint),
-            "setup": trained.setup,
-        },
-        # compute time of each stage; the rest of a flow's wall time is tracking + orchestration
-        "timings": {
-            "preprocess": shards.seconds,
-            "train": trained.seconds - trained.callback_seconds,
-            "train_callbacks": trained.callback_seconds,
-            "evaluate": report.seconds,
-        },
-        "metrics": report.metrics,
-        "mlflow": {
-            "tracking_uri": redact(ref.tracking_uri),
-            "experiment": ref.experiment_name,
-            "run_id": ref.run_id,
-            "resumed": ref.resumed,
-            "ui": run_url_hint(_ctx(ref)),
-        },
-        "registry": registration,
-    }
-
-
-def skipped_summary(
-    cfg: PipelineConfig, workspace: Workspace, shards: ShardSet, last_version: str
-) -> dict[str, Any]:
-    reason = (
-        f"no new data: shard set {shards.digest[:16]} and the training config equal those of "
-        f"{cfg.registry.model_name} version {last_version}; nothing registered (force: true "
-        "in the schedule retrains anyway)"
-    )
-    return {
-        "pipeline": cfg.name,
-        "workspace": str(workspace.root),
-        "skipped": True,
-        "reason": reason,
-        "shards": _shards_summary(shards),
-        "registry": {"model_name": cfg.registry.model_name, "last_version": last_version},
-    }
-
-
-def _shards_summary(shards: ShardSet) -> dict[str, Any]:
-    quarantine = load_manifest(shards.manifest_path).quarantine
-    return {
-        "digest": shards.digest,
-        "manifest": str(shards.manifest_path),
-        "reused": shards.reused,
-        "quarantined": int(quarantine.get("total", 0)),
-        "quarantined_by_reason": dict(quarantine.get("by_reason", {})),
-    }
-
-
 def _ctx(ref: TrackingRef) -> TrackingContext:
-    from crnn.tracking import TrackingContext
-
-    return TrackingContext(ref.tracking_uri, ref.experiment_id, ref.experiment_name)
+    return ref.context()

@@ -148,6 +148,7 @@ def _retrain(name: str, pipeline: PipelineConfig, config_path: str) -> Planned:
             "overrides": list(schedule.overrides),
             "progress": False,
             "if_changed": not schedule.force,
+            **({"from_sweep": schedule.from_sweep} if schedule.from_sweep else {}),
         },
         description=f"Scheduled retraining of pipeline {name!r}: {pipeline.description}",
     )

@@ -55,6 +55,7 @@ from crnn.config.pipeline import (
     TrainingConfig,
 )
 from crnn.config.schedule import RetrainSchedule, ScheduleBase, ScoringJob
+from crnn.config.sweep import SweepConfig, SweepParam
 from crnn.errors import ConfigError
 
 __all__ = [
@@ -89,6 +90,8 @@ __all__ = [
     "SplitFractions",
     "SplitRule",
     "SpokenDigitStringsData",
+    "SweepConfig",
+    "SweepParam",
     "TextTableData",
     "TrackingConfig",
     "TrainingConfig",
@@ -305,7 +308,8 @@ def _problem(error: Any) -> str:
         problem = "required key is missing"
     else:
         problem = error["msg"].removeprefix("Value error, ")
-        problem += f" (got {reprlib.repr(error.get('input'))})"  # bounded, however large
+        if not isinstance(error.get("input"), dict):  # a whole section says nothing more
+            problem += f" (got {reprlib.repr(error.get('input'))})"  # bounded, however large
     return f"{where}: {problem}"
 
 

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from crnn.config.base import NAME_PATTERN, Frozen
 from crnn.config.data import DataConfig
 from crnn.config.schedule import RetrainSchedule, ScoringJob
+from crnn.config.sweep import SweepConfig, resolve_sweep
 from crnn.metric_names import product_name
 from crnn.tasks.kinds import KINDS, TaskKind, kind_for_head, metric_direction, metric_mode
 
@@ -243,6 +244,9 @@ class PipelineConfig(Frozen):
     scoring: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ScoringJob] = Field(
         default_factory=dict, description="Scheduled batch scoring jobs, by name."
     )
+    sweep: SweepConfig | None = Field(
+        None, description="A hyperparameter sweep of this pipeline (`crnn sweep`)."
+    )
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> PipelineConfig:
@@ -286,6 +290,16 @@ class PipelineConfig(Frozen):
                 "scoring": scoring,
             }
         )
+
+    @model_validator(mode="after")
+    def _resolve_sweep(self) -> PipelineConfig:
+        """The sweep's metric and direction filled, its space checked against this pipeline
+        (after the defaults: a swept key's own value is the resolved one)."""
+        if self.sweep is None:
+            return self
+        assert self.registry.metric is not None
+        sweep = resolve_sweep(self.sweep, self, self.registry.metric)
+        return self.model_copy(update={"sweep": sweep})
 
     def _check_task(self) -> TaskKind:
         """The task kind of ``model.head``, checked against the source and the other keys."""

@@ -139,6 +139,11 @@ class RetrainSchedule(ScheduleBase):
     overrides: tuple[str, ...] = Field(
         (), description="KEY=VALUE overrides of this pipeline, as `crnn run --set` takes them."
     )
+    from_sweep: str | None = Field(
+        None,
+        description="Train with a sweep's best values: its parent run id, or latest (the "
+        "pipeline's newest finished sweep, read at each run); overrides still win.",
+    )
     force: bool = Field(
         False,
         description="Retrain even when the data and the training config equal those of the "

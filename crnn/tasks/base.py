@@ -31,7 +31,6 @@ class Task(ABC):
     """The behaviour of one task kind (see the module docstring)."""
 
     kind: ClassVar[TaskKind]
-    validation: ClassVar[tuple[str, ...]]  # metrics of :meth:`metrics` reported as val_*
     infeasible_metric: ClassVar[str | None] = None  # train metric counting unusable targets
 
     def __init__(self, spec: TargetSpec, loss: str | None = None) -> None:
@@ -101,7 +100,7 @@ class Task(ABC):
 
     def validation_metrics(self, truths: Sequence[Any], preds: Sequence[Any]) -> dict[str, float]:
         scores = self.metrics(truths, preds)
-        return {f"val_{k}": scores[k] for k in self.validation}
+        return {f"val_{k}": scores[k] for k in self.kind.validation}
 
     @abstractmethod
     def report(

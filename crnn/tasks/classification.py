@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 class ClassificationTask(Task):
     kind = CLASSIFICATION
-    validation = ("accuracy",)
 
     def fields(self) -> list[pa.Field]:
         return [pa.field("label", pa.int32(), nullable=False)]

@@ -74,6 +74,7 @@ class TaskKind:
         prediction: the pyfunc's output column and its type (``string`` or ``double``).
         outputs: the network's outputs for a target spec.
         losses: the training losses it can use (``training.loss``), the default first.
+        validation: what validation reports each epoch (``val_<name>``, beside ``val_loss``).
         baseline: whether the classical baseline (``evaluation.baseline``) applies.
         any_width: whether an image model of the kind reads inputs of any width (a CTC line
             model: the RNN and CTC run over however many frames the width gives).
@@ -87,6 +88,7 @@ class TaskKind:
     prediction: tuple[str, str]
     outputs: Callable[[TargetSpec], int] = field(repr=False)
     losses: tuple[str, ...] = ()
+    validation: tuple[str, ...] = ()
     baseline: bool = False
     any_width: bool = False
 
@@ -100,6 +102,7 @@ SEQUENCE = TaskKind(
     prediction=("text", "string"),
     outputs=lambda spec: len(spec.charset) + 1,
     losses=("ctc",),
+    validation=("cer", "sequence_accuracy"),
     any_width=True,
 )
 CLASSIFICATION = TaskKind(
@@ -111,6 +114,7 @@ CLASSIFICATION = TaskKind(
     prediction=("prediction", "string"),
     outputs=lambda spec: len(spec.classes),
     losses=("cross_entropy",),
+    validation=("accuracy",),
     baseline=True,
 )
 REGRESSION = TaskKind(
@@ -122,6 +126,7 @@ REGRESSION = TaskKind(
     prediction=("prediction", "double"),
     outputs=lambda spec: 1,
     losses=("mse", "huber"),
+    validation=("rmse", "mae", "r2"),
 )
 KINDS: dict[str, TaskKind] = {k.name: k for k in (SEQUENCE, CLASSIFICATION, REGRESSION)}
 
@@ -149,6 +154,11 @@ def parse_value(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def validation_metrics(kind: TaskKind) -> tuple[str, ...]:
+    """Every metric an epoch's validation reports for ``kind``, by product name."""
+    return ("val_loss", *(f"val_{name}" for name in kind.validation))
 
 
 def metric_mode(metric: str) -> str:

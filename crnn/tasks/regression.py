@@ -27,7 +27,6 @@ HUBER_DELTA = 1.0  # in standard deviations of the target
 
 class RegressionTask(Task):
     kind = REGRESSION
-    validation = ("rmse", "mae", "r2")
 
     def __init__(self, spec: TargetSpec, loss: str | None = None) -> None:
         super().__init__(spec, loss)

@@ -27,7 +27,6 @@ TARGET_TYPE = pa.list_(pa.field("item", pa.int32(), nullable=False))
 
 class SequenceTask(Task):
     kind = SEQUENCE
-    validation = ("cer", "sequence_accuracy")
     infeasible_metric = "train_ctc_infeasible"
 
     def fields(self) -> list[pa.Field]:

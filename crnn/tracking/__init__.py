@@ -11,6 +11,8 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 # nor "View run ... at: http://..." on stdout when a run ends on a server: stdout carries the
 # command's own output (`--json` is parseable); the summary names the run and the UI
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# nor a progress bar for each artifact it downloads (registering a model reads its MLmodel)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from crnn.tracking.registry import RegistrationResult, register_with_gate
 from crnn.tracking.runs import (

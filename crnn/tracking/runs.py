@@ -58,6 +58,7 @@ class TrackingContext:
 
 # mlflow.set_tracking_uri() / set_registry_uri() export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI;
 # what the *user* set is read once, here, before this process ever sets them
+SWEEP_STUDY_TAG = "crnn.sweep.study"  # a sweep's runs (parent and trials): not resumable
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
@@ -155,13 +156,15 @@ def start_run(
     overrides: Sequence[str] = (),
     shard_digest: str = "",
     used: Callable[[str], bool] | None = None,
+    name: str = "",
+    tags: dict[str, str] | None = None,
 ) -> str:
-    """Create the pipeline's run: a name that says what it is (pipeline, data digest, the
-    overrides), tags, the settings the pipeline uses as params (``used``: which keys; default
-    all), and the resolved config as an artifact."""
+    """Create the pipeline's run: a name that says what it is (``name``, the pipeline, data
+    digest, the overrides), tags (and ``tags``), the settings the pipeline uses as params
+    (``used``: which keys; default all), and the resolved config as an artifact."""
     client = ctx.client()
     changed = " ".join(redact(o) for o in overrides)
-    name = " ".join(p for p in (cfg.name, shard_digest[:8], changed) if p)[:240]
+    name = " ".join(p for p in (name, cfg.name, shard_digest[:8], changed) if p)[:240]
     run = client.create_run(
         ctx.experiment_id,
         run_name=name,
@@ -172,6 +175,7 @@ def start_run(
             "mlflow.note.content": cfg.description,
             "crnn.config_digest": config_digest(config_text),
             "crnn.overrides": changed or "none",
+            **(tags or {}),
         },
     )
     run_id: str = run.info.run_id
@@ -230,7 +234,9 @@ def find_resumable_run(ctx: TrackingContext, pipeline: str) -> str | None:
         order_by=["attributes.start_time DESC"],
         max_results=20,
     )
-    unfinished = [r for r in runs if r.info.status != "FINISHED"]
+    unfinished = [
+        r for r in runs if r.info.status != "FINISHED" and SWEEP_STUDY_TAG not in r.data.tags
+    ]
     return unfinished[0].info.run_id if unfinished else None
 
 

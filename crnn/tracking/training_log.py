@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -72,6 +73,18 @@ class MlflowCallback(TrainCallback):
             self.monitor.finish()
             self.monitor = None
         self.seconds += time.perf_counter() - started
+
+    def on_train_abort(self, error: BaseException) -> None:
+        """Stopped (an interrupt, a pruned sweep trial, a failure): the epochs logged so far
+        reach the run, and the system metrics monitor stops."""
+        for op in self.pending:
+            with contextlib.suppress(Exception):  # the error that stopped training comes first
+                op.wait()
+        self.pending = []
+        if self.monitor is not None:
+            with contextlib.suppress(Exception):
+                self.monitor.finish()
+            self.monitor = None
 
 
 def start_system_metrics(ctx: TrackingContext, run_id: str, interval: float) -> Any:

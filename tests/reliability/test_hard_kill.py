@@ -64,7 +64,7 @@ def test_a_killed_run_leaves_no_process_and_is_marked_failed_next_time(tmp_path:
 
     again = run_cli(["--config", str(config), "run", "--set", "training.epochs=1"], env)
     assert again.returncode == 0, again.stdout[-1500:] + again.stderr[-1500:]
-    assert f"marked run {run_id} FAILED: its process {proc.pid} on" in again.stdout
+    assert f"marked run {run_id} FAILED: its process {proc.pid} on" in again.stderr
     runs = _statuses(tmp_path / "ws")
     status, tags = runs[run_id]
     assert status == "FAILED" and f"its process {proc.pid}" in tags["crnn.failure"]

@@ -1,0 +1,50 @@
+"""What a command that runs a flow checks and starts first: the data, the Prefect API it runs
+on, the tracking store; each fails in one line before any work starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def check_data(cfg: Any, config: str) -> None:
+    """The pipeline's data is there and readable, or one line naming it."""
+    from crnn.data.catalog import check_source
+    from crnn.errors import DataError
+
+    try:
+        check_source(cfg.data)
+    except DataError as exc:
+        raise DataError(
+            f"pipeline {cfg.name!r}: {exc} (in {config} or with --set data.path=DIR)"
+        ) from None
+
+
+def start_prefect(workspace: Path, quiet: bool) -> Any:
+    """The Prefect this command runs on: PREFECT_API_URL when set; else the workspace's
+    `crnn server` when it answers (said in one line unless ``quiet``); else Prefect's temporary
+    local server, started now in the background (the thread to join before the first flow)."""
+    from flows.local import prepare_local_prefect, start_temporary_server
+    from flows.service import use_service
+
+    service = use_service(workspace)
+    if service is not None:
+        if not quiet:
+            print(f"Prefect: the local server at {service.ui_url} (crnn server stop stops it)")
+        return None
+    prepare_local_prefect(workspace)
+    return start_temporary_server()
+
+
+def check_services(tracking: Any, workspace: Path) -> Any:
+    """Fail in one line, before any work, when the Prefect API (if one is configured) or the
+    tracking store does not answer (both tried by the one retry policy); the store's context."""
+    api_url = os.environ.get("PREFECT_API_URL")
+    if api_url:
+        from flows.server import require_api
+
+        require_api(api_url)
+    from crnn.tracking import open_tracking
+
+    return open_tracking(tracking, workspace)
