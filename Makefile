@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIPELINE ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint setup clean ui bench gpu-check gpu-wheels
+.PHONY: run test lint setup clean ui bench gpu-check gpu-wheels sweep
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -18,6 +18,10 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/crnn run $(PIPELINE)
+
+# the pipeline's sweep: block (digit-strings ships one): trials, the best through the gate
+sweep: $(STAMP)
+	$(BIN)/crnn sweep $(PIPELINE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -131,10 +131,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # validate before anything heavy starts: a bad config fails in milliseconds, in one line
     config_file, cfg = load_pipeline(args.config, args.pipeline, args.overrides)
     workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    # the temporary Prefect server takes seconds to start: it starts first, in the background,
+    # while the data and the store are checked and the flows imported
+    server = start_prefect(workspace.root, args.json)
     check_data(cfg, args.config)
     from flows.local import local_flow_runs, quiet_user_errors
 
-    server = start_prefect(workspace.root, args.json)  # starts while flows are imported
     check_services(cfg.tracking, workspace.root)
     from flows.retrain import retrain
 
@@ -167,14 +169,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     for given in (args.input, args.shards):
         if given and not Path(given).expanduser().exists():
             raise UserError(f"{given}: no such file or folder")
-    check_model_named(uri, args.model)
+    check_model_named(uri, args.model)  # a typo in a local store: answered at once
+    server = start_prefect(state, args.json)  # in the background, while the store is read
     ctx = check_services(TrackingConfig(tracking_uri=uri, experiment="scoring"), state)
     from crnn.tracking.scoring import resolve_model
 
-    resolve_model(ctx, args.model)  # a wrong name or alias fails now, before Prefect starts
+    resolve_model(ctx, args.model)  # a wrong name or alias fails now, before the flow
     from flows.local import local_flow_runs, quiet_user_errors
-
-    server = start_prefect(state, args.json)  # starts while the flow is imported
     from flows.score import score_flow
 
     if server is not None:

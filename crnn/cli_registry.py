@@ -171,8 +171,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print(f"  {name}: {link}")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", "127.0.0.1", "--port", str(args.port)]
+    # no GenAI job runners: MLflow would start several worker processes no pipeline uses
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     try:
-        return subprocess.call(command)
+        return subprocess.call(command, env=env)
     except KeyboardInterrupt:
         return 0
 

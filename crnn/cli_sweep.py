@@ -41,10 +41,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"pipeline {cfg.name!r} has no sweep: block in {args.config}; add one (README: Sweeps)"
         )
     workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    server = start_prefect(workspace.root, args.json)  # starts first: it takes seconds
     check_data(cfg, args.config)
     from flows.local import local_flow_runs, quiet_user_errors
 
-    server = start_prefect(workspace.root, args.json)
     check_services(cfg.tracking, workspace.root)
     from flows.sweep import sweep
 

@@ -220,7 +220,8 @@ def sweep(
     shards = preprocess_task(cfg, workspace)  # once: every trial trains on these shards
     interrupt.check("the end of preprocessing")
     ref = open_sweep_task(cfg, workspace, shards, given)
-    return run_sweep(cfg, config_path, workspace, shards, ref, given, progress)
+    every_trial = (*given, *cfg.sweep.fixed_overrides())  # the user's --set, then sweep.fixed
+    return run_sweep(cfg, config_path, workspace, shards, ref, every_trial, progress)
 
 
 def run_sweep(

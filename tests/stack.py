@@ -52,6 +52,9 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
         time.sleep(0.3)
 
 
+JOBS_OFF = ("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # as crnn ui runs it
+
+
 def mlflow_command(
     port: int, backend_uri: str, artifacts: str, host: str = "127.0.0.1"
 ) -> list[str]:
@@ -100,6 +103,7 @@ def mlflow_server(
     command = [sys.executable, "-m", *mlflow_command(port, backend, destination), *(extra or [])]
     log = home / "mlflow-server.log"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    child_env[JOBS_OFF[0]] = JOBS_OFF[1]  # no GenAI job runners (several processes each)
     proc = spawn(command, log, {**child_env, **(env or {})}, cwd=home)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -126,3 +126,41 @@ def test_each_trial_gets_an_equal_share_of_the_machine(monkeypatch: pytest.Monke
     monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: set(range(16)))
     share = runner.machine_share(2, TrainingConfig(device="cpu"), 1)
     assert share == runner.Share(threads=6, workers=2)  # 8 cores each; loader workers as set
+
+
+def test_fixed_values_are_checked_and_reach_every_trial(tmp_path: Path) -> None:
+    cfg = load(tmp_path, {"space": {"training.lr": LR}, "fixed": {"training.epochs": 1}})
+    assert cfg.sweep.fixed_overrides() == ["training.epochs=1"]
+    assert cfg.training.epochs == 2  # the pipeline itself is as it was
+    for fixed, expected in [
+        ({"training.lr": 0.001}, "sweep.fixed.training.lr: also in sweep.space"),
+        ({"data.seed": 1}, "sweep.fixed.data.seed: data.* and preprocessing.*"),
+        ({"training.epochs": 0}, "sweep.fixed.training.epochs: 0 does not fit"),
+    ]:
+        with pytest.raises(ConfigError) as error:
+            load(tmp_path, {"space": {"training.lr": LR}, "fixed": fixed})
+        assert expected in str(error.value)
+
+
+def test_sweep_of_a_pipeline_without_a_sweep_block_fails_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crnn.cli import main
+
+    config = write_config(tmp_path / "pipelines.yaml", tiny_pipelines(tmp_path / "ws"))
+    assert main(["--config", str(config), "sweep", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("crnn: error: pipeline 'tiny' has no sweep: block in ") and "\n" not in err
+    )
+
+
+def test_a_schedule_can_adopt_the_latest_sweep(tmp_path: Path) -> None:
+    from crnn.config import load_config
+    from flows.schedules import plan
+
+    mapping = tiny_pipelines(tmp_path / "ws")
+    mapping["pipelines"]["tiny"]["schedule"] = {"cron": "0 3 * * *", "from_sweep": "latest"}
+    config = write_config(tmp_path / "pipelines.yaml", mapping)
+    [retrain] = [p for p in plan(load_config(config), config) if p.flow == "retrain"]
+    assert retrain.parameters["from_sweep"] == "latest"

@@ -10,6 +10,7 @@ one fails at load in one line naming the key, not in the middle of a sweep.
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -113,6 +114,11 @@ class SweepConfig(Frozen):
     )
     warmup_epochs: int = Field(1, ge=1, description="Epochs a trial runs before it may be pruned.")
     seed: int = Field(0, description="Seeds the sampler: the same seed proposes the same trials.")
+    fixed: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="Values every trial trains with, trial 0 too (e.g. training.epochs: 3, "
+        "fewer than a full run); not part of the best values `crnn run --from-sweep` adopts.",
+    )
     enqueue: tuple[dict[str, Scalar], ...] = Field(
         (),
         description="Trials to run first, after the pipeline as it is (trial 0): each maps "
@@ -123,6 +129,10 @@ class SweepConfig(Frozen):
         description="Optuna storage URL (the team's database, e.g. postgresql+psycopg://host/"
         "optuna); default a journal file in the workspace. CRNN_SWEEP_STORAGE overrides it.",
     )
+
+    def fixed_overrides(self) -> list[str]:
+        """``fixed`` as ``--set`` overrides."""
+        return [f"{path}={json.dumps(value)}" for path, value in sorted(self.fixed.items())]
 
     def search_digest_fields(self) -> dict[str, Any]:
         """What defines the search (the study): not its budget (trials, parallel, time), so a
@@ -157,6 +167,11 @@ def resolve_sweep(sweep: SweepConfig, pipeline: BaseModel, gate_metric: str) -> 
                 f"sweep.space.{path}: the pipeline's own value {own!r} is outside the space; "
                 "widen it (trial 0 trains the pipeline as it is)"
             )
+    for path, value in sweep.fixed.items():
+        if path in sweep.space:
+            raise ValueError(f"sweep.fixed.{path}: also in sweep.space; give it in one of them")
+        check_path(pipeline, path, "sweep.fixed")
+        check_value(pipeline, path, value, f"sweep.fixed.{path}")
     if sweep.sampler == "grid":
         ranges = [p for p, param in sweep.space.items() if param.grid() is None]
         if ranges:
@@ -174,9 +189,9 @@ def resolve_sweep(sweep: SweepConfig, pipeline: BaseModel, gate_metric: str) -> 
     return sweep.model_copy(update={"metric": metric, "direction": direction})
 
 
-def check_path(pipeline: BaseModel, path: str) -> None:
+def check_path(pipeline: BaseModel, path: str, section: str = "sweep.space") -> None:
     """ValueError in one line unless ``path`` names a sweepable key of ``pipeline``."""
-    where = f"sweep.space.{path}"
+    where = f"{section}.{path}"
     head = path.split(".")[0]
     if head in ("data", "preprocessing"):
         raise ValueError(

@@ -108,7 +108,8 @@ def open_tracking(cfg: TrackingConfig, workspace: Path, uri: str | None = None) 
 def first_use_lock(uri: str) -> Iterator[None]:
     """A local SQLite store is created and migrated by its first user: two processes using a
     fresh store at once would race in MLflow's migrations (Alembic). A file lock beside the
-    database makes them take turns; other stores migrate on their server."""
+    database makes them take turns; other stores migrate on their server. A new store is a copy
+    of the first empty one this MLflow version made, when there is one (:mod:`.sqlite_store`)."""
     if not uri.startswith("sqlite:///"):
         yield
         return
@@ -116,8 +117,13 @@ def first_use_lock(uri: str) -> Iterator[None]:
 
     db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
     db.parent.mkdir(parents=True, exist_ok=True)
+    from crnn.tracking import sqlite_store
+
     with FileLock(str(db) + ".lock"):
+        fresh = not db.exists() and not sqlite_store.seed(db)
         yield
+        if fresh and db.exists():  # migrated by MLflow just now, nothing in it yet
+            sqlite_store.keep_template(db)
 
 
 def git_commit() -> str:
@@ -196,7 +202,8 @@ def start_run(
 def settings_used(cfg: PipelineConfig, manifest: Manifest) -> Callable[[str], bool]:
     """Which flat config keys (``model.rnn_hidden``...) this pipeline's run uses: the keys its
     architecture takes, the augmentation its modality reads, the optimizer and schedule options
-    that apply; not the schedules and scoring jobs (they do not shape the run's result)."""
+    that apply; not the schedules, scoring jobs and sweep (they do not shape the run's result;
+    a sweep's parent run holds its own)."""
     from crnn.data.augment import AUGMENTATION_KEYS
     from crnn.models import model_kwargs
 
@@ -215,7 +222,7 @@ def settings_used(cfg: PipelineConfig, manifest: Manifest) -> Callable[[str], bo
             return parts[2] in augmentation
         if parts[0] == "training" and len(parts) == 2:
             return parts[1] not in unused
-        return parts[0] not in ("schedule", "scoring")
+        return parts[0] not in ("schedule", "scoring", "sweep")
 
     return used
 

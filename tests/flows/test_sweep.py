@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
+from crnn.errors import UserError
 from tests.conftest import run_cli, start_cli, tiny_pipelines, write_config
 
 pytestmark = pytest.mark.integration
@@ -47,10 +48,15 @@ def _study(ws: Path) -> Any:
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
-def _runs(ws: Path) -> dict[str, Any]:
+def _client(ws: Path) -> Any:
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{ws / 'mlflow.db'}")
+    uri = f"sqlite:///{ws / 'mlflow.db'}"
+    return MlflowClient(uri, registry_uri=uri)  # whatever MLFLOW_REGISTRY_URI says
+
+
+def _runs(ws: Path) -> dict[str, Any]:
+    client = _client(ws)
     exp = client.get_experiment_by_name("tiny")
     return {r.info.run_id: r for r in client.search_runs([exp.experiment_id])}
 
@@ -163,7 +169,6 @@ def test_every_trial_is_a_child_run_of_the_parent_with_its_values(swept: dict) -
 
 
 def test_the_parent_holds_the_best_values_table_and_plots(swept: dict) -> None:
-    from mlflow import MlflowClient
 
     summary, study = swept["summary"], swept["study"]
     parent = swept["runs"][summary["mlflow"]["parent_run_id"]]
@@ -174,7 +179,7 @@ def test_the_parent_holds_the_best_values_table_and_plots(swept: dict) -> None:
     default = next(t for t in study.trials if t.user_attrs.get("crnn.default") and LOST_NOT(t))
     assert parent.data.metrics["sweep/default_val_loss"] == pytest.approx(default.value)
     assert summary["gain"] == pytest.approx(default.value - best.value)  # minimized: >= 0
-    client = MlflowClient(f"sqlite:///{swept['ws'] / 'mlflow.db'}")
+    client = _client(swept["ws"])
     files = {f.path for f in client.list_artifacts(parent.info.run_id, "sweep")}
     assert {"sweep/trials.csv", "sweep/summary.json", "sweep/plots"} <= files
     plots = {f.path for f in client.list_artifacts(parent.info.run_id, "sweep/plots")}
@@ -182,8 +187,6 @@ def test_the_parent_holds_the_best_values_table_and_plots(swept: dict) -> None:
 
 
 def test_only_the_best_trial_sees_the_test_split_and_goes_through_the_gate(swept: dict) -> None:
-    from mlflow import MlflowClient
-
     summary = swept["summary"]
     parent, best_run = summary["mlflow"]["parent_run_id"], summary["best"]["run_id"]
     with_test = [
@@ -193,7 +196,7 @@ def test_only_the_best_trial_sees_the_test_split_and_goes_through_the_gate(swept
     ]
     assert with_test == [best_run]
     reg = summary["registry"]
-    client = MlflowClient(f"sqlite:///{swept['ws'] / 'mlflow.db'}")
+    client = _client(swept["ws"])
     version = client.get_model_version(reg["model_name"], reg["version"])
     assert version.run_id == best_run and version.tags["crnn.sweep_run"] == parent
     assert version.tags["gate.decision"] in ("promoted", "rejected")
@@ -212,12 +215,15 @@ def test_the_shards_are_built_once_and_shared_by_every_trial(swept: dict) -> Non
     assert all(digest[:8] in r.info.run_name for r in trial_runs)
 
 
-def test_run_from_sweep_trains_with_the_best_values(swept: dict) -> None:
+def test_a_retrain_from_the_sweep_adopts_its_best_values(swept: dict) -> None:
+    """What `crnn run --from-sweep` and `schedule.from_sweep` hand the retrain flow."""
+    from flows.retrain import adopt_sweep
+
     parent = swept["summary"]["mlflow"]["parent_run_id"]
-    args = ["--config", str(swept["config"]), "run", "--from-sweep", "latest", "--json"]
-    done = run_cli([*args, "--set", "training.epochs=1"], swept["env"])
-    assert done.returncode == 0, done.stderr[-2000:]
-    run_id = json.loads(done.stdout)["mlflow"]["run_id"]
-    run = _runs(swept["ws"])[run_id]
-    assert float(run.data.params["training.lr"]) == swept["study"].best_trial.params["training.lr"]
-    assert run.data.tags["crnn.sweep_run"] == parent
+    best = swept["study"].best_trial.params["training.lr"]
+    for ref in ("latest", parent):
+        overrides, tags = adopt_sweep(str(swept["config"]), "tiny", ref, ["training.epochs=1"])
+        assert tags == {"crnn.sweep_run": parent}
+        assert overrides == [f"training.lr={json.dumps(best)}", "training.epochs=1"]
+    with pytest.raises(UserError, match="not a sweep of pipeline"):
+        adopt_sweep(str(swept["config"]), "tiny", swept["summary"]["best"]["run_id"], [])
