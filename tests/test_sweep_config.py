@@ -164,3 +164,25 @@ def test_a_schedule_can_adopt_the_latest_sweep(tmp_path: Path) -> None:
     config = write_config(tmp_path / "pipelines.yaml", mapping)
     [retrain] = [p for p in plan(load_config(config), config) if p.flow == "retrain"]
     assert retrain.parameters["from_sweep"] == "latest"
+
+
+def test_trial_0_is_never_pruned_a_trial_behind_the_median_is() -> None:
+    import optuna
+
+    from crnn.sweep.study import DEFAULT
+    from crnn.sweep.trial import Pruning
+
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
+    study = optuna.create_study(direction="minimize", pruner=pruner)
+    good = study.ask()
+    good.report(0.1, 1)
+    study.tell(good, 0.1)
+    for default, pruned in ((True, False), (False, True)):
+        trial = study.ask()
+        trial.set_user_attr(DEFAULT, default)
+        callback = Pruning(optuna.trial.Trial(study, trial._trial_id), "val_loss")
+        if pruned:
+            with pytest.raises(optuna.TrialPruned):
+                callback.on_epoch_end(1, {"val_loss": 5.0})
+        else:
+            callback.on_epoch_end(1, {"val_loss": 5.0})  # far behind, and it goes on

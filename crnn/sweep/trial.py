@@ -24,6 +24,7 @@ from crnn.callbacks import TrainCallback
 from crnn.errors import UserError
 from crnn.interrupt import Interrupted
 from crnn.lifetime import die_with_parent
+from crnn.sweep.study import DEFAULT
 
 PARENT_TAG, TRIAL_TAG = "mlflow.parentRunId", "crnn.sweep.trial"
 PRUNED_TAG = "pruned"
@@ -31,15 +32,18 @@ OBJECTIVE = "sweep/objective"  # a trial's score, on its own run
 
 
 class Pruning(TrainCallback):
-    """Reports each epoch's ``metric`` to the trial; stops training when the pruner says so."""
+    """Reports each epoch's ``metric`` to the trial; stops training when the pruner says so.
+    Trial 0, the pipeline as it is, always runs to its end: it is what the sweep's gain is
+    measured against."""
 
     def __init__(self, trial: optuna.Trial, metric: str) -> None:
         self.trial, self.metric, self.epoch = trial, metric, 0
+        self.prunable = not trial.user_attrs.get(DEFAULT, False)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         self.epoch = epoch
         self.trial.report(float(metrics[self.metric]), epoch)
-        if self.trial.should_prune():
+        if self.prunable and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
 
