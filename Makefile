@@ -4,6 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIPELINE ?=
 STAMP  := $(VENV)/.installed
+# test processes (pytest-xdist): each file's tests stay in one process (module fixtures run once),
+# files handed out in the order tests/conftest.py gives (the end-to-end ones first)
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint setup clean ui bench gpu-check gpu-wheels sweep
 
@@ -24,7 +27,7 @@ sweep: $(STAMP)
 	$(BIN)/crnn sweep $(PIPELINE)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # every bench runs; the target fails if any of them does (a figure short of its limit)
 bench: $(STAMP)

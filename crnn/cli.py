@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import crnn
-from crnn import interrupt
 from crnn.cli_ops import add_operations
 from crnn.cli_registry import add_registry_commands
-from crnn.cli_services import check_data, check_services, start_prefect
+from crnn.cli_services import check_services, flow_command, start_prefect
 from crnn.cli_sweep import add_sweep_command
 from crnn.errors import UserError
 from crnn.interrupt import Interrupted
@@ -131,19 +130,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # validate before anything heavy starts: a bad config fails in milliseconds, in one line
     config_file, cfg = load_pipeline(args.config, args.pipeline, args.overrides)
     workspace = resolve_workspace(config_file.workspace, Path(args.config))
-    # the temporary Prefect server takes seconds to start: it starts first, in the background,
-    # while the data and the store are checked and the flows imported
-    server = start_prefect(workspace.root, args.json)
-    check_data(cfg, args.config)
-    from flows.local import local_flow_runs, quiet_user_errors
-
-    check_services(cfg.tracking, workspace.root)
-    from flows.retrain import retrain
-
-    quiet_user_errors(args.verbose)
-    if server is not None:
-        server.join()
-    with local_flow_runs(), interrupt.graceful():
+    with flow_command(
+        cfg, args.config, workspace.root, "retrain", args.json, args.verbose
+    ) as retrain:
         summary = retrain(
             pipeline=cfg.name,
             config_path=str(args.config),

@@ -126,9 +126,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_server(args: argparse.Namespace) -> int:
     from crnn.config import load_config
     from crnn.workspace import resolve_workspace
-    from flows.service import LOG_FILE, home_of, read_service, start_service, stop_service
+    from flows.service import (
+        LOG_FILE,
+        Service,
+        home_of,
+        read_service,
+        start_service,
+        stop_service,
+    )
 
     root = resolve_workspace(load_config(args.config).workspace, Path(args.config)).root
+    service: Service | None
     if args.action == "start":
         service, started = start_service(root, args.port)
         verb = "started" if started else "already running"
@@ -139,7 +147,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         service = read_service(root)
         verb = "running" if service else "not running"
     if args.json:
-        doc = {"state": verb, "home": str(home_of(root))}
+        doc: dict[str, Any] = {"state": verb, "home": str(home_of(root))}
         if service is not None:
             doc |= {"pid": service.pid, "api_url": service.api_url, "started": service.started}
         print(json.dumps(doc, indent=2))

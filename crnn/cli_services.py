@@ -4,6 +4,8 @@ on, the tracking store; each fails in one line before any work starts."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +50,28 @@ def check_services(tracking: Any, workspace: Path) -> Any:
     from crnn.tracking import open_tracking
 
     return open_tracking(tracking, workspace)
+
+
+@contextmanager
+def flow_command(
+    cfg: Any, config: str, workspace: Path, flow: str, quiet: bool, verbose: bool
+) -> Iterator[Any]:
+    """The start of a command that runs the flow ``flows.<flow>.<flow>`` (given to the body):
+    Prefect starting in the background while the data and the tracking store are checked (each
+    failing in one line before any work) and the flow imported; Prefect's console quiet unless
+    ``verbose``; Ctrl-C and SIGTERM taken at the flow's safe points."""
+    from importlib import import_module
+
+    from crnn import interrupt
+
+    server = start_prefect(workspace, quiet)  # it takes seconds: it starts first
+    check_data(cfg, config)
+    from flows.local import local_flow_runs, quiet_user_errors
+
+    check_services(cfg.tracking, workspace)
+    run_flow = getattr(import_module(f"flows.{flow}"), flow)
+    quiet_user_errors(verbose)  # after the flow's import: its loggers' handlers get the filters
+    if server is not None:
+        server.join()
+    with local_flow_runs(), interrupt.graceful():
+        yield run_flow

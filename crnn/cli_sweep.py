@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from crnn import interrupt
-
 
 def add_sweep_command(sub: Any) -> None:
     sw = sub.add_parser(
@@ -30,7 +28,7 @@ def add_sweep_command(sub: Any) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from crnn.cli_services import check_data, check_services, start_prefect
+    from crnn.cli_services import flow_command
     from crnn.config import load_pipeline
     from crnn.errors import UserError
     from crnn.workspace import resolve_workspace
@@ -41,17 +39,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"pipeline {cfg.name!r} has no sweep: block in {args.config}; add one (README: Sweeps)"
         )
     workspace = resolve_workspace(config_file.workspace, Path(args.config))
-    server = start_prefect(workspace.root, args.json)  # starts first: it takes seconds
-    check_data(cfg, args.config)
-    from flows.local import local_flow_runs, quiet_user_errors
-
-    check_services(cfg.tracking, workspace.root)
-    from flows.sweep import sweep
-
-    quiet_user_errors(args.verbose)
-    if server is not None:
-        server.join()
-    with local_flow_runs(), interrupt.graceful():
+    with flow_command(cfg, args.config, workspace.root, "sweep", args.json, args.verbose) as sweep:
         summary = sweep(
             pipeline=cfg.name,
             config_path=str(args.config),
@@ -69,6 +57,12 @@ def _value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _headers(paths: list[str]) -> list[str]:
+    """Each dot path's last key where no other path ends the same (the title names the rest)."""
+    leaves = [p.rsplit(".", 1)[-1] for p in paths]
+    return [leaf if leaves.count(leaf) == 1 else p for p, leaf in zip(paths, leaves, strict=True)]
+
+
 def print_sweep(summary: dict[str, Any]) -> None:
     """The top trials, the gain over the pipeline as it is, what the gate said."""
     from rich.console import Console
@@ -77,9 +71,12 @@ def print_sweep(summary: dict[str, Any]) -> None:
     console, metric = Console(), summary["metric"]
     best, default = summary["best"], summary["default"]
     paths = list(best["params"])
-    table = Table(title=f"sweep {summary['study']}: top trials by {metric}", title_justify="left")
-    for column in ("trial", metric, *paths, "epochs", "s"):
-        table.add_column(column, justify="right")
+    title = f"sweep {summary['study']}: top trials by {metric}"
+    table = Table(title=title, title_justify="left")
+    for column in ("trial", metric, *_headers(paths), "epochs", "s"):
+        # a row is one line in 80 columns: the trial's mark ("(default)") never wraps, a long
+        # header folds instead of losing its end
+        table.add_column(column, justify="right", no_wrap=column == "trial", overflow="fold")
     for row in summary["top"]:
         mark = " *" if row["trial"] == best["trial"] else " (default)" if row["default"] else ""
         cells = [f"{row['trial']}{mark}", f"{row['value']:.4f}"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -273,7 +273,9 @@ def check_accounted(out_dir: Path, summary: ScoreSummary) -> None:
         )
 
 
-def write_part(out_dir: Path, chunk_id: str, table: pa.Table, bad: list[tuple[str, ...]]) -> None:
+def write_part(
+    out_dir: Path, chunk_id: str, table: pa.Table, bad: Sequence[tuple[str, ...]]
+) -> None:
     """A chunk's scored rows, after its quarantined ones: a part on disk means its chunk is
     complete."""
     if bad:

@@ -223,11 +223,11 @@ def crash_flow_runs(runs: list[Any]) -> None:
     with the reason; one that this Prefect API does not hold is left to it."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
-    from prefect.states import Crashed
+    from prefect.states import Crashed, State
 
     with get_client(sync_client=True) as client:
         for run in runs:
             if run.flow_run_id:
                 with contextlib.suppress(ObjectNotFound, ValueError):
-                    state = Crashed(message=run.reason)
-                    client.set_flow_run_state(run.flow_run_id, state, force=True)
+                    crashed: State[Any] = Crashed(message=run.reason)
+                    client.set_flow_run_state(run.flow_run_id, crashed, force=True)

@@ -123,7 +123,7 @@ def log_datasets_task(ref: TrackingRef, shards: ShardSet) -> None:
     from crnn.tracking import log_dataset_inputs
 
     log_dataset_inputs(
-        _ctx(ref), ref.run_id, shards.manifest_path, load_manifest(shards.manifest_path)
+        ref.context(), ref.run_id, shards.manifest_path, load_manifest(shards.manifest_path)
     )
 
 
@@ -156,7 +156,7 @@ def train_task(
     from crnn.tracking import MlflowCallback
 
     interval = cfg.tracking.system_metrics_interval
-    callbacks: list[TrainCallback] = [MlflowCallback(_ctx(ref), ref.run_id, interval)]
+    callbacks: list[TrainCallback] = [MlflowCallback(ref.context(), ref.run_id, interval)]
     if progress:
         from crnn.console import ConsoleProgress
 
@@ -188,7 +188,7 @@ def evaluate_task(
 
         report.metrics.update(svc_baseline(shards.manifest_path, cfg.training.seed))
     report.seconds = time.perf_counter() - started
-    log_evaluation(_ctx(ref), ref.run_id, report)
+    log_evaluation(ref.context(), ref.run_id, report)
     return report
 
 
@@ -205,7 +205,9 @@ def log_model_task(
     from crnn.tracking import log_pyfunc_model
 
     example = raw_example(shards.manifest_path)
-    return log_pyfunc_model(_ctx(ref), ref.run_id, trained.best_checkpoint, example, cfg.task_kind)
+    return log_pyfunc_model(
+        ref.context(), ref.run_id, trained.best_checkpoint, example, cfg.task_kind
+    )
 
 
 @task(
@@ -227,7 +229,7 @@ def register_task(
 
     assert cfg.registry.metric is not None
     result = register_with_gate(
-        _ctx(ref),
+        ref.context(),
         ref.run_id,
         model_uri,
         cfg.registry,
@@ -333,7 +335,7 @@ def train_and_register(
 
     ref = start_run_task(cfg, workspace, config_text, resume, shards, overrides, tags)
     ok, killed = False, False
-    who = (_ctx(ref), ref.run_id, workspace.run_dir(ref.run_id), current_flow_run_id())
+    who = (ref.context(), ref.run_id, workspace.run_dir(ref.run_id), current_flow_run_id())
     try:
         with liveness(*who):  # who runs it, for the next command to tell a crash from a run
             if not ref.resumed:  # a resumed run has its dataset inputs already
@@ -355,9 +357,5 @@ def train_and_register(
     finally:
         from crnn.tracking import finish_run
 
-        finish_run(_ctx(ref), ref.run_id, ok, killed)
+        finish_run(ref.context(), ref.run_id, ok, killed)
     return run_summary(cfg, workspace, shards, ref, trained, report, registration)
-
-
-def _ctx(ref: TrackingRef) -> TrackingContext:
-    return ref.context()

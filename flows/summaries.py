@@ -1,4 +1,4 @@
-"""What a retraining run says when it ends: the summary `crnn run` prints (or `--json`)."""
+"""What a run says when it ends: the summaries `crnn run` and `crnn sweep` print (or `--json`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from crnn.workspace import Workspace
 
 if TYPE_CHECKING:
     from flows.retrain import TrackingRef
+    from flows.sweep import SweepRef
 
 
 def run_summary(
@@ -30,7 +31,7 @@ def run_summary(
     return {
         "pipeline": cfg.name,
         "workspace": str(workspace.root),
-        "shards": _shards_summary(shards),
+        "shards": shards_summary(shards),
         "training": {
             "best_epoch": trained.best_epoch,
             "epochs_run": trained.epochs_run,
@@ -70,12 +71,12 @@ def skipped_summary(
         "workspace": str(workspace.root),
         "skipped": True,
         "reason": reason,
-        "shards": _shards_summary(shards),
+        "shards": shards_summary(shards),
         "registry": {"model_name": cfg.registry.model_name, "last_version": last_version},
     }
 
 
-def _shards_summary(shards: ShardSet) -> dict[str, Any]:
+def shards_summary(shards: ShardSet) -> dict[str, Any]:
     quarantine = load_manifest(shards.manifest_path).quarantine
     return {
         "digest": shards.digest,
@@ -83,4 +84,30 @@ def _shards_summary(shards: ShardSet) -> dict[str, Any]:
         "reused": shards.reused,
         "quarantined": int(quarantine.get("total", 0)),
         "quarantined_by_reason": dict(quarantine.get("by_reason", {})),
+    }
+
+
+def sweep_summary(
+    cfg: PipelineConfig,
+    workspace: Workspace,
+    shards: ShardSet,
+    ref: SweepRef,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    from crnn.tracking.runs import run_url_hint
+
+    return {
+        "pipeline": cfg.name,
+        "workspace": str(workspace.root),
+        "shards": shards_summary(shards),
+        "study": ref.study,
+        "trials_lost_and_rerun": ref.lost,
+        "trials_finished_before": ref.finished,
+        **result,
+        "mlflow": {
+            "tracking_uri": redact(ref.parent.tracking_uri),
+            "experiment": ref.parent.experiment_name,
+            "parent_run_id": ref.parent.run_id,
+            "ui": run_url_hint(ref.parent.context()),
+        },
     }

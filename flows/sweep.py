@@ -24,13 +24,13 @@ from crnn.workspace import Workspace, resolve_workspace
 from flows.local import current_flow_run_id
 from flows.retrain import (
     TrackingRef,
-    _ctx,
     evaluate_task,
     log_model_task,
     preprocess_task,
     reap_dead_runs_of,
     register_task,
 )
+from flows.summaries import sweep_summary
 
 PARENT_ATTR = "crnn.parent_run_id"  # the study's MLflow parent run
 
@@ -168,7 +168,7 @@ def register_best(
     from crnn.sweep.space import overrides as as_overrides
     from crnn.tracking.sweeps import REGISTERED_TAG, SWEEP_RUN_TAG
 
-    client = _ctx(sweep.parent).client()
+    client = sweep.parent.context().client()
     done = client.get_run(sweep.parent.run_id).data.tags.get(REGISTERED_TAG)
     if done:
         return {"already": done}
@@ -243,7 +243,7 @@ def run_sweep(
     p = ref.parent
     ok, killed = False, False
     try:
-        with liveness(_ctx(p), p.run_id, workspace.run_dir(p.run_id), current_flow_run_id()):
+        with liveness(p.context(), p.run_id, workspace.run_dir(p.run_id), current_flow_run_id()):
             trials_task(cfg, config_path, workspace, shards, ref, overrides, progress)
             result = best_trial_task(cfg, workspace, ref)
             interrupt.check("after the trials, before registering")
@@ -252,42 +252,13 @@ def run_sweep(
             )
             study = _study(cfg, workspace, ref.study)
             pictures = plots(study, workspace.run_dir(p.run_id) / "plots")
-            log_sweep_result(_ctx(p), p.run_id, result, trials_table(result["trials"]), pictures)
+            log_sweep_result(
+                p.context(), p.run_id, result, trials_table(result["trials"]), pictures
+            )
         ok = True
     except Interrupted:
         killed = True
         raise
     finally:
-        finish_run(_ctx(p), p.run_id, ok, killed)
+        finish_run(p.context(), p.run_id, ok, killed)
     return sweep_summary(cfg, workspace, shards, ref, result)
-
-
-def sweep_summary(
-    cfg: PipelineConfig,
-    workspace: Workspace,
-    shards: ShardSet,
-    ref: SweepRef,
-    result: dict[str, Any],
-) -> dict[str, Any]:
-    from crnn.secrets import redact
-    from crnn.tracking.runs import run_url_hint
-
-    return {
-        "pipeline": cfg.name,
-        "workspace": str(workspace.root),
-        "shards": {
-            "digest": shards.digest,
-            "manifest": str(shards.manifest_path),
-            "reused": shards.reused,
-        },
-        "study": ref.study,
-        "trials_lost_and_rerun": ref.lost,
-        "trials_finished_before": ref.finished,
-        **result,
-        "mlflow": {
-            "tracking_uri": redact(ref.parent.tracking_uri),
-            "experiment": ref.parent.experiment_name,
-            "parent_run_id": ref.parent.run_id,
-            "ui": run_url_hint(_ctx(ref.parent)),
-        },
-    }

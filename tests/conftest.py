@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,31 @@ import yaml
 from crnn.config import PipelineConfig, PipelinesFile, load_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def share_cores_between_workers() -> None:
+    """Under pytest-xdist, each test process (and every process its tests start: they inherit
+    OMP_NUM_THREADS) computes on its share of the cores. Two processes each running OpenMP on
+    every core thrash: a 13 s test took 188 s so."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        threads = int(os.environ.setdefault("OMP_NUM_THREADS", share))  # a user's setting wins
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+share_cores_between_workers()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with end-to-end tests first (each file's tests stay together, in their order):
+    pytest-xdist hands files out in this order, so no long file starts last while the other
+    process has nothing left to run."""
+    slow = {item.path for item in items if item.get_closest_marker("integration")}
+    items.sort(key=lambda item: item.path not in slow)
+
 
 TINY_LINES = {
     "source": "digit_strings",

@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 BLOCK = textwrap.dedent(
@@ -37,6 +39,7 @@ def run_blocked(code: str, tmp_path: Path, *args: str) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.integration
 def test_core_trains_and_evaluates_without_prefect_or_mlflow(tiny_config, tmp_path) -> None:
     _, cfg = tiny_config
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
@@ -66,6 +69,7 @@ def test_core_trains_and_evaluates_without_prefect_or_mlflow(tiny_config, tmp_pa
     assert result["epochs"] == cfg.training.epochs and 0 <= result["test_cer"] <= 1
 
 
+@pytest.mark.integration
 def test_training_benchmark_runs_on_a_bare_image(tmp_path) -> None:
     """A small `bench/train_bench.py` run: every figure but R4 (which needs the edges)."""
     out = tmp_path / "train.json"

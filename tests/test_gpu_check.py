@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PARTS = ["machine", "tests", "train", "score", "pipeline"]
 
@@ -23,6 +25,7 @@ def gpu_check(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_quick_cpu_run_writes_every_part_into_at_most_eight_files(tmp_path) -> None:
     out = tmp_path / "gpu"
     proc = gpu_check(out, "--device", "cpu", "--quick")

@@ -101,6 +101,7 @@ def crnn_run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return run_cli(["--config", str(config), "run"], {**clean, **env}, timeout=120)
 
 
+@pytest.mark.integration
 def test_dead_tracking_server_fails_the_run_in_one_line(tmp_path: Path) -> None:
     dead = free_port()  # nothing listens there
     started = time.monotonic()
@@ -117,6 +118,7 @@ def test_dead_tracking_server_fails_the_run_in_one_line(tmp_path: Path) -> None:
     print(f"dead tracking server: failed in {seconds:.1f} s (budget {BUDGET_S:.0f} s)")
 
 
+@pytest.mark.integration
 def test_dead_prefect_api_fails_the_run_in_one_line(tmp_path: Path) -> None:
     dead = free_port()
     done = crnn_run(tmp_path, PREFECT_API_URL=f"http://127.0.0.1:{dead}/api")

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.io import wavfile
-from scipy.signal import resample_poly
 
 from crnn.config import AudioFolderData, AugmentationConfig, Recordings
 from crnn.data.augment import AUGMENTERS
@@ -73,6 +72,8 @@ def fit_wave(x: np.ndarray, rate: int, sample_rate: int, duration: float | None)
     if x.size == 0:
         raise ValueError("no samples")
     if rate != sample_rate:
+        from scipy.signal import resample_poly  # ~0.7 s to import: only when a rate differs
+
         g = math.gcd(rate, sample_rate)
         x = resample_poly(x, sample_rate // g, rate // g).astype(np.float32)
     if duration is None:
