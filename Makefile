@@ -27,6 +27,7 @@ sweep: $(STAMP)
 	$(BIN)/crnn sweep $(PIPELINE)
 
 test: $(STAMP)
+	@out=$$($(BIN)/lint-imports --no-cache 2>&1) && echo "the floors hold (lint-imports)" || { echo "$$out"; exit 1; }
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # every bench runs; the target fails if any of them does (a figure short of its limit)
@@ -51,6 +52,7 @@ gpu-wheels:
 	bash bench/gpu_check.sh --download-wheels
 
 lint: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check crnn flows tests
 	$(BIN)/ruff format --check crnn flows tests
 	$(BIN)/mypy crnn flows

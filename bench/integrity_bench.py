@@ -23,7 +23,7 @@ from pathlib import Path
 from crnn.config import DigitStringsData, ModelConfig, PreprocessingConfig, TrainingConfig
 from crnn.data import shards as shard_files
 from crnn.data.preprocess import preprocess
-from crnn.train import train_on_shards
+from crnn.engine.train import train_on_shards
 
 LIMIT = 1.03
 

@@ -25,14 +25,15 @@ from typing import Any
 
 import torch
 
-from crnn.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from crnn.config import DigitStringsData, ModelConfig, PreprocessingConfig
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import preprocess
-from crnn.inference import Predictor
+from crnn.engine.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
+from crnn.inference.predictor import Predictor
+from crnn.inference.scoring import score, shard_chunks
 from crnn.models import create_model, model_kwargs
-from crnn.scoring import ModelVersionRef, score, shard_chunks
-from crnn.tasks.kinds import SEQUENCE
+from crnn.types.kinds import SEQUENCE
+from crnn.types.records import ModelVersionRef
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/verdict.py, however run
 from verdict import verdict
@@ -176,7 +177,7 @@ def measure_cli(
     in-process Prefect server starts), timed in pairs with the bare pass like the core."""
     if not all(importlib.util.find_spec(m) for m in ("mlflow", "prefect", "yaml")):
         return None
-    from flows.local import prepare_local_prefect
+    from flows.runtime.local_prefect import prepare_local_prefect
 
     prepare_local_prefect(work / "ws")  # before Prefect is imported, as `crnn score` does
     import mlflow

@@ -26,13 +26,14 @@ def child(rows: int) -> dict[str, float]:
     """One scoring job over ``rows`` rows (digit-string lines, a random-init model)."""
     import torch
 
-    from crnn.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
     from crnn.config import DigitStringsData, ModelConfig, PreprocessingConfig
     from crnn.data.loader import load_manifest
     from crnn.data.preprocess import preprocess
-    from crnn.inference import Predictor
+    from crnn.engine.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
+    from crnn.inference.predictor import Predictor
+    from crnn.inference.scoring import job_plan, score, source_chunks
     from crnn.models import create_model, model_kwargs
-    from crnn.scoring import ModelVersionRef, job_plan, score, source_chunks
+    from crnn.types.records import ModelVersionRef
 
     with tempfile.TemporaryDirectory(prefix="crnn-score-memory-") as tmp:
         root = Path(tmp)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from flows.server import free_port
+from flows.runtime.server_process import free_port
 
 TYPO_LIMIT_S = 2.0
 PIPELINE = {

@@ -19,12 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from crnn.callbacks import TrainCallback
 from crnn.config import load_pipeline
-from crnn.data.loader import SplitData, load_split
+from crnn.data.loader import load_split
 from crnn.data.preprocess import preprocess
-from crnn.inference import Predictor
-from crnn.train import train_on_shards
+from crnn.engine.callbacks import TrainCallback
+from crnn.engine.train import train_on_shards
+from crnn.inference.predictor import Predictor
+from crnn.types.batches import SplitData
 
 REPO = Path(__file__).resolve().parents[1]
 

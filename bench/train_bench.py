@@ -43,15 +43,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from crnn.callbacks import TimedCallbacks
-from crnn.checkpoint import checkpoint_meta
 from crnn.config import DigitStringsData, ModelConfig, PreprocessingConfig, TrainingConfig
-from crnn.data.loader import INPUT_COLUMN, Batch, ShardLoader, load_manifest
+from crnn.data.loader import INPUT_COLUMN, ShardLoader, load_manifest
 from crnn.data.preprocess import preprocess
+from crnn.engine.callbacks import TimedCallbacks
+from crnn.engine.checkpoint import checkpoint_meta
+from crnn.engine.train import Trainer, run_epoch
 from crnn.models import create_model, model_kwargs
 from crnn.tasks import TargetSpec, task_for
 from crnn.tasks.sequence import SequenceTask
-from crnn.train import Trainer, run_epoch
+from crnn.types.batches import Batch
 
 SEQUENCE_SPEC = TargetSpec(kind="sequence", charset="0123456789")
 
@@ -246,7 +247,7 @@ def bare_loop(
 
 
 def engine_epoch(trainer: Trainer, loader: ShardLoader) -> Callable[[], float]:
-    """The engine's own loop (crnn.train.run_epoch) over the streaming loader."""
+    """The engine's own loop (crnn.engine.train.run_epoch) over the streaming loader."""
     epochs = iter(range(1, 10_000))
 
     def run() -> float:
@@ -449,7 +450,11 @@ def standard_run_figures(workdir: Path) -> dict[str, Any]:
 
     from crnn.config import load_pipeline
     from crnn.data.preprocess import preprocess as build
-    from flows.local import local_flow_runs, prepare_local_prefect, quiet_user_errors
+    from flows.runtime.local_prefect import (
+        local_flow_runs,
+        prepare_local_prefect,
+        quiet_user_errors,
+    )
 
     mapping = yaml.safe_load((REPO / "pipelines.yaml").read_text())
     mapping["workspace"] = str(workdir / "ws")
@@ -477,7 +482,7 @@ def standard_run_figures(workdir: Path) -> dict[str, Any]:
     # The flow logs the model beside evaluation; on a CPU-only machine the two share the cores,
     # so the evaluation measured in the flow can include time lost to the model logging. Counted
     # as compute is the same evaluation run again here, alone: the overlap cannot hide overhead.
-    from crnn.evaluate import evaluate_checkpoint
+    from crnn.inference.evaluate import evaluate_checkpoint
 
     started = time.perf_counter()
     evaluate_checkpoint(

@@ -6,9 +6,9 @@ same module under torchrun yourself with ``--nnodes`` and a rendezvous endpoint.
 on its share of the shard stream; gradients are averaged by DDP; training metrics are summed across
 ranks; rank 0 validates, logs and writes the checkpoints.
 
-The rank helpers (who is main, collectives) are in :mod:`crnn.ranks`, which the engine imports;
-this module, the launcher and the rank entry point, imports the engine and is imported by nothing
-in it. MLflow is imported (on rank 0) only when a run id is passed.
+The rank helpers (who is main, collectives) are in :mod:`crnn.engine.ranks`, which the engine
+imports; this module, the launcher and the rank entry point, imports the engine and is imported
+by nothing in it. MLflow is imported (on rank 0) only when a run id is passed.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 
 import torch.distributed as torch_dist
 
-from crnn.callbacks import TrainCallback, TrainResult
+from crnn.engine.callbacks import TrainCallback, TrainResult
+from crnn.engine.ranks import init, is_main
+from crnn.engine.train import train_on_shards
 from crnn.lifetime import die_with_parent
-from crnn.ranks import init, is_main
-from crnn.train import train_on_shards
 
 
 def launch(
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx = TrackingContext(t["tracking_uri"], t["experiment_id"], t["experiment_name"])
             callbacks.append(MlflowCallback(ctx, t["run_id"], t.get("system_metrics_interval")))
         if is_main() and spec.get("progress"):
-            from crnn.console import ConsoleProgress
+            from crnn.engine.progress import ConsoleProgress
 
             callbacks.append(ConsoleProgress())
         result = train_on_shards(

@@ -8,11 +8,8 @@ Prefect's own input hashing is off.
 
 from __future__ import annotations
 
-import sys
-import time
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from prefect import flow, task
@@ -20,47 +17,26 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
 from crnn import interrupt
-from crnn.callbacks import TrainCallback, TrainResult
 from crnn.config import PipelineConfig, load_pipeline
 from crnn.data.loader import load_manifest
-from crnn.data.preprocess import ShardSet, preprocess
+from crnn.data.preprocess import ShardSet
+from crnn.engine.callbacks import TrainCallback, TrainResult
+from crnn.engine.train import train_on_shards
 from crnn.errors import UserError
-from crnn.evaluate import EvalReport, evaluate_checkpoint
-from crnn.interrupt import Interrupted
 from crnn.secrets import redact
-from crnn.train import train_on_shards
+from crnn.tracking.ref import TrackingRef
 from crnn.workspace import Workspace, resolve_workspace
-from flows.local import current_flow_run_id
+from flows.runtime.local_prefect import current_flow_run_id
 from flows.summaries import run_summary, skipped_summary
-
-if TYPE_CHECKING:
-    from crnn.tracking import TrackingContext
+from flows.tasks import (
+    evaluate_task,
+    log_model_task,
+    preprocess_task,
+    reap_dead_runs_of,
+    register_task,
+)
 
 # no task retries: MLflow's client retries transient failures by the one policy (crnn.retry)
-
-
-@dataclass(frozen=True)
-class TrackingRef:
-    """Where the run lives: small and serializable, passed between tasks."""
-
-    tracking_uri: str
-    experiment_id: str
-    experiment_name: str
-    run_id: str
-    resumed: bool = False
-
-    def context(self) -> TrackingContext:
-        from crnn.tracking import TrackingContext
-
-        return TrackingContext(self.tracking_uri, self.experiment_id, self.experiment_name)
-
-
-@task(name="preprocess", cache_policy=NO_CACHE)
-def preprocess_task(cfg: PipelineConfig, workspace: Workspace) -> ShardSet:
-    """Build or reuse the shard set; returns its manifest path and digest."""
-    started = time.perf_counter()
-    shards = preprocess(cfg.data, cfg.preprocessing, workspace.shards)
-    return replace(shards, seconds=time.perf_counter() - started)
 
 
 @task(
@@ -77,7 +53,8 @@ def start_run_task(
     tags: dict[str, str] | None = None,
 ) -> TrackingRef:
     """A new MLflow run (with ``tags``); with ``resume``, the pipeline's latest interrupted run
-    instead, when its checkpoint belongs to this data and training setup (:mod:`crnn.resume`)."""
+    instead, when its checkpoint belongs to this data and training setup
+    (:mod:`crnn.engine.resume`)."""
     from crnn.tracking import open_tracking, start_run
     from crnn.tracking.runs import find_resumable_run, reopen_run, settings_used
 
@@ -91,7 +68,7 @@ def start_run_task(
                 f"pipeline {cfg.name!r}: no interrupted run with a checkpoint to resume in "
                 f"{workspace.root}; run without --resume"
             )
-        from crnn.resume import check_checkpoint
+        from crnn.engine.resume import check_checkpoint
 
         check_checkpoint(last, shards.manifest_path, cfg.model, cfg.training)  # or one line
         reopen_run(ctx, run_id)
@@ -100,19 +77,6 @@ def start_run_task(
     used = settings_used(cfg, load_manifest(shards.manifest_path)) if shards else None
     run_id = start_run(ctx, cfg, config_text, overrides, digest, used, tags=tags)
     return TrackingRef(ctx.tracking_uri, ctx.experiment_id, ctx.experiment_name, run_id)
-
-
-def reap_dead_runs_of(ctx: Any, workspace: Workspace) -> None:
-    """Runs of this experiment left RUNNING by a process killed on this host: FAILED, with the
-    reason, and their flow runs Crashed; said in one line each (on stderr: ``--json`` output
-    stays parseable)."""
-    from crnn.tracking.liveness import reap_dead_runs
-    from flows.local import crash_flow_runs
-
-    dead = reap_dead_runs(ctx, [ctx.experiment_id], workspace.root / "runs")
-    crash_flow_runs(dead)
-    for run in dead:
-        print(f"marked run {run.run_id} FAILED: {run.reason}", file=sys.stderr)
 
 
 @task(
@@ -158,100 +122,12 @@ def train_task(
     interval = cfg.tracking.system_metrics_interval
     callbacks: list[TrainCallback] = [MlflowCallback(ref.context(), ref.run_id, interval)]
     if progress:
-        from crnn.console import ConsoleProgress
+        from crnn.engine.progress import ConsoleProgress
 
         callbacks.append(ConsoleProgress())
     return train_on_shards(
         shards.manifest_path, cfg.model, cfg.training, checkpoints, callbacks, resume=ref.resumed
     )
-
-
-@task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(
-    cfg: PipelineConfig,
-    shards: ShardSet,
-    trained: TrainResult,
-    ref: TrackingRef,
-    workspace: Workspace,
-) -> EvalReport:
-    from crnn.tracking import log_evaluation
-
-    started = time.perf_counter()
-    report = evaluate_checkpoint(
-        trained.best_checkpoint,
-        shards.manifest_path,
-        workspace.run_dir(ref.run_id) / "evaluation",
-        cfg.evaluation,
-    )
-    if cfg.evaluation.baseline == "svc":
-        from crnn.baselines import svc_baseline
-
-        report.metrics.update(svc_baseline(shards.manifest_path, cfg.training.seed))
-    report.seconds = time.perf_counter() - started
-    log_evaluation(ref.context(), ref.run_id, report)
-    return report
-
-
-@task(
-    name="log-model",
-    cache_policy=NO_CACHE,
-)
-def log_model_task(
-    cfg: PipelineConfig, shards: ShardSet, trained: TrainResult, ref: TrackingRef
-) -> str:
-    """Log the best checkpoint as the run's pyfunc model, with a raw input example; returns its
-    URI. It needs only the checkpoint, so the flow runs it beside evaluation."""
-    from crnn.data.raw import raw_example
-    from crnn.tracking import log_pyfunc_model
-
-    example = raw_example(shards.manifest_path)
-    return log_pyfunc_model(
-        ref.context(), ref.run_id, trained.best_checkpoint, example, cfg.task_kind
-    )
-
-
-@task(
-    name="register",
-    cache_policy=NO_CACHE,
-)
-def register_task(
-    cfg: PipelineConfig,
-    shards: ShardSet,
-    report: EvalReport,
-    ref: TrackingRef,
-    model_uri: str,
-    lineage: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Register the logged model as challenger, and let the gate decide on champion;
-    ``lineage``: more version tags (the sweep it came from)."""
-    from crnn.tracking import register_with_gate
-    from crnn.tracking.registry import PIPELINE_TAG, TRAINING_TAG, TestSet
-
-    assert cfg.registry.metric is not None
-    result = register_with_gate(
-        ref.context(),
-        ref.run_id,
-        model_uri,
-        cfg.registry,
-        report.metrics[cfg.registry.metric],
-        shards.digest,
-        TestSet.of(shards.manifest_path),
-        lineage={PIPELINE_TAG: cfg.name, TRAINING_TAG: cfg.training_digest(), **(lineage or {})},
-        trivial=report.metrics.get(f"trivial_{cfg.registry.metric}"),
-    )
-    kept = "kept champion" if result.previous_champion else "no champion yet: not promoted"
-    return {
-        "model_name": result.model_name,
-        "version": result.version,
-        "promoted": result.decision.promote,
-        "decision": "promoted to champion" if result.decision.promote else kept,
-        "reason": result.decision.reason,
-        "challenger_score": result.decision.challenger,
-        "champion_score": result.decision.champion,
-        "champion_version": result.champion_version,
-        "previous_champion": result.previous_champion,
-        "model_uri": model_uri,
-    }
 
 
 @task(
@@ -331,31 +207,21 @@ def train_and_register(
     """The run itself: start (or reopen) the MLflow run, train, evaluate beside logging the
     model, register through the gate; the run is marked failed if any of it fails."""
     config_text = redact(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    from crnn.tracking.liveness import liveness
+    from crnn.tracking.liveness import run_lifetime
 
     ref = start_run_task(cfg, workspace, config_text, resume, shards, overrides, tags)
-    ok, killed = False, False
-    who = (ref.context(), ref.run_id, workspace.run_dir(ref.run_id), current_flow_run_id())
-    try:
-        with liveness(*who):  # who runs it, for the next command to tell a crash from a run
-            if not ref.resumed:  # a resumed run has its dataset inputs already
-                log_datasets_task(ref, shards)
-            trained = train_task(cfg, shards, ref, workspace, progress)
-            # logging the model needs only the checkpoint: it runs beside evaluation
-            logging_model = log_model_task.submit(cfg, shards, trained, ref)
-            try:
-                report = evaluate_task(cfg, shards, trained, ref, workspace)
-            except BaseException:
-                logging_model.wait()  # nothing writes to the run once it is marked failed
-                raise
-            interrupt.check("after training, before registering")
-            registration = register_task(cfg, shards, report, ref, logging_model.result())
-        ok = True
-    except Interrupted:
-        killed = True
-        raise
-    finally:
-        from crnn.tracking import finish_run
-
-        finish_run(ref.context(), ref.run_id, ok, killed)
+    run_dir = workspace.run_dir(ref.run_id)
+    with run_lifetime(ref.context(), ref.run_id, run_dir, current_flow_run_id()):
+        if not ref.resumed:  # a resumed run has its dataset inputs already
+            log_datasets_task(ref, shards)
+        trained = train_task(cfg, shards, ref, workspace, progress)
+        # logging the model needs only the checkpoint: it runs beside evaluation
+        logging_model = log_model_task.submit(cfg, shards, trained, ref)
+        try:
+            report = evaluate_task(cfg, shards, trained, ref, workspace)
+        except BaseException:
+            logging_model.wait()  # nothing writes to the run once it is marked failed
+            raise
+        interrupt.check("after training, before registering")
+        registration = register_task(cfg, shards, report, ref, logging_model.result())
     return run_summary(cfg, workspace, shards, ref, trained, report, registration)

@@ -20,14 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from crnn.config import TrackingConfig
 from crnn.config.schedule import fill, out_fields
 from crnn.errors import UserError
-from crnn.scoring import (
-    ModelVersionRef,
-    ScoreSummary,
-    input_chunks,
-    job_plan,
-    pinned_model,
-    score,
-)
+from crnn.inference.scoring import ScoreSummary, input_chunks, job_plan, pinned_model, score
+from crnn.types.records import ModelVersionRef
 
 SCORING_EXPERIMENT = "scoring"
 
@@ -63,8 +57,8 @@ def score_task(
     batch_size: int,
     on_chunk: Any = None,
 ) -> ScoreSummary:
-    from crnn.checkpoint import load_checkpoint
-    from crnn.inference import Predictor
+    from crnn.engine.checkpoint import load_checkpoint
+    from crnn.inference.predictor import Predictor
     from crnn.tracking.scoring import download_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="crnn-score-") as tmp:
@@ -150,11 +144,11 @@ def run_folder(out: str, timezone: str) -> str:
 
 def _store_of(config_path: str, pipeline: str | None) -> tuple[str, str]:
     from crnn.config import load_pipeline
-    from crnn.tracking_uri import resolve_tracking_uri
+    from crnn.tracking.uri import resolve_tracking_uri
     from crnn.workspace import resolve_workspace
 
     if not Path(config_path).is_file() and os.environ.get("MLFLOW_TRACKING_URI"):
-        from crnn.tracking_uri import USER_TRACKING_URI
+        from crnn.tracking.uri import USER_TRACKING_URI
         from crnn.workspace import state_outside_a_project
 
         assert USER_TRACKING_URI is not None

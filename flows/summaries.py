@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from crnn.callbacks import TrainResult
 from crnn.config import PipelineConfig
 from crnn.data.loader import load_manifest
 from crnn.data.preprocess import ShardSet
-from crnn.evaluate import EvalReport
+from crnn.engine.callbacks import TrainResult
+from crnn.inference.evaluate import EvalReport
 from crnn.secrets import redact
 from crnn.workspace import Workspace
 
 if TYPE_CHECKING:
-    from flows.retrain import TrackingRef
-    from flows.sweep import SweepRef
+    from crnn.tracking.ref import SweepRef, TrackingRef
 
 
 def run_summary(

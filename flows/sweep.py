@@ -7,7 +7,6 @@ Only the best trial ever sees the test split, and only the gate moves ``champion
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,34 +14,23 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from crnn import interrupt
-from crnn.callbacks import TrainResult
 from crnn.config import PipelineConfig, load_pipeline
 from crnn.data.preprocess import ShardSet
+from crnn.engine.callbacks import TrainResult
 from crnn.errors import UserError
-from crnn.interrupt import Interrupted
+from crnn.tracking.ref import SweepRef, TrackingRef
 from crnn.workspace import Workspace, resolve_workspace
-from flows.local import current_flow_run_id
-from flows.retrain import (
-    TrackingRef,
+from flows.runtime.local_prefect import current_flow_run_id
+from flows.summaries import sweep_summary
+from flows.tasks import (
     evaluate_task,
     log_model_task,
     preprocess_task,
     reap_dead_runs_of,
     register_task,
 )
-from flows.summaries import sweep_summary
 
 PARENT_ATTR = "crnn.parent_run_id"  # the study's MLflow parent run
-
-
-@dataclass(frozen=True)
-class SweepRef:
-    """The study and its parent run, passed between tasks."""
-
-    study: str
-    parent: TrackingRef
-    lost: int  # trials a killed sweep left running, queued again
-    finished: int  # trials already finished (complete, pruned, failed) before this run
 
 
 def _study(cfg: PipelineConfig, workspace: Workspace, name: str) -> Any:
@@ -190,7 +178,7 @@ def register_best(
         seconds=0.0,
     )
     p = sweep.parent
-    ref = TrackingRef(p.tracking_uri, p.experiment_id, p.experiment_name, best["run_id"])
+    ref = p.with_run(best["run_id"])
     report = evaluate_task(best_cfg, shards, trained, ref, workspace)
     uri = log_model_task(best_cfg, shards, trained, ref)
     registration = register_task(
@@ -236,29 +224,18 @@ def run_sweep(
     """Trials, the best trial through the gate, the parent run's record; the parent run ends
     FINISHED, KILLED (stopped: the next sweep continues it) or FAILED."""
     from crnn.sweep.report import plots, trials_table
-    from crnn.tracking import finish_run
-    from crnn.tracking.liveness import liveness
+    from crnn.tracking.liveness import run_lifetime
     from crnn.tracking.sweeps import log_sweep_result
 
     p = ref.parent
-    ok, killed = False, False
-    try:
-        with liveness(p.context(), p.run_id, workspace.run_dir(p.run_id), current_flow_run_id()):
-            trials_task(cfg, config_path, workspace, shards, ref, overrides, progress)
-            result = best_trial_task(cfg, workspace, ref)
-            interrupt.check("after the trials, before registering")
-            result["registry"] = register_best(
-                cfg, config_path, workspace, shards, ref, result["best"], overrides
-            )
-            study = _study(cfg, workspace, ref.study)
-            pictures = plots(study, workspace.run_dir(p.run_id) / "plots")
-            log_sweep_result(
-                p.context(), p.run_id, result, trials_table(result["trials"]), pictures
-            )
-        ok = True
-    except Interrupted:
-        killed = True
-        raise
-    finally:
-        finish_run(p.context(), p.run_id, ok, killed)
+    with run_lifetime(p.context(), p.run_id, workspace.run_dir(p.run_id), current_flow_run_id()):
+        trials_task(cfg, config_path, workspace, shards, ref, overrides, progress)
+        result = best_trial_task(cfg, workspace, ref)
+        interrupt.check("after the trials, before registering")
+        result["registry"] = register_best(
+            cfg, config_path, workspace, shards, ref, result["best"], overrides
+        )
+        study = _study(cfg, workspace, ref.study)
+        pictures = plots(study, workspace.run_dir(p.run_id) / "plots")
+        log_sweep_result(p.context(), p.run_id, result, trials_table(result["trials"]), pictures)
     return sweep_summary(cfg, workspace, shards, ref, result)

@@ -65,7 +65,7 @@ def tiny_pipelines(workspace: Path, **pipeline_updates: object) -> dict:
         "training": {"epochs": 2, "batch_size": 32, "lr": 0.003, "seed": 0, "device": "cpu"},
         "evaluation": {"sample_predictions": 4},
         # two epochs on 192 lines are meant to be quick, not good: the first-champion floor
-        # (on by default) is tested on its own in tests/test_registry.py
+        # (on by default) is tested on its own in tests/tracking/test_registry.py
         "registry": {"first_champion_margin": None},
     }
     pipeline.update(pipeline_updates)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows.server import free_port, local_server, stop_group
+from flows.runtime.server_process import free_port, local_server, stop_group
 
 BUCKET = "crnn-artifacts"
 S3_KEY_ID = "crnn-test-key"

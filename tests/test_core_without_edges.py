@@ -49,8 +49,8 @@ def test_core_trains_and_evaluates_without_prefect_or_mlflow(tiny_config, tmp_pa
         from pathlib import Path
         from crnn.config import PipelineConfig
         from crnn.data.preprocess import preprocess
-        from crnn.evaluate import evaluate_checkpoint
-        from crnn.train import train_on_shards
+        from crnn.inference.evaluate import evaluate_checkpoint
+        from crnn.engine.train import train_on_shards
 
         out = Path(sys.argv[1])
         cfg = PipelineConfig.model_validate_json((out / "cfg.json").read_text())

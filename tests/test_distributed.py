@@ -2,10 +2,10 @@
 
 import pytest
 
-from crnn.checkpoint import load_checkpoint
 from crnn.data.preprocess import preprocess
 from crnn.distributed import launch
-from crnn.train import train_on_shards
+from crnn.engine.checkpoint import load_checkpoint
+from crnn.engine.train import train_on_shards
 
 
 @pytest.mark.integration

@@ -16,7 +16,7 @@ import moto
 import prefect
 import yaml
 
-from flows.server import server_command
+from flows.runtime.server_process import server_command
 from tests.conftest import REPO
 from tests.stack import (
     AUTH_ARGS,

@@ -55,7 +55,8 @@ def unpack_store(project: Path) -> Path:
 @pytest.mark.integration
 def test_a_version_registered_before_the_move_lists_predicts_and_loads(tmp_path: Path) -> None:
     workspace = unpack_store(tmp_path)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workspace / 'mlflow.db'}"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CRNN_"))}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'mlflow.db'}"
     listed = run_cli(["models", MODEL, "--json"], env, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     (model,) = json.loads(listed.stdout)

@@ -17,7 +17,7 @@ import pytest
 
 from crnn.errors import ServiceError
 from crnn.retry import ATTEMPTS, BUDGET_S, is_transient, with_retries
-from flows.server import free_port, require_api
+from flows.runtime.server_process import free_port, require_api
 from tests.conftest import run_cli, tiny_pipelines, write_config
 
 

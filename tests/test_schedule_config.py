@@ -11,7 +11,7 @@ import pytest
 from crnn.cli import main
 from crnn.config import ConfigError, load_config, load_pipeline
 from crnn.config.schedule import check_cron, fill, parse_interval
-from flows.schedules import plan
+from flows.runtime.deployment_plan import plan
 from tests.conftest import REPO, tiny_pipelines, write_config
 
 

@@ -157,7 +157,7 @@ def test_sweep_of_a_pipeline_without_a_sweep_block_fails_in_one_line(
 
 def test_a_schedule_can_adopt_the_latest_sweep(tmp_path: Path) -> None:
     from crnn.config import load_config
-    from flows.schedules import plan
+    from flows.runtime.deployment_plan import plan
 
     mapping = tiny_pipelines(tmp_path / "ws")
     mapping["pipelines"]["tiny"]["schedule"] = {"cron": "0 3 * * *", "from_sweep": "latest"}

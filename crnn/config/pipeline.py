@@ -14,7 +14,7 @@ from crnn.config.data import DataConfig
 from crnn.config.schedule import RetrainSchedule, ScoringJob
 from crnn.config.sweep import SweepConfig, resolve_sweep
 from crnn.metric_names import product_name
-from crnn.tasks.kinds import KINDS, TaskKind, kind_for_head, metric_direction, metric_mode
+from crnn.types.kinds import KINDS, TaskKind, kind_for_head, metric_direction, metric_mode
 
 # -------------------------------------------------------------------------------- preprocessing
 

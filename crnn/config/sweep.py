@@ -146,7 +146,7 @@ def resolve_sweep(sweep: SweepConfig, pipeline: BaseModel, gate_metric: str) -> 
     """The sweep with its defaults filled (metric, direction), every path and value checked
     against ``pipeline``."""
     from crnn.metric_names import product_name
-    from crnn.tasks.kinds import metric_direction, validation_metrics
+    from crnn.types.kinds import metric_direction, validation_metrics
 
     metric = product_name(sweep.metric or gate_metric.replace("test_", "val_", 1))
     known = validation_metrics(pipeline.task_kind)  # type: ignore[attr-defined]

@@ -21,18 +21,11 @@ from scipy.io import wavfile
 from crnn.config import AudioFolderData, AugmentationConfig, Recordings
 from crnn.data.augment import AUGMENTERS
 from crnn.data.files import files_digest, new_data_files, require_input, require_path
-from crnn.data.quarantine import Quarantined
-from crnn.data.sources import (
-    SOURCES,
-    SPLITS,
-    Chunk,
-    SourceInfo,
-    TargetSpec,
-    per_file_chunks,
-)
+from crnn.data.sources import SOURCES, SPLITS, TargetSpec, per_file_chunks
 from crnn.data.splits import group_split, kept_split, split_indices, split_of
 from crnn.errors import DataError
-from crnn.tasks.kinds import parse_value
+from crnn.types.kinds import parse_value
+from crnn.types.records import Chunk, Quarantined, SourceInfo
 
 MEL_KEYS = ("sample_rate", "duration_seconds", "n_mels", "n_fft", "hop_length")
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from crnn.config import SourceConfig
 from crnn.data import audio, embedded, images, speech, text, video
-from crnn.data.sources import SOURCES, Chunk, Source
+from crnn.data.sources import SOURCES, Source
 from crnn.data.splits import SPLITS
+from crnn.types.records import Chunk
 
 READERS = (embedded, images, video, audio, speech, text)  # the modules SOURCES is filled from
 

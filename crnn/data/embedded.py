@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from crnn.config import DigitsData, DigitStringsData
-from crnn.data.sources import SOURCES, Chunk, SourceInfo
+from crnn.data.sources import SOURCES
 from crnn.data.splits import SPLITS, split_indices
-from crnn.tasks.kinds import TargetSpec
+from crnn.types.kinds import TargetSpec
+from crnn.types.records import Chunk, SourceInfo
 
 
 def _digest(*parts: bytes | str) -> str:

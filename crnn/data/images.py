@@ -25,17 +25,10 @@ from crnn.data.files import (
     require_input,
     require_path,
 )
-from crnn.data.quarantine import Quarantined
-from crnn.data.sources import (
-    SOURCES,
-    SPLITS,
-    Chunk,
-    SourceInfo,
-    TargetSpec,
-    per_file_chunks,
-)
+from crnn.data.sources import SOURCES, SPLITS, TargetSpec, per_file_chunks
 from crnn.data.splits import split_indices, split_train_val
 from crnn.errors import DataError
+from crnn.types.records import Chunk, Quarantined, SourceInfo
 
 IDX_TYPES: dict[int, str] = {
     0x08: "u1",

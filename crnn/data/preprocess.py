@@ -22,15 +22,8 @@ from crnn import interrupt
 from crnn.config import PreprocessingConfig, SourceConfig
 from crnn.data.augment import AUGMENTERS, generator_for
 from crnn.data.catalog import open_source
-from crnn.data.normalization import Normalizer
 from crnn.data.publish import build_lock, publish, staging_dir
-from crnn.data.quarantine import (
-    Quarantined,
-    drop_unseen_labels,
-    summarize,
-    validate_chunk,
-    write_quarantine,
-)
+from crnn.data.quarantine import drop_unseen_labels, summarize, validate_chunk, write_quarantine
 from crnn.data.shards import (
     MANIFEST_NAME,
     Manifest,
@@ -38,11 +31,13 @@ from crnn.data.shards import (
     verify_shards,
     write_manifest,
 )
-from crnn.data.sources import SPLITS, Chunk, Source, SourceInfo
+from crnn.data.sources import SPLITS, Source
 from crnn.data.user_images import ImageProfile
 from crnn.errors import DataError
+from crnn.normalization import Normalizer
 from crnn.tasks import task_for
 from crnn.tasks.base import Task
+from crnn.types.records import Chunk, Quarantined, SourceInfo
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,23 +11,13 @@ import numpy as np
 import pandas as pd
 
 from crnn.atomic import atomic_path
+from crnn.types.records import Quarantined
 
 if TYPE_CHECKING:
-    from crnn.data.sources import Chunk
     from crnn.tasks.base import Task
+    from crnn.types.records import Chunk
 
 QUARANTINE_NAME = "quarantine.parquet"
-
-
-@dataclass(frozen=True)
-class Quarantined:
-    """One input record that did not make it into the shards, and why."""
-
-    sample_id: str
-    split: str
-    origin: str  # the file (or file and index) it came from
-    reason: str  # a short code: unreadable_file, truncated_file, non_finite, ...
-    detail: str = ""
 
 
 def validate_chunk(chunk: Chunk, task: Task) -> tuple[Chunk, list[Quarantined]]:

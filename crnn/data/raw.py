@@ -97,7 +97,7 @@ def raw_example(manifest_path: Path, rows: int = 3) -> np.ndarray | pd.DataFrame
     (decoded from their tokens), waveforms (read again from their WAV files at the model's rate)
     or arrays in source units (channel axis dropped for single-channel data)."""
     from crnn.data.loader import load_manifest, load_split
-    from crnn.data.normalization import Normalizer
+    from crnn.normalization import Normalizer
 
     manifest = load_manifest(manifest_path)
     test = load_split(manifest_path, "test")

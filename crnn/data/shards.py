@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from crnn.atomic import atomic_path, atomic_write_text
 from crnn.data.shuffle import BucketSpill, bucket_count
 from crnn.errors import DataError, format_version
-from crnn.tasks.kinds import TargetSpec
+from crnn.types.kinds import TargetSpec
 
 if TYPE_CHECKING:
     from crnn.tasks.base import Task

@@ -8,55 +8,16 @@ describes itself with :class:`SourceInfo` (a digest of the raw data plus how it 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from crnn.data.files import sample_id_of
-from crnn.data.quarantine import Quarantined
 from crnn.data.splits import SPLITS
 from crnn.registry import Registry
-from crnn.tasks.kinds import TargetSpec
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    name: str
-    description: str
-    digest: str  # sha256 of the raw data and the settings that read it
-    input_shape: tuple[int, ...]  # (channels, height, width) of one sample
-    target: TargetSpec
-    config: dict[str, Any] = field(default_factory=dict)
-    modality: str = "image"  # picks the augmenter: image | video | audio | text
-    # what a scorer needs to turn raw inputs into model inputs (vocabulary, audio parameters...)
-    features: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Raw samples of one split: ``inputs`` is (N, H, W) or (N, C, H, W) float32, source units.
-
-    Unless ``normalization`` is set: then ``inputs`` are already normalized with those statistics
-    (chunks read back from a shard set), and a consumer with other statistics undoes them first.
-
-    ``quarantined`` holds the records of this stretch of input that a reader could not turn into
-    samples (unreadable or truncated files...): they are counted, never dropped silently.
-    """
-
-    split: str
-    sample_ids: list[str]
-    inputs: np.ndarray
-    texts: list[str] | None = None
-    labels: np.ndarray | None = None
-    values: np.ndarray | None = None  # numeric targets (regression)
-    widths: np.ndarray | None = None  # line images right-padded to the widest: real widths
-    quarantined: list[Quarantined] = field(default_factory=list)
-    normalization: dict[str, Any] | None = None
-
-    def __len__(self) -> int:
-        return len(self.sample_ids)
+from crnn.types.kinds import TargetSpec
+from crnn.types.records import Chunk, Quarantined, SourceInfo
 
 
 class Source(Protocol):

@@ -17,8 +17,9 @@ import numpy as np
 from crnn.config import AudioFolderData, Recordings, SpokenDigitStringsData
 from crnn.data import audio  # the module, not its names: the source registry may be loading it
 from crnn.data.files import files_digest
-from crnn.data.sources import SOURCES, SPLITS, Chunk, SourceInfo, TargetSpec
+from crnn.data.sources import SOURCES, SPLITS, TargetSpec
 from crnn.errors import DataError
+from crnn.types.records import Chunk, SourceInfo
 
 TRIM_DB = 30.0  # a word's samples within this many dB of its loudest 10 ms window are kept
 

@@ -26,19 +26,12 @@ import torch
 from crnn.config import AugmentationConfig, TextTableData
 from crnn.data.augment import AUGMENTERS
 from crnn.data.files import files_digest
-from crnn.data.quarantine import Quarantined
-from crnn.data.sources import (
-    NEW,
-    SOURCES,
-    SPLITS,
-    Chunk,
-    SourceInfo,
-    TargetSpec,
-)
+from crnn.data.sources import NEW, SOURCES, SPLITS, TargetSpec
 from crnn.data.splits import split_indices
 from crnn.data.text_records import TextRecord, find_files, read_records
 from crnn.data.tokenizer import PAD_ID, Tokenizer
 from crnn.errors import DataError
+from crnn.types.records import Chunk, Quarantined, SourceInfo
 
 # --------------------------------------------------------------------------------------- source
 

@@ -20,13 +20,13 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from crnn.config import TextTableData
-from crnn.data.quarantine import Quarantined
 from crnn.data.sources import (
     NEW,
     SPLITS,
 )
 from crnn.errors import DataError
-from crnn.tasks.kinds import parse_value
+from crnn.types.kinds import parse_value
+from crnn.types.records import Quarantined
 
 SUFFIX_FORMATS = {
     ".csv": "csv",

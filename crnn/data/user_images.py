@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from crnn.data.files import new_data_files, sample_id_of
-from crnn.data.quarantine import Quarantined
 from crnn.errors import DataError
+from crnn.types.records import Quarantined
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
 UNIFORM = 0.1  # a background is uniform when its spread is under this share of the range

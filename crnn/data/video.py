@@ -27,9 +27,10 @@ from crnn.data.files import (
     require_path,
     visible_under,
 )
-from crnn.data.sources import SOURCES, SPLITS, Chunk, SourceInfo, TargetSpec, per_file_chunks
+from crnn.data.sources import SOURCES, SPLITS, TargetSpec, per_file_chunks
 from crnn.data.splits import split_indices
 from crnn.errors import DataError
+from crnn.types.records import Chunk, SourceInfo
 
 
 def motion_paths(motion: str, frames: int, rng: np.random.Generator) -> np.ndarray:

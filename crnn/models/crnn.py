@@ -61,7 +61,7 @@ class RecurrentHead(nn.Module):
             raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
         self.head: nn.Module = HEADS[head](width, num_classes)
 
-    autocast_rnn = True  # False where the stack has no low-precision RNN (see crnn.train)
+    autocast_rnn = True  # False where the stack has no low-precision RNN (see crnn.engine.train)
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         kind = seq.device.type
@@ -165,7 +165,7 @@ class RegressionHead(nn.Module):
         return self.proj(seq.mean(dim=1)).squeeze(-1)  # (B, T, D) -> (B,)
 
 
-# by ``model.head``: the head of each task kind (crnn.tasks.kinds names them)
+# by ``model.head``: the head of each task kind (crnn.types.kinds names them)
 HEADS: dict[str, type[nn.Module]] = {
     "ctc": CTCHead,
     "classification": ClassificationHead,

@@ -20,7 +20,7 @@ import optuna
 
 from crnn import interrupt
 from crnn.atomic import atomic_write_text
-from crnn.callbacks import TrainCallback
+from crnn.engine.callbacks import TrainCallback
 from crnn.errors import UserError
 from crnn.interrupt import Interrupted
 from crnn.lifetime import die_with_parent
@@ -102,32 +102,28 @@ def train_trial(
 ) -> dict[str, Any]:
     """Train in the child run; the run ends FINISHED, KILLED (pruned: tagged so; or stopped)
     or FAILED."""
-    from crnn.tracking import MlflowCallback, finish_run
-    from crnn.tracking.liveness import liveness
-    from crnn.train import train_on_shards
+    from crnn.engine.train import train_on_shards
+    from crnn.tracking import MlflowCallback
+    from crnn.tracking.liveness import run_lifetime
 
     checkpoints = workspace.run_dir(run_id) / "checkpoints"
     callbacks = [MlflowCallback(ctx, run_id, cfg.tracking.system_metrics_interval), pruning]
-    metric = cfg.sweep.metric
+    stopped_by = (Interrupted, optuna.TrialPruned)  # a pruned trial's run ends KILLED
     try:
-        with liveness(ctx, run_id, workspace.run_dir(run_id)):
+        with run_lifetime(ctx, run_id, workspace.run_dir(run_id), stopped_by=stopped_by):
             trained = train_on_shards(
                 Path(spec["manifest"]), cfg.model, cfg.training, checkpoints, callbacks
             )
+            best = next(h for h in trained.history if int(h["epoch"]) == trained.best_epoch)
+            value = float(best[cfg.sweep.metric])
+            ctx.client().log_metric(run_id, OBJECTIVE, value)
     except optuna.TrialPruned:
         ctx.client().set_tag(run_id, PRUNED_TAG, "true")
-        finish_run(ctx, run_id, ok=False, killed=True)
         return {"state": "pruned", "epochs_run": pruning.epoch}
     except Interrupted:
-        finish_run(ctx, run_id, ok=False, killed=True)
         return {"state": "interrupted", "epochs_run": pruning.epoch}
     except Exception as exc:
-        finish_run(ctx, run_id, ok=False)
         return {"state": "failed", "error": one_line(exc), "epochs_run": pruning.epoch}
-    best = next(h for h in trained.history if int(h["epoch"]) == trained.best_epoch)
-    value = float(best[metric])
-    ctx.client().log_metric(run_id, OBJECTIVE, value)
-    finish_run(ctx, run_id, ok=True)
     return {
         "state": "complete",
         "value": value,

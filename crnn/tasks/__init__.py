@@ -1,6 +1,6 @@
 """Task kinds: sequence recognition (CTC), classification and regression, each defined once.
 
-:mod:`crnn.tasks.kinds` holds the facts the configuration needs (head, target, default monitor and
+:mod:`crnn.types.kinds` holds the facts the configuration needs (head, target, default monitor and
 gate), importable without torch; :func:`task_for` gives the behaviour of a target's kind (loss,
 decoding, metrics, shard columns, quarantine checks) as a :class:`crnn.tasks.base.Task`.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crnn.tasks.kinds import (
+from crnn.types.kinds import (
     KINDS,
     TargetSpec,
     TaskKind,

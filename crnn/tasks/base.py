@@ -18,11 +18,11 @@ import pyarrow as pa
 import torch
 from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
-from crnn.tasks.kinds import TargetSpec, TaskKind
+from crnn.types.kinds import TargetSpec, TaskKind
 
 if TYPE_CHECKING:
-    from crnn.data.loader import Batch, SplitData
-    from crnn.data.sources import Chunk
+    from crnn.types.batches import Batch, SplitData
+    from crnn.types.records import Chunk
 
 Invalid = tuple[int, str, str]  # (row, reason, detail) of a raw target that cannot be used
 

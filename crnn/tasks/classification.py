@@ -15,11 +15,11 @@ import torch.nn.functional as F
 
 from crnn.metrics import classification_metrics
 from crnn.tasks.base import Invalid, Task, label_report, mismatches, write_label_report
-from crnn.tasks.kinds import CLASSIFICATION
+from crnn.types.kinds import CLASSIFICATION
 
 if TYPE_CHECKING:
-    from crnn.data.loader import Batch, SplitData
-    from crnn.data.sources import Chunk
+    from crnn.types.batches import Batch, SplitData
+    from crnn.types.records import Chunk
 
 
 class ClassificationTask(Task):

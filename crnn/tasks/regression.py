@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from crnn.data.normalization import Normalizer
+from crnn.normalization import Normalizer
 from crnn.tasks.base import Invalid, Task
-from crnn.tasks.kinds import REGRESSION, TargetSpec
+from crnn.types.kinds import REGRESSION, TargetSpec
 
 if TYPE_CHECKING:
-    from crnn.data.loader import Batch, SplitData
-    from crnn.data.sources import Chunk
+    from crnn.types.batches import Batch, SplitData
+    from crnn.types.records import Chunk
 
 HUBER_DELTA = 1.0  # in standard deviations of the target
 

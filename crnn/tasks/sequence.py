@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from crnn.metrics import GAP, align, sequence_metrics
 from crnn.models.decoding import ctc_greedy_strings
 from crnn.tasks.base import Invalid, Task, label_report, mismatches, write_label_report
-from crnn.tasks.kinds import SEQUENCE
+from crnn.types.kinds import SEQUENCE
 
 if TYPE_CHECKING:
-    from crnn.data.loader import Batch, SplitData
-    from crnn.data.sources import Chunk
+    from crnn.types.batches import Batch, SplitData
+    from crnn.types.records import Chunk
 
 TARGET_TYPE = pa.list_(pa.field("item", pa.int32(), nullable=False))
 

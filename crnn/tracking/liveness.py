@@ -7,7 +7,8 @@ run, and the time of its last update, refreshed every :data:`HEARTBEAT_S` second
 Prefect's own heartbeats are off locally). :func:`reap_dead_runs` marks FAILED, with the reason,
 each run left RUNNING whose process is gone from this host (a pid reused by another process does
 not count as alive: the start time must match), and the Prefect flow run it belonged to as
-Crashed (:mod:`flows.local`). Runs of live processes and of other hosts are never touched.
+Crashed (:mod:`flows.runtime.local_prefect`). Runs of live processes and of other hosts are
+never touched.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 import psutil
 
 from crnn.atomic import atomic_write_text
-from crnn.tracking.runs import TrackingContext
+from crnn.interrupt import Interrupted
+from crnn.tracking.runs import TrackingContext, finish_run
 
 HOST_TAG, PID_TAG, STARTED_TAG = "crnn.host", "crnn.pid", "crnn.process_started"
 FAILURE_TAG = "crnn.failure"
@@ -88,6 +90,30 @@ def liveness(
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def run_lifetime(
+    ctx: TrackingContext,
+    run_id: str,
+    run_dir: Path,
+    flow_run_id: str = "",
+    stopped_by: tuple[type[BaseException], ...] = (Interrupted,),
+) -> Iterator[None]:
+    """A run from its start to its end, the one way every run lives (a pipeline run, a sweep's
+    parent run, a trial): while the block runs, who runs it (:func:`liveness`); at its end the
+    run FINISHED, KILLED (an exception of ``stopped_by``: Ctrl-C or SIGTERM, a pruned trial; the
+    next command continues it) or FAILED. The exception goes on to the caller."""
+    ok, killed = False, False
+    try:
+        with liveness(ctx, run_id, run_dir, flow_run_id):
+            yield
+        ok = True
+    except stopped_by:
+        killed = True
+        raise
+    finally:
+        finish_run(ctx, run_id, ok, killed)
 
 
 @dataclass(frozen=True)

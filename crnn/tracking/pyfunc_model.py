@@ -13,7 +13,7 @@ from typing import Any
 import mlflow
 from mlflow.pyfunc import PythonModel
 
-from crnn.inference import Predictor
+from crnn.inference.predictor import Predictor
 
 
 class CRNNModel(PythonModel):

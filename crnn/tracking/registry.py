@@ -21,8 +21,8 @@ from mlflow.exceptions import MlflowException
 from crnn.config import RegistryConfig
 from crnn.errors import UserError
 from crnn.metric_names import mlflow_keys
-from crnn.promotion import GateDecision, decide_promotion, first_champion_floor
 from crnn.secrets import redact
+from crnn.tracking.promotion import GateDecision, decide_promotion, first_champion_floor
 from crnn.tracking.runs import TrackingContext
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -196,7 +196,7 @@ def rescore_champion(
 ) -> float:
     """The champion's ``metric`` on ``test_set``: its checkpoint, evaluated here."""
     from crnn.config import EvaluationConfig
-    from crnn.evaluate import evaluate_checkpoint
+    from crnn.inference.evaluate import evaluate_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="crnn-champion-") as tmp:
         uri = ctx.client().get_model_version_download_uri(name, version)

@@ -22,17 +22,17 @@ from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 from mlflow.types.schema import Array
 
 import crnn
-from crnn import tracking_uri as store_uri  # its USER_* read at call time
 from crnn.config import PipelineConfig, TrackingConfig, flatten
 from crnn.data.shards import Manifest
 from crnn.errors import ServiceError
-from crnn.evaluate import EvalReport
+from crnn.inference.evaluate import EvalReport
 from crnn.metric_names import tracked
 from crnn.plots import display_image
 from crnn.retry import apply_defaults, service_error
 from crnn.secrets import redact
-from crnn.tasks.kinds import TaskKind
-from crnn.tracking_uri import resolve_tracking_uri, without_credentials
+from crnn.tracking import uri as store_uri  # its USER_* read at call time
+from crnn.tracking.uri import resolve_tracking_uri, without_credentials
+from crnn.types.kinds import TaskKind
 
 apply_defaults()  # MLflow's HTTP client retries by the one policy (read at each request)
 
@@ -234,7 +234,7 @@ def config_digest(config_text: str) -> str:
 
 def find_resumable_run(ctx: TrackingContext, pipeline: str) -> str | None:
     """The latest run of ``pipeline`` that did not finish, if any (whether its checkpoint may be
-    continued is :mod:`crnn.resume`'s to say)."""
+    continued is :mod:`crnn.engine.resume`'s to say)."""
     runs = ctx.client().search_runs(
         [ctx.experiment_id],
         filter_string=f"tags.pipeline = '{pipeline}'",
@@ -342,7 +342,7 @@ def log_pyfunc_model(
     Weights travel as a state_dict checkpoint (loaded with weights_only=True); the crnn package is
     bundled as code, so nothing pickled is ever loaded. Returns the model URI.
     """
-    from crnn.checkpoint import load_checkpoint
+    from crnn.engine.checkpoint import load_checkpoint
 
     # an image model takes images of any size, arrays, files or bytes: no fixed input schema
     # (its own checks answer bad input in one line, see crnn.data.user_images)

@@ -11,11 +11,12 @@ from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from crnn.errors import UserError
-from crnn.model_ref import ModelVersionRef, no_such_alias, no_such_model, parse_spec
+from crnn.tracking.model_ref import no_such_alias, no_such_model, parse_spec
 from crnn.tracking.runs import TrackingContext, _now, as_metrics
+from crnn.types.records import ModelVersionRef
 
 if TYPE_CHECKING:  # the scoring engine (torch) is not needed to name a model
-    from crnn.scoring import ScoreSummary
+    from crnn.inference.scoring import ScoreSummary
 
 
 def _not_found(ctx: TrackingContext, spec: str, name: str, alias: str | None) -> str:
@@ -99,7 +100,7 @@ def log_scoring_run(ctx: TrackingContext, summary: ScoreSummary) -> str:
         params=[Param(k, v) for k, v in params.items()],
         tags=[RunTag("mlflow.runName", f"score-{m.name}-v{m.version}")],
     )
-    from crnn.scoring import SUMMARY_FILE
+    from crnn.inference.scoring import SUMMARY_FILE
 
     summary_file = Path(summary.output) / SUMMARY_FILE
     if summary_file.is_file():

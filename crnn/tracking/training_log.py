@@ -9,7 +9,7 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric, RunTag
 
-from crnn.callbacks import TrainCallback, TrainResult
+from crnn.engine.callbacks import TrainCallback, TrainResult
 from crnn.metric_names import tracked
 from crnn.tracking.runs import MLFLOW_METRICS_BATCH, TrackingContext, _now, as_metrics
 

@@ -130,8 +130,8 @@ def test_spectrogram_augmentation() -> None:
 
 def test_spoken_tones_end_to_end(tmp_path: Path) -> None:
     from crnn.config import ModelConfig, TrainingConfig
-    from crnn.inference import Predictor
-    from crnn.train import train_on_shards
+    from crnn.engine.train import train_on_shards
+    from crnn.inference.predictor import Predictor
 
     root = spoken_folder(tmp_path / "audio")
     cfg = AudioFolderData(path=str(root), n_mels=32)

@@ -28,8 +28,8 @@ from crnn.config import (
 from crnn.data.loader import ShardLoader, load_manifest, load_split
 from crnn.data.preprocess import preprocess
 from crnn.data.shuffle import MAX_BUCKETS, BucketSpill, bucket_count
-from crnn.inference import Predictor
-from crnn.train import train_on_shards
+from crnn.engine.train import train_on_shards
+from crnn.inference.predictor import Predictor
 from tests.data.test_audio import write_tone
 from tests.data.test_text import sentiment_rows
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from crnn.config import AudioFolderData, ImageFolderData, TextTableData, VideoClipsData
 from crnn.data.catalog import new_data_chunks, open_source
-from crnn.data.sources import NEW, Chunk
+from crnn.data.sources import NEW
+from crnn.types.records import Chunk
 from tests.data.test_audio import spoken_folder
 
 

@@ -23,9 +23,9 @@ from crnn.data.catalog import open_source
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import preprocess
 from crnn.data.quarantine import validate_chunk
-from crnn.data.sources import Chunk
 from crnn.errors import DataError
 from crnn.tasks import TargetSpec, task_for
+from crnn.types.records import Chunk
 
 LENIENT = PreprocessingConfig(augmentation={"copies": 0}, max_quarantine_fraction=1.0)
 
@@ -250,8 +250,8 @@ def test_validation_catches_each_kind_of_bad_record() -> None:
 def test_rgb_image_folder_pipeline_end_to_end(tmp_path: Path) -> None:
     """Preprocess -> train -> evaluate on an RGB image folder: two colours, easy to learn."""
     from crnn.config import EvaluationConfig, ModelConfig, TrainingConfig
-    from crnn.evaluate import evaluate_checkpoint
-    from crnn.train import train_on_shards
+    from crnn.engine.train import train_on_shards
+    from crnn.inference.evaluate import evaluate_checkpoint
 
     rng = np.random.default_rng(0)
     for cls, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
@@ -277,9 +277,10 @@ def test_rgb_image_folder_pipeline_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "eval" / "sample_predictions.png").stat().st_size > 0
     # new data: the test images as loose, renamed files (no class folders), scored the way
     # `crnn score --input` does, predict what the evaluation predicted for those images
-    from crnn.checkpoint import load_checkpoint
-    from crnn.inference import Predictor
-    from crnn.scoring import ModelVersionRef, input_chunks, read_scores, score
+    from crnn.engine.checkpoint import load_checkpoint
+    from crnn.inference.predictor import Predictor
+    from crnn.inference.scoring import input_chunks, read_scores, score
+    from crnn.types.records import ModelVersionRef
 
     evaluated = pd.read_parquet(report.predictions_path)
     new = tmp_path / "incoming"

@@ -8,9 +8,9 @@ from crnn.data.catalog import open_source
 from crnn.data.loader import iterate_batches, load_manifest, load_split
 from crnn.data.preprocess import preprocess, shard_set_digest
 from crnn.data.shards import MANIFEST_NAME, ShardWriter, file_sha256, verify_shards
-from crnn.data.sources import Chunk
 from crnn.errors import DataError
 from crnn.tasks import TargetSpec, task_for
+from crnn.types.records import Chunk
 
 
 def test_writer_round_trip_is_exact(tmp_path) -> None:

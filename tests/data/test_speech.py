@@ -18,8 +18,8 @@ from crnn.data.catalog import open_source
 from crnn.data.preprocess import preprocess
 from crnn.data.sources import SPLITS
 from crnn.data.speech import trim_silence
-from crnn.evaluate import evaluate_checkpoint
-from crnn.train import train_on_shards
+from crnn.engine.train import train_on_shards
+from crnn.inference.evaluate import evaluate_checkpoint
 
 SPEAKERS = ("ann", "bob", "cid", "dan", "eve")
 RATE = 8000

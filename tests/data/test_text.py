@@ -19,9 +19,10 @@ from crnn.data.augment import AUGMENTERS, generator_for
 from crnn.data.catalog import open_source
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import preprocess
-from crnn.data.sources import SPLITS, Chunk
+from crnn.data.sources import SPLITS
 from crnn.data.text import Tokenizer  # also registers text_table and the text augmenter
 from crnn.errors import DataError
+from crnn.types.records import Chunk
 
 LENIENT = PreprocessingConfig(
     normalization="none", augmentation={"copies": 0}, max_quarantine_fraction=1.0
@@ -409,9 +410,9 @@ def one_thread() -> Iterator[None]:
 
 def test_sentiment_task_learns_end_to_end(tmp_path: Path, one_thread: None) -> None:
     from crnn.config import TrainingConfig
-    from crnn.inference import Predictor
+    from crnn.engine.train import train_on_shards
+    from crnn.inference.predictor import Predictor
     from crnn.models import model_kwargs
-    from crnn.train import train_on_shards
 
     path = tmp_path / "reviews.jsonl"
     pd.DataFrame(sentiment_rows(120, np.random.default_rng(0))).to_json(

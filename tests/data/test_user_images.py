@@ -15,9 +15,9 @@ from PIL import Image
 from crnn.data.loader import load_split
 from crnn.data.preprocess import preprocess
 from crnn.data.user_images import ImageProfile, as_image_list, fit_images
+from crnn.engine.train import train_on_shards
 from crnn.errors import DataError
-from crnn.inference import Predictor
-from crnn.train import train_on_shards
+from crnn.inference.predictor import Predictor
 
 VARIANTS = ("png-cropped", "png-inverted", "png-inverted-3x", "jpeg-inverted-cropped")
 

@@ -69,8 +69,8 @@ def test_temporal_jitter_shifts_frames_within_the_clip() -> None:
 
 def test_moving_digits_shards_and_video_model_learn(tmp_path) -> None:
     from crnn.config import ModelConfig, TrainingConfig
-    from crnn.inference import Predictor
-    from crnn.train import train_on_shards
+    from crnn.engine.train import train_on_shards
+    from crnn.inference.predictor import Predictor
 
     data = SMALL.model_copy(update={"motions": ("left", "right", "zoom_in")})
     shards = preprocess(

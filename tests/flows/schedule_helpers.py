@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from flows.server import free_port, local_server, stop_group
+from flows.runtime.server_process import free_port, local_server, stop_group
 from tests.conftest import run_cli
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}

@@ -23,7 +23,7 @@ from tests.data.test_speech import spoken_words
 pytestmark = pytest.mark.integration
 
 # one epoch on tiny data is below any first-champion floor by design (the floor is tested in
-# tests/test_registry.py): switched off, so every pipeline registers its first champion
+# tests/tracking/test_registry.py): switched off, so every pipeline registers its first champion
 ONE_EPOCH = ["training.epochs=1", "training.batch_size=16", "registry.first_champion_margin=null"]
 
 
@@ -88,7 +88,7 @@ def test_shipped_pipeline_through_the_retrain_flow(
 
     from crnn.data.loader import load_split
     from crnn.data.raw import raw_example
-    from crnn.inference import Predictor
+    from crnn.inference.predictor import Predictor
     from flows.retrain import retrain
 
     monkeypatch.setenv("CRNN_WORKSPACE", str(tmp_path / "ws"))

@@ -226,7 +226,7 @@ def test_pool_teardown_cancellation_is_dropped_and_other_pool_errors_kept() -> N
     import io
     import logging
 
-    from flows.local import PoolTeardownCancelled, quiet_pool_teardown
+    from flows.runtime.local_prefect import PoolTeardownCancelled, quiet_pool_teardown
 
     quiet_pool_teardown()
     quiet_pool_teardown()  # idempotent: one handler
@@ -254,10 +254,10 @@ def test_interrupted_pipeline_resumes_in_the_same_mlflow_run(
     prefect_harness, config_path: Path, monkeypatch
 ) -> None:
     import flows.retrain as retrain_module
+    from crnn.engine.train import train_on_shards
     from crnn.errors import UserError
-    from crnn.train import train_on_shards
     from flows.retrain import retrain
-    from tests.test_train import Interrupted, KillAt
+    from tests.engine.test_train import Interrupted, KillAt
 
     overrides = ["training.checkpoint_every_steps=10", "training.log_every_steps=5"]
     with pytest.raises(UserError, match="no interrupted run with a checkpoint to resume"):
@@ -316,7 +316,7 @@ def test_local_flow_runs_send_no_heartbeats_and_a_configured_server_keeps_them()
         temporary_settings,
     )
 
-    from flows.local import local_flow_runs
+    from flows.runtime.local_prefect import local_flow_runs
 
     with temporary_settings(restore_defaults={PREFECT_API_URL}):  # the temporary local server
         before = get_current_settings().flows.heartbeat_frequency
@@ -338,11 +338,12 @@ def test_a_failed_evaluation_waits_for_the_model_logging_beside_it(
     failed only after the logging finished (else its last step would set the run RUNNING
     again), and nothing is registered."""
     import flows.retrain as retrain_module
+    import flows.tasks
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected: evaluation failed")
 
-    monkeypatch.setattr(retrain_module, "evaluate_checkpoint", broken)
+    monkeypatch.setattr(flows.tasks, "evaluate_checkpoint", broken)
     config = write_config(
         tmp_path / "pipelines.yaml", tiny_pipelines(tmp_path / "ws", registry=dict(GATE))
     )

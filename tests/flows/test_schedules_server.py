@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from mlflow import MlflowClient
 
-from crnn.scoring import read_scores
+from crnn.inference.scoring import read_scores
 from tests.flows.schedule_helpers import (
     child_env,
     client,

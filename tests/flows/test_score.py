@@ -8,7 +8,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from crnn.scoring import read_scores, score, source_chunks
+from crnn.inference.scoring import read_scores, score, source_chunks
 from tests.conftest import tiny_pipelines, write_config
 
 pytestmark = pytest.mark.integration
@@ -70,8 +70,8 @@ class Killed(Exception):
 
 
 def test_killed_job_resumes_once_per_row_with_the_version_it_started_with(registered) -> None:
-    from crnn.checkpoint import load_checkpoint
-    from crnn.inference import Predictor
+    from crnn.engine.checkpoint import load_checkpoint
+    from crnn.inference.predictor import Predictor
     from crnn.tracking.scoring import download_checkpoint
     from flows.score import _ctx, input_spec, resolve_task
 
@@ -147,7 +147,7 @@ def test_line_image_files_score_like_the_pyfunc_reads_them(registered, capsys) -
 
     from crnn.cli import main
     from crnn.data.loader import load_manifest, load_split
-    from crnn.data.normalization import Normalizer
+    from crnn.normalization import Normalizer
     from tests.data.test_user_images import render_lines
 
     root, config, first, _ = registered

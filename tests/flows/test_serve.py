@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from flows.server import free_port, port_in_use
+from flows.runtime.server_process import free_port, port_in_use
 from tests.conftest import start_cli
 from tests.flows.schedule_helpers import child_env, client, crnn, write_project
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows.server import free_port
-from flows.service import SERVICE_FILE, home_of, read_service
+from flows.runtime.kept_server import SERVICE_FILE, home_of, read_service
+from flows.runtime.server_process import free_port
 from tests.conftest import run_cli, tiny_pipelines, write_config
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_a_run_uses_the_service_which_stops_with_nothing_left(tmp_path: Path) ->
 def test_a_record_of_a_dead_server_is_removed_not_used(tmp_path: Path) -> None:
     """A server killed without `crnn server stop` leaves its record: the next command finds its
     process gone, removes the record and runs on Prefect's temporary server."""
-    from flows.service import use_service
+    from flows.runtime.kept_server import use_service
 
     home = home_of(tmp_path)
     home.mkdir(parents=True)

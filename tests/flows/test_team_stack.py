@@ -183,7 +183,7 @@ def doctor(stack: dict[str, Any], env: dict[str, str]) -> tuple[int, dict[str, A
 def test_doctor_on_the_healthy_and_the_broken_stack(stack: dict[str, Any]) -> None:
     import time
 
-    from flows.server import free_port
+    from flows.runtime.server_process import free_port
     from tests.flows.schedule_helpers import process_worker
 
     s: TeamStack = stack["servers"]

@@ -16,16 +16,17 @@ import pytest
 import torch
 from torch._dynamo.utils import counters  # Dynamo's own count of captured graphs
 
-from crnn.callbacks import TrainCallback
-from crnn.checkpoint import load_checkpoint
 from crnn.config import PipelineConfig, load_pipeline
 from crnn.data.loader import ShardLoader, load_manifest, load_split
 from crnn.data.preprocess import ShardSet, preprocess
 from crnn.distributed import launch
-from crnn.inference import Predictor
+from crnn.engine.callbacks import TrainCallback
+from crnn.engine.checkpoint import load_checkpoint
+from crnn.engine.train import Trainer, train_on_shards
+from crnn.inference.predictor import Predictor
+from crnn.inference.scoring import read_scores, score, shard_chunks
 from crnn.models import create_model, model_kwargs
-from crnn.scoring import ModelVersionRef, read_scores, score, shard_chunks
-from crnn.train import Trainer, train_on_shards
+from crnn.types.records import ModelVersionRef
 from tests.conftest import tiny_pipelines, write_config
 
 pytestmark = pytest.mark.gpu

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from crnn.atomic import atomic_path
-from crnn.checkpoint import load_checkpoint
 from crnn.config import AudioFolderData, PreprocessingConfig, load_config
 from crnn.data.catalog import open_source
 from crnn.data.loader import load_manifest
 from crnn.data.preprocess import preprocess
+from crnn.engine.checkpoint import load_checkpoint
 from crnn.errors import ConfigError, DataError, UserError
 from tests.data.test_audio import spoken_folder
 

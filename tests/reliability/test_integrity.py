@@ -13,7 +13,7 @@ from crnn.data.loader import ShardLoader, load_manifest, load_split
 from crnn.data.preprocess import preprocess
 from crnn.data.shards import MANIFEST_NAME, Manifest
 from crnn.errors import DataError
-from crnn.scoring import shard_chunks
+from crnn.inference.scoring import shard_chunks
 
 
 @pytest.fixture

@@ -13,19 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from crnn.callbacks import TrainCallback
-from crnn.checkpoint import load_checkpoint
 from crnn.data.loader import ShardLoader
 from crnn.data.preprocess import preprocess
+from crnn.engine.callbacks import TrainCallback
+from crnn.engine.checkpoint import load_checkpoint
+from crnn.engine.train import train_on_shards
 from crnn.errors import UserError
-from crnn.train import train_on_shards
 
 KILLED_RUN = """
 import sys, time
 from pathlib import Path
-from crnn.callbacks import TrainCallback
+from crnn.engine.callbacks import TrainCallback
 from crnn.config import load_pipeline
-from crnn.train import train_on_shards
+from crnn.engine.train import train_on_shards
 
 class Slow(TrainCallback):  # a step a little longer, so the kill lands mid-epoch
     def on_batch_end(self, epoch, step, loss):
@@ -154,7 +154,7 @@ def test_two_fresh_deterministic_runs_give_equal_metrics(tiny_config, tmp_path) 
 TORN_SAVE = """
 import sys, torch
 from pathlib import Path
-from crnn.checkpoint import load_checkpoint, save_checkpoint
+from crnn.engine.checkpoint import load_checkpoint, save_checkpoint
 from torch import nn
 path = Path(sys.argv[1])
 meta = load_checkpoint(path)

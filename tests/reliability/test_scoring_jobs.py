@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from crnn.errors import UserError
-from crnn.scoring import job_plan, read_scores, score, source_chunks
-from tests.test_scoring import REF, model_and_shards  # noqa: F401  (the fixture)
+from crnn.inference.scoring import job_plan, read_scores, score, source_chunks
+from tests.inference.test_scoring import REF, model_and_shards  # noqa: F401  (the fixture)
 
 ROWS = 192 + 48 + 48  # TINY_LINES: every split is scored
 

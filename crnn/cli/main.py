@@ -1,0 +1,258 @@
+"""The `crnn` command: parses arguments, calls flows or the library, prints. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import crnn
+from crnn.cli.models import add_registry_commands
+from crnn.cli.ops import add_operations
+from crnn.cli.services import check_services, flow_command, start_prefect
+from crnn.cli.sweep import add_sweep_command
+from crnn.errors import UserError
+from crnn.interrupt import Interrupted
+
+DEFAULT_CONFIG = "pipelines.yaml"
+CONFIG_HELP = "pipelines file (default: ./pipelines.yaml or $CRNN_CONFIG)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from crnn.secrets import install
+
+    install()  # nothing this process prints carries a password, key or token
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+        return result
+    except Interrupted as stopped:  # Ctrl-C / SIGTERM, stopped at a safe point
+        print(f"crnn: {stopped}", file=sys.stderr)
+        return stopped.exit_status
+    except UserError as exc:
+        print(f"crnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("crnn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `crnn schema | head`: the reader left; nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 141
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crnn", description="Train, track, register and score CRNN pipelines."
+    )
+    parser.add_argument(
+        "--config", default=os.environ.get("CRNN_CONFIG", DEFAULT_CONFIG), help=CONFIG_HELP
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {crnn.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    add_run_command(sub)
+    add_score_command(sub)
+    add_sweep_command(sub)
+
+    lst = sub.add_parser("list", help="list pipelines and registered architectures")
+    lst.set_defaults(handler=cmd_list)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of pipelines.yaml")
+    schema.add_argument("--output", "-o", help="write to this file instead of stdout")
+    schema.set_defaults(handler=cmd_schema)
+    add_operations(sub)  # deploy, serve, doctor: crnn/cli/ops.py
+    add_registry_commands(sub)  # models, predict, ui, promote, rollback: crnn/cli/models.py
+    for command in sub.choices.values():  # --config before or after the command
+        command.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    return parser
+
+
+def add_run_command(sub: Any) -> None:
+    run = sub.add_parser("run", help="preprocess -> train -> evaluate -> register one pipeline")
+    run.add_argument("pipeline", nargs="?", help="pipeline name (default: default_pipeline)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the pipeline, e.g. --set training.epochs=1 (repeatable)",
+    )
+    run.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    run.add_argument("--verbose", action="store_true", help="show Prefect's own log lines too")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run of this same config from its last checkpoint",
+    )
+    run.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="train only when the data or the training config changed since the last version "
+        "this pipeline registered (what scheduled runs do)",
+    )
+    run.add_argument(
+        "--from-sweep",
+        metavar="RUN_ID",
+        help="train with a sweep's best values: its parent run id, or latest (the pipeline's "
+        "newest finished sweep); --set still wins",
+    )
+    run.set_defaults(handler=cmd_run)
+
+
+def add_score_command(sub: Any) -> None:
+    sc = sub.add_parser("score", help="score new data with a registered model (batch job)")
+    sc.add_argument("model", help="NAME@ALIAS (e.g. crnn-digit-strings@champion) or NAME/VERSION")
+    src = sc.add_mutually_exclusive_group()
+    src.add_argument(
+        "--input",
+        help="new data in the model's source format (a folder or a table); "
+        "default: the source's own data, for embedded sources",
+    )
+    src.add_argument("--shards", help="an existing shard set (its folder or manifest.json)")
+    sc.add_argument("--out", required=True, help="output folder (Parquet parts; re-run resumes)")
+    sc.add_argument("--chunk-rows", type=int, default=4096, help="rows per output part [4096]")
+    sc.add_argument("--batch-size", type=int, default=256)
+    sc.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    sc.add_argument("--verbose", action="store_true", help="show Prefect's own log lines too")
+    sc.set_defaults(handler=cmd_score)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from crnn.config import load_pipeline
+    from crnn.workspace import resolve_workspace
+
+    # validate before anything heavy starts: a bad config fails in milliseconds, in one line
+    config_file, cfg = load_pipeline(args.config, args.pipeline, args.overrides)
+    workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    with flow_command(
+        cfg, args.config, workspace.root, "retrain", args.json, args.verbose
+    ) as retrain:
+        summary = retrain(
+            pipeline=cfg.name,
+            config_path=str(args.config),
+            overrides=list(args.overrides),
+            progress=not args.json,
+            resume=args.resume,
+            if_changed=args.if_changed,
+            from_sweep=args.from_sweep,
+        )
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_summary(summary)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from crnn.cli.models import check_model_named, store_of
+    from crnn.config import TrackingConfig
+
+    # the project's store, or MLFLOW_TRACKING_URI outside a project (never a URI in flow params)
+    uri, state = store_of(args)
+    for given in (args.input, args.shards):
+        if given and not Path(given).expanduser().exists():
+            raise UserError(f"{given}: no such file or folder")
+    check_model_named(uri, args.model)  # a typo in a local store: answered at once
+    server = start_prefect(state, args.json)  # in the background, while the store is read
+    ctx = check_services(TrackingConfig(tracking_uri=uri, experiment="scoring"), state)
+    from crnn.tracking.scoring import resolve_model
+
+    resolve_model(ctx, args.model)  # a wrong name or alias fails now, before the flow
+    from flows.runtime.local_prefect import local_flow_runs, quiet_user_errors
+    from flows.score import score_flow
+
+    if server is not None:
+        server.join()
+
+    quiet_user_errors(args.verbose)
+    with local_flow_runs():
+        summary = score_flow(
+            model=args.model,
+            out=str(Path(args.out).expanduser().resolve()),
+            config_path=str(args.config),  # the store is resolved in the flow: no URI in params
+            input_path=str(Path(args.input).expanduser()) if args.input else None,
+            shards=args.shards,
+            chunk_rows=args.chunk_rows,
+            batch_size=args.batch_size,
+        )
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    m = summary["model"]
+    print(
+        f"scored {summary['rows_scored']} of {summary['rows_in']} rows with {m['name']} version "
+        f"{m['version']} ({summary['rows_per_s']:.0f} rows/s; {summary['chunks_skipped']} parts "
+        f"already done); quarantined {summary['rows_quarantined']} "
+        f"{summary['quarantined_by_reason'] or ''}\noutput: {summary['output']}  "
+        f"mlflow run: {summary['mlflow_run_id']} (experiment scoring)"
+    )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from crnn.config import load_config
+    from crnn.models import ARCHITECTURES
+
+    config = load_config(args.config)
+    print("pipelines:")
+    for name, p in config.pipelines.items():
+        mark = "*" if name == config.default_pipeline else " "
+        print(f" {mark} {name:<18} {p.data.source:<14} {p.model.head:<15} {p.description}")
+    print("architectures:")
+    for name in ARCHITECTURES.names():
+        print(f"   {name:<18} {ARCHITECTURES.get(name).description}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from crnn.config import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def number(value: float) -> str:
+    """A count as an integer, anything else to four decimals."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.4f}"
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if summary.get("skipped"):
+        console.print(f"pipeline {summary['pipeline']}: {summary['reason']}")
+        return
+    table = Table(title=f"pipeline {summary['pipeline']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    shards = summary["shards"]
+    reuse = "reused (cache hit)" if shards["reused"] else "built"
+    bad = shards.get("quarantined", 0)
+    why = ", ".join(f"{k} {v}" for k, v in shards.get("quarantined_by_reason", {}).items())
+    table.add_row("shards", f"{shards['digest'][:16]}  {reuse}; {bad} quarantined {why}".strip())
+    t = summary["training"]
+    table.add_row("training", f"{t['epochs_run']} epochs, best {t['best_epoch']}, {t['seconds']} s")
+    for key, value in summary["metrics"].items():
+        table.add_row(key, number(value))
+    reg = summary["registry"]
+    table.add_row("model", f"{reg['model_name']} version {reg['version']} (challenger)")
+    table.add_row("gate", f"{reg['decision']} ({reg['reason']})")
+    table.add_row("champion", f"version {reg['champion_version']}")
+    ml = summary["mlflow"]
+    resumed = " (resumed)" if ml.get("resumed") else ""
+    table.add_row("mlflow run", f"{ml['run_id']} in experiment {ml['experiment']}{resumed}")
+    table.add_row("workspace", summary["workspace"])
+    console.print(table)
+    console.print(f"Open the MLflow UI: [bold]{ml['ui']}[/bold]")

@@ -1,0 +1,80 @@
+"""The records that cross packages: what a source is (:class:`SourceInfo`) and yields
+(:class:`Chunk`), a record set aside (:class:`Quarantined`), and the registered model version a
+scoring job pins (:class:`ModelVersionRef`), and a check's verdict (:class:`Check`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from crnn.types.kinds import TargetSpec
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One input record that did not make it into the shards, and why."""
+
+    sample_id: str
+    split: str
+    origin: str  # the file (or file and index) it came from
+    reason: str  # a short code: unreadable_file, truncated_file, non_finite, ...
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    name: str
+    description: str
+    digest: str  # sha256 of the raw data and the settings that read it
+    input_shape: tuple[int, ...]  # (channels, height, width) of one sample
+    target: TargetSpec
+    config: dict[str, Any] = field(default_factory=dict)
+    modality: str = "image"  # picks the augmenter: image | video | audio | text
+    # what a scorer needs to turn raw inputs into model inputs (vocabulary, audio parameters...)
+    features: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Raw samples of one split: ``inputs`` is (N, H, W) or (N, C, H, W) float32, source units.
+
+    Unless ``normalization`` is set: then ``inputs`` are already normalized with those statistics
+    (chunks read back from a shard set), and a consumer with other statistics undoes them first.
+
+    ``quarantined`` holds the records of this stretch of input that a reader could not turn into
+    samples (unreadable or truncated files...): they are counted, never dropped silently.
+    """
+
+    split: str
+    sample_ids: list[str]
+    inputs: np.ndarray
+    texts: list[str] | None = None
+    labels: np.ndarray | None = None
+    values: np.ndarray | None = None  # numeric targets (regression)
+    widths: np.ndarray | None = None  # line images right-padded to the widest: real widths
+    quarantined: list[Quarantined] = field(default_factory=list)
+    normalization: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    """The concrete model a job uses: resolved once, at the start, and pinned in job.json."""
+
+    name: str
+    version: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """One `crnn doctor` check's verdict; a failing one says in one line what to do."""
+
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""

@@ -1,0 +1,132 @@
+"""The Prefect tasks both flows run (retrain and sweep): build the shards, evaluate, log the model,
+register through the gate; and the reaping of runs a killed process left RUNNING. Each task is a
+few lines over a library function; it passes references (paths, digests, run ids), never arrays.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from crnn.config import PipelineConfig
+from crnn.data.preprocess import ShardSet, preprocess
+from crnn.engine.callbacks import TrainResult
+from crnn.inference.evaluate import EvalReport, evaluate_checkpoint
+from crnn.tracking.ref import TrackingRef
+from crnn.workspace import Workspace
+
+# no task retries: MLflow's client retries transient failures by the one policy (crnn.retry)
+
+
+@task(name="preprocess", cache_policy=NO_CACHE)
+def preprocess_task(cfg: PipelineConfig, workspace: Workspace) -> ShardSet:
+    """Build or reuse the shard set; returns its manifest path and digest."""
+    started = time.perf_counter()
+    shards = preprocess(cfg.data, cfg.preprocessing, workspace.shards)
+    return replace(shards, seconds=time.perf_counter() - started)
+
+
+def reap_dead_runs_of(ctx: Any, workspace: Workspace) -> None:
+    """Runs of this experiment left RUNNING by a process killed on this host: FAILED, with the
+    reason, and their flow runs Crashed; said in one line each (on stderr: ``--json`` output
+    stays parseable)."""
+    from crnn.tracking.liveness import reap_dead_runs
+    from flows.runtime.local_prefect import crash_flow_runs
+
+    dead = reap_dead_runs(ctx, [ctx.experiment_id], workspace.root / "runs")
+    crash_flow_runs(dead)
+    for run in dead:
+        print(f"marked run {run.run_id} FAILED: {run.reason}", file=sys.stderr)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(
+    cfg: PipelineConfig,
+    shards: ShardSet,
+    trained: TrainResult,
+    ref: TrackingRef,
+    workspace: Workspace,
+) -> EvalReport:
+    from crnn.tracking import log_evaluation
+
+    started = time.perf_counter()
+    report = evaluate_checkpoint(
+        trained.best_checkpoint,
+        shards.manifest_path,
+        workspace.run_dir(ref.run_id) / "evaluation",
+        cfg.evaluation,
+    )
+    if cfg.evaluation.baseline == "svc":
+        from crnn.inference.baselines import svc_baseline
+
+        report.metrics.update(svc_baseline(shards.manifest_path, cfg.training.seed))
+    report.seconds = time.perf_counter() - started
+    log_evaluation(ref.context(), ref.run_id, report)
+    return report
+
+
+@task(
+    name="log-model",
+    cache_policy=NO_CACHE,
+)
+def log_model_task(
+    cfg: PipelineConfig, shards: ShardSet, trained: TrainResult, ref: TrackingRef
+) -> str:
+    """Log the best checkpoint as the run's pyfunc model, with a raw input example; returns its
+    URI. It needs only the checkpoint, so the flow runs it beside evaluation."""
+    from crnn.data.raw import raw_example
+    from crnn.tracking import log_pyfunc_model
+
+    example = raw_example(shards.manifest_path)
+    return log_pyfunc_model(
+        ref.context(), ref.run_id, trained.best_checkpoint, example, cfg.task_kind
+    )
+
+
+@task(
+    name="register",
+    cache_policy=NO_CACHE,
+)
+def register_task(
+    cfg: PipelineConfig,
+    shards: ShardSet,
+    report: EvalReport,
+    ref: TrackingRef,
+    model_uri: str,
+    lineage: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Register the logged model as challenger, and let the gate decide on champion;
+    ``lineage``: more version tags (the sweep it came from)."""
+    from crnn.tracking import register_with_gate
+    from crnn.tracking.registry import PIPELINE_TAG, TRAINING_TAG, TestSet
+
+    assert cfg.registry.metric is not None
+    result = register_with_gate(
+        ref.context(),
+        ref.run_id,
+        model_uri,
+        cfg.registry,
+        report.metrics[cfg.registry.metric],
+        shards.digest,
+        TestSet.of(shards.manifest_path),
+        lineage={PIPELINE_TAG: cfg.name, TRAINING_TAG: cfg.training_digest(), **(lineage or {})},
+        trivial=report.metrics.get(f"trivial_{cfg.registry.metric}"),
+    )
+    kept = "kept champion" if result.previous_champion else "no champion yet: not promoted"
+    return {
+        "model_name": result.model_name,
+        "version": result.version,
+        "promoted": result.decision.promote,
+        "decision": "promoted to champion" if result.decision.promote else kept,
+        "reason": result.decision.reason,
+        "challenger_score": result.decision.challenger,
+        "champion_score": result.decision.champion,
+        "champion_version": result.champion_version,
+        "previous_champion": result.previous_champion,
+        "model_uri": model_uri,
+    }

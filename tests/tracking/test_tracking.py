@@ -1,0 +1,67 @@
+"""MLflow edge: a real SQLite store in a temporary workspace."""
+
+from pathlib import Path
+
+import pytest
+
+from crnn.config import TrackingConfig
+from crnn.tracking import open_tracking
+from crnn.tracking.runs import model_requirements
+
+
+def test_each_workspace_gets_its_own_store_in_one_process(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("crnn.tracking.uri.USER_TRACKING_URI", None)
+    monkeypatch.setattr("crnn.tracking.uri.USER_REGISTRY_URI", None)
+    a = open_tracking(TrackingConfig(experiment="exp"), tmp_path / "a")
+    b = open_tracking(TrackingConfig(experiment="exp"), tmp_path / "b")
+    assert a.tracking_uri == f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}"
+    assert b.tracking_uri == f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}"
+    assert b.registry_uri == b.tracking_uri  # the registry follows its own store, not a's
+    location = b.client().get_experiment(b.experiment_id).artifact_location
+    assert location == (tmp_path / "b" / "mlartifacts" / "exp").as_uri()
+    # opening again finds the experiment instead of creating another
+    assert (
+        open_tracking(TrackingConfig(experiment="exp"), tmp_path / "b").experiment_id
+        == b.experiment_id
+    )
+
+
+def test_user_tracking_uri_wins_over_config(tmp_path: Path, monkeypatch) -> None:
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setattr("crnn.tracking.uri.USER_TRACKING_URI", uri)
+    ctx = open_tracking(
+        TrackingConfig(experiment="e", tracking_uri="sqlite:///ignored.db"), tmp_path
+    )
+    assert ctx.tracking_uri == uri
+
+
+@pytest.mark.parametrize("dist", ["mlflow", "torch", "numpy"])
+def test_model_requirements_are_pinned_without_local_labels(dist: str) -> None:
+    req = next(r for r in model_requirements() if r.startswith(dist + "=="))
+    assert "+" not in req
+
+
+def test_quarantine_counts_and_file_reach_the_run(tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+
+    from crnn.config import MnistIdxData, PreprocessingConfig
+    from crnn.data.loader import load_manifest
+    from crnn.data.preprocess import preprocess
+    from crnn.tracking import log_dataset_inputs
+    from tests.data.test_readers import mnist_folder, write_idx
+
+    monkeypatch.setattr("crnn.tracking.uri.USER_TRACKING_URI", None)
+    monkeypatch.setattr("crnn.tracking.uri.USER_REGISTRY_URI", None)
+    folder = mnist_folder(tmp_path)
+    labels = np.arange(60) % 10
+    labels[:3] = 42
+    write_idx(folder / "train-labels-idx1-ubyte.gz", labels)
+    prep = PreprocessingConfig(augmentation={"copies": 0}, max_quarantine_fraction=1.0)
+    shards = preprocess(MnistIdxData(path=str(folder)), prep, tmp_path / "shards")
+    ctx = open_tracking(TrackingConfig(experiment="q"), tmp_path / "ws")
+    client = ctx.client()
+    run_id = client.create_run(ctx.experiment_id).info.run_id
+    log_dataset_inputs(ctx, run_id, shards.manifest_path, load_manifest(shards.manifest_path))
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["data/quarantined"] == 3 and metrics["data/quarantined_label_out_of_range"] == 3
+    assert "data/quarantine.parquet" in {a.path for a in client.list_artifacts(run_id, "data")}
