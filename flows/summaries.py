@@ -14,6 +14,7 @@ from crnn.workspace import Workspace
 
 if TYPE_CHECKING:
     from crnn.tracking.ref import SweepRef, TrackingRef
+    from crnn.tracking.registry import RegistrationResult
 
 
 def run_summary(
@@ -23,7 +24,7 @@ def run_summary(
     ref: TrackingRef,
     trained: TrainResult,
     report: EvalReport,
-    registration: dict[str, Any],
+    registration: RegistrationResult,
 ) -> dict[str, Any]:
     from crnn.tracking.runs import run_url_hint
 
@@ -53,7 +54,7 @@ def run_summary(
             "resumed": ref.resumed,
             "ui": run_url_hint(ref.context()),
         },
-        "registry": registration,
+        "registry": registration.summary(),
     }
 
 
@@ -81,8 +82,8 @@ def shards_summary(shards: ShardSet) -> dict[str, Any]:
         "digest": shards.digest,
         "manifest": str(shards.manifest_path),
         "reused": shards.reused,
-        "quarantined": int(quarantine.get("total", 0)),
-        "quarantined_by_reason": dict(quarantine.get("by_reason", {})),
+        "quarantined": quarantine.total,
+        "quarantined_by_reason": dict(quarantine.by_reason),
     }
 
 

@@ -184,9 +184,9 @@ def register_best(
     registration = register_task(
         best_cfg, shards, report, ref, uri, lineage={SWEEP_RUN_TAG: p.run_id}
     )
-    became = f"{registration['model_name']}/{registration['version']}"
+    became = f"{registration.model_name}/{registration.version}"
     client.set_tag(p.run_id, REGISTERED_TAG, became)
-    return {**registration, "test_metrics": report.metrics}
+    return {**registration.summary(), "test_metrics": report.metrics}
 
 
 @flow(name="sweep", log_prints=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -18,6 +18,9 @@ from crnn.data.preprocess import ShardSet, preprocess
 from crnn.engine.callbacks import TrainResult
 from crnn.inference.evaluate import EvalReport, evaluate_checkpoint
 from crnn.tracking.ref import TrackingRef
+
+if TYPE_CHECKING:
+    from crnn.tracking.registry import RegistrationResult
 from crnn.workspace import Workspace
 
 # no task retries: MLflow's client retries transient failures by the one policy (crnn.retry)
@@ -99,14 +102,14 @@ def register_task(
     ref: TrackingRef,
     model_uri: str,
     lineage: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> RegistrationResult:
     """Register the logged model as challenger, and let the gate decide on champion;
     ``lineage``: more version tags (the sweep it came from)."""
     from crnn.tracking import register_with_gate
     from crnn.tracking.registry import PIPELINE_TAG, TRAINING_TAG, TestSet
 
     assert cfg.registry.metric is not None
-    result = register_with_gate(
+    return register_with_gate(
         ref.context(),
         ref.run_id,
         model_uri,
@@ -117,16 +120,3 @@ def register_task(
         lineage={PIPELINE_TAG: cfg.name, TRAINING_TAG: cfg.training_digest(), **(lineage or {})},
         trivial=report.metrics.get(f"trivial_{cfg.registry.metric}"),
     )
-    kept = "kept champion" if result.previous_champion else "no champion yet: not promoted"
-    return {
-        "model_name": result.model_name,
-        "version": result.version,
-        "promoted": result.decision.promote,
-        "decision": "promoted to champion" if result.decision.promote else kept,
-        "reason": result.decision.reason,
-        "challenger_score": result.decision.challenger,
-        "champion_score": result.decision.champion,
-        "champion_version": result.champion_version,
-        "previous_champion": result.previous_champion,
-        "model_uri": model_uri,
-    }

@@ -125,7 +125,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ref = resolve_model(ctx, args.model)
     with tempfile.TemporaryDirectory(prefix="crnn-predict-") as tmp:
         predictor = Predictor.from_checkpoint(download_checkpoint(ctx, ref, Path(tmp)), "auto")
-    names, model_input = _model_input(predictor, [Path(f) for f in args.files])
+    from crnn.data.raw import files_input
+
+    files = [Path(f) for f in args.files]
+    names, model_input = files_input(
+        str(predictor.source.get("source")), files, predictor.image_model
+    )
     preds = predictor.predict_input(model_input)
     rows = [
         {"input": n, "prediction": p, "confidence": float(c)}
@@ -138,23 +143,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         confidence = "" if r["confidence"] != r["confidence"] else f"\t{r['confidence']:.3f}"
         print(f"{r['input']}\t{predictor.task.show(r['prediction'])}{confidence}")
     return 0
-
-
-def _model_input(predictor: Any, files: list[Path]) -> tuple[list[str], Any]:
-    """What the model takes from ``files``: paths of images or WAVs, texts (a line each)."""
-    import pandas as pd
-
-    if predictor.source.get("source") == "text_table":
-        pairs = [
-            (f"{f}:{k}", line)
-            for f in files
-            for k, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
-            if line.strip()
-        ]
-        return [n for n, _ in pairs], [t for _, t in pairs]
-    if predictor.image_model:
-        return [str(f) for f in files], [str(f) for f in files]
-    return [str(f) for f in files], pd.DataFrame({"path": [str(f) for f in files]})
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

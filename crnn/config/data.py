@@ -256,6 +256,8 @@ class TextTableData(FileSourceBase):
     """
 
     targets: ClassVar[tuple[str, ...]] = ("class", "value")
+    # the only preprocessing.normalization it allows, and why
+    fixed_normalization: ClassVar[tuple[str, str]] = ("none", "inputs are token ids")
     source: Literal["text_table"] = "text_table"
     target: TargetKind = Field(
         "class",

@@ -14,9 +14,13 @@ from crnn.config.data import DataConfig
 from crnn.config.schedule import RetrainSchedule, ScoringJob
 from crnn.config.sweep import SweepConfig, resolve_sweep
 from crnn.metric_names import product_name
-from crnn.types.kinds import KINDS, TaskKind, kind_for_head, metric_direction, metric_mode
+from crnn.metrics import metric_direction, metric_mode
+from crnn.types.kinds import KINDS, TaskKind, kind_for_head
 
 # -------------------------------------------------------------------------------- preprocessing
+
+
+MONITOR_KEY = "training.early_stopping.monitor"
 
 
 class AugmentationConfig(Frozen):
@@ -256,7 +260,10 @@ class PipelineConfig(Frozen):
         training = self.training.model_copy(
             update={
                 "early_stopping": es.model_copy(
-                    update={"monitor": monitor, "mode": es.mode or metric_mode(monitor)}
+                    update={
+                        "monitor": monitor,
+                        "mode": es.mode or metric_mode(monitor, MONITOR_KEY),
+                    }
                 ),
                 "loss": self.training.loss or kind.losses[0],
             }
@@ -266,7 +273,7 @@ class PipelineConfig(Frozen):
             update={
                 "model_name": self.registry.model_name or f"crnn-{self.name}",
                 "metric": metric,
-                "direction": self.registry.direction or metric_direction(metric),
+                "direction": self.registry.direction or metric_direction(metric, "registry.metric"),
             }
         )
         tracking = self.tracking.model_copy(
@@ -304,9 +311,10 @@ class PipelineConfig(Frozen):
     def _check_task(self) -> TaskKind:
         """The task kind of ``model.head``, checked against the source and the other keys."""
         kind, source = kind_for_head(self.model.head), type(self.data)
-        if self.data.source == "text_table" and self.preprocessing.normalization != "none":
+        fixed = getattr(source, "fixed_normalization", None)  # a source that allows one only
+        if fixed is not None and self.preprocessing.normalization != fixed[0]:
             raise ValueError(
-                "preprocessing.normalization must be none for text_table: inputs are token ids"
+                f"preprocessing.normalization must be {fixed[0]} for {self.data.source}: {fixed[1]}"
             )
         if kind.target not in source.targets:
             fits = [k.head for k in KINDS.values() if k.target in source.targets]

@@ -146,7 +146,8 @@ def resolve_sweep(sweep: SweepConfig, pipeline: BaseModel, gate_metric: str) -> 
     """The sweep with its defaults filled (metric, direction), every path and value checked
     against ``pipeline``."""
     from crnn.metric_names import product_name
-    from crnn.types.kinds import metric_direction, validation_metrics
+    from crnn.metrics import metric_direction
+    from crnn.types.kinds import validation_metrics
 
     metric = product_name(sweep.metric or gate_metric.replace("test_", "val_", 1))
     known = validation_metrics(pipeline.task_kind)  # type: ignore[attr-defined]
@@ -185,7 +186,7 @@ def resolve_sweep(sweep: SweepConfig, pipeline: BaseModel, gate_metric: str) -> 
                 raise ValueError(f"sweep.enqueue[{i}].{path}: not a path of sweep.space")
             if not sweep.space[path].contains(value):
                 raise ValueError(f"sweep.enqueue[{i}].{path}: {value!r} is outside its space")
-    direction = sweep.direction or metric_direction(metric)
+    direction = sweep.direction or metric_direction(metric, "sweep.metric")
     return sweep.model_copy(update={"metric": metric, "direction": direction})
 
 

@@ -7,11 +7,12 @@ and librosa would add numba and llvmlite for this one function.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,10 @@ from crnn.data.splits import group_split, kept_split, split_indices, split_of
 from crnn.errors import DataError
 from crnn.types.kinds import parse_value
 from crnn.types.records import Chunk, Quarantined, SourceInfo
+
+if TYPE_CHECKING:
+    from crnn.data.shards import Manifest
+    from crnn.types.batches import SplitData
 
 MEL_KEYS = ("sample_rate", "duration_seconds", "n_mels", "n_fft", "hop_length")
 
@@ -289,6 +294,49 @@ class AudioFolderSource:
             raise DataError(f"{root}: no WAV files to score")
         read, shape = spectrogram_reader(cfg)
         yield from per_file_chunks(files, root, chunk_rows, read, shape, "unreadable_audio")
+
+    @staticmethod
+    def raw_inputs(
+        model_input: Any, source: dict[str, Any], features: dict[str, Any]
+    ) -> np.ndarray:
+        """Waveforms, WAV bytes or WAV paths -> log-mel spectrograms (``waves_to_inputs``)."""
+        return waves_to_inputs(model_input, source)
+
+    @staticmethod
+    def raw_example(manifest: Manifest, test: SplitData, rows: int) -> pd.DataFrame:
+        """The first test recordings, read again from their WAV files at the model's rate."""
+        source = manifest.source.get("config", {})
+        root, rate = Path(source["path"]), int(source["sample_rate"])
+        seconds = float(source["duration_seconds"])
+        waves = [read_wav(root / i, rate, seconds) for i in test.sample_ids[:rows]]
+        return pd.DataFrame({"audio": waves, "sample_rate": [rate] * len(waves)})
+
+
+def waves_to_inputs(model_input: Any, source: dict[str, Any]) -> np.ndarray:
+    """Waveforms (an ``audio`` column of float arrays beside ``sample_rate``), WAV bytes (``wav``)
+    or WAV paths (``path``) -> log-mel spectrograms (N, 1, n_mels, frames), with the model's
+    stored resampling and log-mel parameters."""
+    cfg = AudioFolderData.model_validate({k: source[k] for k in MEL_KEYS})
+    spectrogram, _ = wave_features(cfg)
+    rate, seconds = cfg.sample_rate, cfg.duration_seconds
+    frame = model_input if isinstance(model_input, pd.DataFrame) else None
+    if frame is not None and "audio" in frame:
+        if "sample_rate" not in frame:
+            raise DataError("an 'audio' column needs a 'sample_rate' column (Hz) beside it")
+        waves = [
+            fit_wave(np.asarray(x, dtype=np.float32), int(r), rate, seconds)
+            for x, r in zip(frame["audio"], frame["sample_rate"], strict=True)
+        ]
+    elif frame is not None and "wav" in frame:
+        waves = [read_wav(io.BytesIO(bytes(b)), rate, seconds) for b in frame["wav"]]
+    elif frame is not None and "path" in frame:
+        waves = [read_wav(Path(p), rate, seconds) for p in frame["path"]]
+    else:
+        raise DataError(
+            "an audio model takes a DataFrame with 'audio' (float arrays) and 'sample_rate', "
+            "or 'wav' (WAV file bytes), or 'path' (WAV files)"
+        )
+    return np.stack([spectrogram(w) for w in waves]) if waves else np.zeros((0, 1, 1, 1))
 
 
 def spectrogram_reader(

@@ -23,7 +23,12 @@ from crnn.config import PreprocessingConfig, SourceConfig
 from crnn.data.augment import AUGMENTERS, generator_for
 from crnn.data.catalog import open_source
 from crnn.data.publish import build_lock, publish, staging_dir
-from crnn.data.quarantine import drop_unseen_labels, summarize, validate_chunk, write_quarantine
+from crnn.data.quarantine import (
+    count_quarantined,
+    drop_unseen_labels,
+    validate_chunk,
+    write_quarantine,
+)
 from crnn.data.shards import (
     MANIFEST_NAME,
     Manifest,
@@ -144,11 +149,7 @@ def _build(
         splits=counts,
         shards=writer.close(),
         order=writer.order(),
-        quarantine={
-            **summarize(quarantined),
-            "input_records": records_in,
-            "file": quarantine_path.name,
-        },
+        quarantine=count_quarantined(quarantined, records_in, quarantine_path),
     )
     return write_manifest(root, manifest)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from crnn.atomic import atomic_path
-from crnn.types.records import Quarantined
+from crnn.types.records import QuarantineCounts, Quarantined
 
 if TYPE_CHECKING:
     from crnn.tasks.base import Task
@@ -90,11 +90,13 @@ def _select(chunk: Chunk, keep: np.ndarray) -> Chunk:
     )
 
 
-def summarize(records: list[Quarantined]) -> dict[str, Any]:
-    return {
-        "total": len(records),
-        "by_reason": dict(sorted(Counter(r.reason for r in records).items())),
-    }
+def count_quarantined(
+    records: list[Quarantined], input_records: int, file: Path
+) -> QuarantineCounts:
+    """The manifest's account of ``records``: counted by reason, beside the records read in all
+    and the quarantine ``file``."""
+    by_reason = dict(sorted(Counter(r.reason for r in records).items()))
+    return QuarantineCounts(len(records), by_reason, input_records, file.name)
 
 
 def write_quarantine(root: Path, records: list[Quarantined]) -> Path:

@@ -1,69 +1,38 @@
 """What users hand a registered model, turned into its inputs with the features it was trained with.
 
-A text model takes strings (a list, an array, or a DataFrame with a ``text`` column) and applies
-its stored tokenizer; an audio model takes waveforms (a DataFrame with an ``audio`` column of float
-arrays and ``sample_rate``), WAV file bytes (a ``wav`` column) or WAV paths (a ``path`` column),
-and applies its stored resampling and log-mel parameters. Image-like models take arrays as they
-are. One function per source kind, looked up by the source name the checkpoint records.
+Each source owns what it does with raw input, as optional static methods of its class (looked up
+by the source name the checkpoint or manifest records; the way ``new_data`` is):
+
+* ``raw_inputs(model_input, source, features)``: what a user has -> the model's inputs in source
+  units (a text table: strings through its stored tokenizer; audio: waveforms, WAV bytes or paths
+  through its stored resampling and log-mel parameters);
+* ``raw_example(manifest, test, rows)``: the first test samples as a user would hand them (the
+  pyfunc's input example);
+* ``files_input(files)``: what ``crnn predict FILE...`` hands the model.
+
+A source without them (images, clips) takes arrays as they are, its example is its samples in
+source units, and files are handed over as paths.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from crnn.config import AudioFolderData
-from crnn.data.audio import MEL_KEYS, fit_wave, read_wav, wave_features
-from crnn.data.tokenizer import Tokenizer
-from crnn.errors import DataError
 
-RawReader = Callable[[Any, dict[str, Any], dict[str, Any]], np.ndarray]
+def _source_class(name: object) -> Any | None:
+    """The registered reader class of source ``name``; None for a name no reader has."""
+    from crnn.data import catalog  # noqa: F401  (every reader module registers its sources)
+    from crnn.data.sources import SOURCES
 
-
-def texts_to_inputs(
-    model_input: Any, source: dict[str, Any], features: dict[str, Any]
-) -> np.ndarray:
-    """Strings -> token ids (N, max_length), with the model's own vocabulary."""
-    if isinstance(model_input, pd.DataFrame):
-        if "text" not in model_input and len(model_input.columns) != 1:
-            raise DataError(f"a text model takes a 'text' column; got {list(model_input)[:5]}")
-        model_input = model_input["text" if "text" in model_input else model_input.columns[0]]
-    texts = [model_input] if isinstance(model_input, str) else list(model_input)
-    if not all(isinstance(t, str) for t in texts):
-        raise DataError("a text model takes strings (a list or a DataFrame 'text' column)")
-    return Tokenizer.from_features(features).transform(texts)
+    return SOURCES.get(str(name)) if str(name) in SOURCES else None
 
 
-def waves_to_inputs(
-    model_input: Any, source: dict[str, Any], features: dict[str, Any]
-) -> np.ndarray:
-    """Waveforms, WAV bytes or WAV paths -> log-mel spectrograms (N, 1, n_mels, frames)."""
-    cfg = AudioFolderData.model_validate({k: source[k] for k in MEL_KEYS})
-    spectrogram, _ = wave_features(cfg)
-    rate, seconds = cfg.sample_rate, cfg.duration_seconds
-    frame = model_input if isinstance(model_input, pd.DataFrame) else None
-    if frame is not None and "audio" in frame:
-        if "sample_rate" not in frame:
-            raise DataError("an 'audio' column needs a 'sample_rate' column (Hz) beside it")
-        waves = [
-            fit_wave(np.asarray(x, dtype=np.float32), int(r), rate, seconds)
-            for x, r in zip(frame["audio"], frame["sample_rate"], strict=True)
-        ]
-    elif frame is not None and "wav" in frame:
-        waves = [read_wav(io.BytesIO(bytes(b)), rate, seconds) for b in frame["wav"]]
-    elif frame is not None and "path" in frame:
-        waves = [read_wav(Path(p), rate, seconds) for p in frame["path"]]
-    else:
-        raise DataError(
-            "an audio model takes a DataFrame with 'audio' (float arrays) and 'sample_rate', "
-            "or 'wav' (WAV file bytes), or 'path' (WAV files)"
-        )
-    return np.stack([spectrogram(w) for w in waves]) if waves else np.zeros((0, 1, 1, 1))
+def _own(name: object, method: str) -> Any | None:
+    return getattr(_source_class(name), method, None)
 
 
 def channel_axis(input_shape: tuple[int, ...]) -> int | None:
@@ -77,49 +46,40 @@ def squeeze_channel(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
     return x if axis is None or input_shape[axis] != 1 else np.squeeze(x, axis=1 + axis)
 
 
-RAW_READERS: dict[str, RawReader] = {
-    "text_table": texts_to_inputs,
-    "audio_folder": waves_to_inputs,
-    "spoken_digit_strings": waves_to_inputs,
-}
-
-
 def raw_to_inputs(model_input: Any, source: dict[str, Any], features: dict[str, Any]) -> np.ndarray:
     """The model's inputs (source units) from what a user has; arrays pass as they are."""
-    reader = RAW_READERS.get(str(source.get("source")))
-    if reader is None:
+    own = _own(source.get("source"), "raw_inputs")
+    if own is None:
         return np.asarray(model_input, dtype=np.float32)
-    return reader(model_input, source, features)
+    result: np.ndarray = own(model_input, source, features)
+    return result
 
 
 def raw_example(manifest_path: Path, rows: int = 3) -> np.ndarray | pd.DataFrame:
-    """The first test samples of a shard set as a user would hand them to the model: texts
-    (decoded from their tokens), waveforms (read again from their WAV files at the model's rate)
-    or arrays in source units (channel axis dropped for single-channel data)."""
+    """The first test samples of a shard set as a user would hand them to the model: the
+    source's own example, or arrays in source units (channel axis dropped for single-channel
+    data)."""
     from crnn.data.loader import load_manifest, load_split
     from crnn.normalization import Normalizer
 
     manifest = load_manifest(manifest_path)
     test = load_split(manifest_path, "test")
-    source, kind = manifest.source.get("config", {}), manifest.source.get("name")
-    if kind == "text_table":
-        vocabulary = manifest.features["vocabulary"]
-        ids = test.inputs[:rows].numpy().astype(int)
-        texts = [" ".join(vocabulary[i] for i in row if i > 1) for row in ids]  # no pad, no unk
-        return pd.DataFrame({"text": texts})
-    if kind == "spoken_digit_strings":
-        from crnn.data.speech import raw_waves
-
-        waves = raw_waves(source, rows)
-        return pd.DataFrame({"audio": waves, "sample_rate": [int(source["sample_rate"])] * rows})
-    if kind == "audio_folder":
-        root, rate = Path(source["path"]), int(source["sample_rate"])
-        waves = [
-            read_wav(root / i, rate, float(source["duration_seconds"]))
-            for i in test.sample_ids[:rows]
-        ]
-        return pd.DataFrame({"audio": waves, "sample_rate": [rate] * len(waves)})
+    own = _own(manifest.source.get("name"), "raw_example")
+    if own is not None:
+        example: np.ndarray | pd.DataFrame = own(manifest, test, rows)
+        return example
     raw = Normalizer.from_stats(manifest.normalization).inverse_transform(
         test.inputs[:rows].numpy()
     )
     return squeeze_channel(raw, tuple(manifest.input_shape))
+
+
+def files_input(source: str, files: list[Path], image_model: bool) -> tuple[list[str], Any]:
+    """(a name per input, what the model takes) for ``crnn predict FILE...``: the source's own
+    reading, or the files' paths (a list for an image model, a ``path`` column else)."""
+    own = _own(source, "files_input")
+    if own is not None:
+        named: tuple[list[str], Any] = own(files)
+        return named
+    paths = [str(f) for f in files]
+    return paths, (paths if image_model else pd.DataFrame({"path": paths}))

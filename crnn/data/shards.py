@@ -25,6 +25,7 @@ from crnn.atomic import atomic_path, atomic_write_text
 from crnn.data.shuffle import BucketSpill, bucket_count
 from crnn.errors import DataError, format_version
 from crnn.types.kinds import TargetSpec
+from crnn.types.records import QuarantineCounts
 
 if TYPE_CHECKING:
     from crnn.tasks.base import Task
@@ -77,7 +78,7 @@ class Manifest:
     normalization: dict[str, Any]
     splits: dict[str, dict[str, int]]
     shards: list[ShardRecord]
-    quarantine: dict[str, Any] = field(default_factory=lambda: {"total": 0, "by_reason": {}})
+    quarantine: QuarantineCounts = field(default_factory=QuarantineCounts)
     features: dict[str, Any] = field(default_factory=dict)
     order: dict[str, str] = field(default_factory=dict)  # how each split's rows are ordered
     format_version: int = FORMAT_VERSION
@@ -98,6 +99,7 @@ class Manifest:
             raw = upgrade_manifest(raw, version)
             raw["shards"] = [ShardRecord(**s) for s in raw["shards"]]
             raw["target"] = TargetSpec.from_dict(raw["target"])
+            raw["quarantine"] = QuarantineCounts(**raw.get("quarantine", {}))
             return cls(**raw, root=path.parent)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise DataError(

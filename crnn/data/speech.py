@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from crnn.config import AudioFolderData, Recordings, SpokenDigitStringsData
 from crnn.data import audio  # the module, not its names: the source registry may be loading it
@@ -112,6 +113,20 @@ class SpokenDigitStringsSource:
                 ids, inputs, texts = [], [], []
         if ids:
             yield Chunk(split, ids, np.stack(inputs), texts=texts)
+
+    @staticmethod
+    def raw_inputs(
+        model_input: Any, source: dict[str, Any], features: dict[str, Any]
+    ) -> np.ndarray:
+        """Waveforms, WAV bytes or WAV paths -> log-mel spectrograms (``waves_to_inputs``)."""
+        return audio.waves_to_inputs(model_input, source)
+
+    @staticmethod
+    def raw_example(manifest: Any, test: Any, rows: int) -> pd.DataFrame:
+        """The first test utterances as waveforms at the model's rate."""
+        source = manifest.source.get("config", {})
+        waves = raw_waves(source, rows)
+        return pd.DataFrame({"audio": waves, "sample_rate": [int(source["sample_rate"])] * rows})
 
     @classmethod
     def new_data(cls, cfg: Any, features: dict[str, Any], chunk_rows: int) -> Iterator[Chunk]:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from crnn.config import AugmentationConfig, TextTableData
@@ -32,6 +34,10 @@ from crnn.data.text_records import TextRecord, find_files, read_records
 from crnn.data.tokenizer import PAD_ID, Tokenizer
 from crnn.errors import DataError
 from crnn.types.records import Chunk, Quarantined, SourceInfo
+
+if TYPE_CHECKING:
+    from crnn.data.shards import Manifest
+    from crnn.types.batches import SplitData
 
 # --------------------------------------------------------------------------------------- source
 
@@ -168,6 +174,41 @@ class TextTableSource:
         texts = [r.text for r in records]
         ids = [r.sample_id for r in records]
         return Chunk(NEW, ids, tokenizer.transform(texts), texts=texts, quarantined=list(bad))
+
+    @staticmethod
+    def raw_inputs(
+        model_input: Any, source: dict[str, Any], features: dict[str, Any]
+    ) -> np.ndarray:
+        """Strings (a list, an array, or a DataFrame ``text`` column) -> token ids
+        (N, max_length), with the model's own vocabulary."""
+        if isinstance(model_input, pd.DataFrame):
+            if "text" not in model_input and len(model_input.columns) != 1:
+                raise DataError(f"a text model takes a 'text' column; got {list(model_input)[:5]}")
+            model_input = model_input["text" if "text" in model_input else model_input.columns[0]]
+        texts = [model_input] if isinstance(model_input, str) else list(model_input)
+        if not all(isinstance(t, str) for t in texts):
+            raise DataError("a text model takes strings (a list or a DataFrame 'text' column)")
+        return Tokenizer.from_features(features).transform(texts)
+
+    @staticmethod
+    def raw_example(manifest: Manifest, test: SplitData, rows: int) -> pd.DataFrame:
+        """The first test texts, decoded from their tokens (no padding, no unknown marks)."""
+        vocabulary = manifest.features["vocabulary"]
+        ids = test.inputs[:rows].numpy().astype(int)
+        return pd.DataFrame(
+            {"text": [" ".join(vocabulary[i] for i in row if i > 1) for row in ids]}
+        )
+
+    @staticmethod
+    def files_input(files: list[Path]) -> tuple[list[str], list[str]]:
+        """A text per non-empty line of each file, named ``FILE:LINE``."""
+        pairs = [
+            (f"{f}:{k}", line)
+            for f in files
+            for k, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+            if line.strip()
+        ]
+        return [n for n, _ in pairs], [t for _, t in pairs]
 
     def _chunk(self, split: str, records: list[TextRecord], bad: list[Quarantined]) -> Chunk:
         texts = [r.text for r in records]

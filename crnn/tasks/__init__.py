@@ -15,8 +15,6 @@ from crnn.types.kinds import (
     TaskKind,
     kind_for_head,
     kind_for_target,
-    metric_direction,
-    metric_mode,
 )
 
 if TYPE_CHECKING:
@@ -28,8 +26,6 @@ __all__ = [
     "TaskKind",
     "kind_for_head",
     "kind_for_target",
-    "metric_direction",
-    "metric_mode",
     "task_for",
 ]
 

@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
+from crnn.metrics import regression_metrics
 from crnn.normalization import Normalizer
 from crnn.tasks.base import Invalid, Task
 from crnn.types.kinds import REGRESSION, TargetSpec
@@ -83,11 +83,7 @@ class RegressionTask(Task):
 
     def metrics(self, truths: Sequence[Any], preds: Sequence[Any]) -> dict[str, float]:
         y, p = np.asarray(truths, dtype=np.float64), np.asarray(preds, dtype=np.float64)
-        return {
-            "mae": float(mean_absolute_error(y, p)),
-            "rmse": float(np.sqrt(mean_squared_error(y, p))),
-            "r2": float(r2_score(y, p)) if len(y) > 1 else float("nan"),
-        }
+        return regression_metrics(y, p)
 
     def report(
         self, truths: Sequence[Any], preds: Sequence[Any], out_dir: Path

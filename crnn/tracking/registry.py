@@ -30,11 +30,30 @@ CHALLENGER, CHAMPION = "challenger", "champion"
 
 @dataclass(frozen=True)
 class RegistrationResult:
+    """A registered version and the gate's decision on it, as the flows pass it on."""
+
     model_name: str
     version: str
     decision: GateDecision
     champion_version: str  # after the decision
     previous_champion: str | None
+    model_uri: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """What a run's summary says of it (``registry`` in ``crnn run --json``)."""
+        kept = "kept champion" if self.previous_champion else "no champion yet: not promoted"
+        return {
+            "model_name": self.model_name,
+            "version": self.version,
+            "promoted": self.decision.promote,
+            "decision": "promoted to champion" if self.decision.promote else kept,
+            "reason": self.decision.reason,
+            "challenger_score": self.decision.challenger,
+            "champion_score": self.decision.champion,
+            "champion_version": self.champion_version,
+            "previous_champion": self.previous_champion,
+            "model_uri": self.model_uri,
+        }
 
 
 def register_with_gate(
@@ -95,7 +114,7 @@ def register_with_gate(
     if decision.promote:  # the last step: every check and record above succeeded
         move_champion(ctx, name, str(mv.version), "promote", "gate: " + decision.reason, "gate")
     champion_now = str(mv.version) if decision.promote else (previous or "none")
-    return RegistrationResult(name, str(mv.version), decision, champion_now, previous)
+    return RegistrationResult(name, str(mv.version), decision, champion_now, previous, model_uri)
 
 
 def record_gate(

@@ -271,17 +271,17 @@ def log_dataset_inputs(
     client.set_tag(run_id, "crnn.shard_digest", manifest.digest)
     client.log_artifact(run_id, str(manifest_path), "data")
     quarantine = manifest.quarantine
-    if quarantine.get("file") and (manifest_path.parent / quarantine["file"]).is_file():
-        client.log_artifact(run_id, str(manifest_path.parent / quarantine["file"]), "data")
+    if quarantine.file and (manifest_path.parent / quarantine.file).is_file():
+        client.log_artifact(run_id, str(manifest_path.parent / quarantine.file), "data")
     ts = _now()
     metrics = [
         Metric(tracked(f"data_{split}_rows"), float(c["rows"]), ts, 0)
         for split, c in manifest.splits.items()
     ]
-    metrics.append(Metric(tracked("data_quarantined"), float(quarantine.get("total", 0)), ts, 0))
+    metrics.append(Metric(tracked("data_quarantined"), float(quarantine.total), ts, 0))
     metrics += [
         Metric(tracked(f"data_quarantined_{reason}"), float(n), ts, 0)
-        for reason, n in quarantine.get("by_reason", {}).items()
+        for reason, n in quarantine.by_reason.items()
     ]
     client.log_batch(run_id, metrics=metrics)
 

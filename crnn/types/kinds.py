@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-MINIMIZED_SUFFIXES = ("loss", "cer", "wer", "mae", "rmse", "mse")
-
 
 @dataclass(frozen=True)
 class TargetSpec:
@@ -69,8 +67,8 @@ class TaskKind:
         name: the kind's name (``sequence``, ``classification``, ``regression``).
         head: the ``model.head`` that selects it.
         target: the :class:`TargetSpec` kind its sources produce.
-        monitor: the default early-stopping metric (its mode follows :func:`metric_mode`).
-        gate_metric: the default registry gate metric (its direction: :func:`metric_direction`).
+        monitor: the default early-stopping metric (its direction: :mod:`crnn.metrics`).
+        gate_metric: the default registry gate metric (its direction: :mod:`crnn.metrics`).
         prediction: the pyfunc's output column and its type (``string`` or ``double``).
         outputs: the network's outputs for a target spec.
         losses: the training losses it can use (``training.loss``), the default first.
@@ -159,12 +157,3 @@ def parse_value(text: str) -> float | None:
 def validation_metrics(kind: TaskKind) -> tuple[str, ...]:
     """Every metric an epoch's validation reports for ``kind``, by product name."""
     return ("val_loss", *(f"val_{name}" for name in kind.validation))
-
-
-def metric_mode(metric: str) -> str:
-    """``min`` for losses, error rates and errors; ``max`` for accuracies, F1, R2."""
-    return "min" if metric.endswith(MINIMIZED_SUFFIXES) else "max"
-
-
-def metric_direction(metric: str) -> str:
-    return "minimize" if metric_mode(metric) == "min" else "maximize"

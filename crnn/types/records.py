@@ -24,6 +24,18 @@ class Quarantined:
 
 
 @dataclass(frozen=True)
+class QuarantineCounts:
+    """What a shard set's build set aside (``manifest.quarantine``): how many records, by
+    reason, the records read in all (written + quarantined: ``None`` in manifests older than the
+    count) and the quarantine file beside the shards."""
+
+    total: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    input_records: int | None = None
+    file: str = ""
+
+
+@dataclass(frozen=True)
 class SourceInfo:
     name: str
     description: str

@@ -84,7 +84,7 @@ def test_labels_from_names_group_split_and_quarantine(tmp_path: Path) -> None:
         tmp_path / "s",
     )
     m = load_manifest(shards.manifest_path)
-    assert m.quarantine["by_reason"] == {"unlabeled_file": 1, "unreadable_audio": 1}
+    assert m.quarantine.by_reason == {"unlabeled_file": 1, "unreadable_audio": 1}
     assert sum(c["original"] for c in m.splits.values()) + 2 == len(SPEAKERS) * 12 + 2
     assert m.input_shape == [1, 40, 63] and m.features["sample_rate"] == 8000
     assert m.source["modality"] == "audio"

@@ -46,7 +46,7 @@ def test_a_text_table_number_column_is_a_regression_target(tmp_path: Path) -> No
         cfg, PreprocessingConfig(normalization="none", **LENIENT), tmp_path / "shards"
     )
     manifest = load_manifest(shards.manifest_path)
-    assert manifest.quarantine["by_reason"] == {"non_numeric_label": 1}
+    assert manifest.quarantine.by_reason == {"non_numeric_label": 1}
     rejected = pq.read_table(shards.root / "quarantine.parquet").to_pylist()
     assert rejected[0]["reason"] == "non_numeric_label" and "'n/a'" in rejected[0]["detail"]
     assert sum(manifest.splits[s]["original"] for s in SPLITS) == 89  # 90 - 1, none lost
@@ -72,6 +72,6 @@ def test_an_audio_labels_csv_with_numeric_labels(tmp_path: Path) -> None:
     shards = preprocess(cfg, PreprocessingConfig(**LENIENT), tmp_path / "shards")
     manifest = load_manifest(shards.manifest_path)
     assert manifest.target.kind == "value" and manifest.target.std > 100
-    assert manifest.quarantine["by_reason"] == {"non_numeric_label": 1}
+    assert manifest.quarantine.by_reason == {"non_numeric_label": 1}
     values = sorted(v for s in SPLITS for v in load_split(shards.manifest_path, s).values.tolist())
     assert values == sorted(float(r["label"]) for i, r in enumerate(rows) if i != 3)

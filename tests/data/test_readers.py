@@ -86,10 +86,10 @@ def test_idx_truncated_file_and_bad_labels_are_quarantined(tmp_path: Path) -> No
     shards = preprocess(MnistIdxData(path=str(folder)), LENIENT, tmp_path / "shards")
     manifest = load_manifest(shards.manifest_path)
     q = manifest.quarantine
-    assert q["by_reason"] == {"label_out_of_range": 2, "truncated_file": 5}
+    assert q.by_reason == {"label_out_of_range": 2, "truncated_file": 5}
     written = sum(c["original"] for c in manifest.splits.values())
-    assert written + q["total"] == 60 + 20 == q["input_records"]  # input = written + quarantined
-    table = pd.read_parquet(shards.root / q["file"])
+    assert written + q.total == 60 + 20 == q.input_records  # input = written + quarantined
+    table = pd.read_parquet(shards.root / q.file)
     assert sorted(table["reason"]) == ["label_out_of_range"] * 2 + ["truncated_file"] * 5
     assert set(table[table.reason == "truncated_file"].sample_id) == {
         f"t10k-{i:06d}" for i in range(15, 20)
@@ -182,9 +182,9 @@ def test_cifar_round_trip_and_unsafe_or_broken_batches(tmp_path: Path) -> None:
         pickle.dump({b"data": Exploit()}, fh)
     shards = preprocess(Cifar10Data(path=str(folder)), LENIENT, tmp_path / "shards")
     q = load_manifest(shards.manifest_path).quarantine
-    assert q["by_reason"] == {"unreadable_file": 2}
+    assert q.by_reason == {"unreadable_file": 2}
     assert not Path(EXPLOIT_MARKER).exists()
-    reasons = pd.read_parquet(shards.root / q["file"])
+    reasons = pd.read_parquet(shards.root / q.file)
     assert "refusing to load" in " ".join(reasons.detail)
 
 
@@ -211,7 +211,7 @@ def test_image_folder_any_size_and_mode_and_unreadable_files(tmp_path: Path) -> 
     assert src.info().input_shape == (3, 12, 16) and src.info().target.classes == ("cat", "dog")
     shards = preprocess(cfg, LENIENT, tmp_path / "shards")
     manifest = load_manifest(shards.manifest_path)
-    assert manifest.quarantine["by_reason"] == {"unreadable_image": 1}
+    assert manifest.quarantine.by_reason == {"unreadable_image": 1}
     assert sum(c["original"] for c in manifest.splits.values()) == 20
     test = load_split(shards.manifest_path, "test")
     assert test.inputs.shape[1:] == (3, 12, 16)

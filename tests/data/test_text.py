@@ -248,20 +248,20 @@ def test_quarantine_reconciles_and_shards_hold_the_tokenizer_ids(tmp_path: Path)
     shards = preprocess(cfg, LENIENT, tmp_path / "shards")
     manifest = load_manifest(shards.manifest_path)
     q = manifest.quarantine
-    assert q["by_reason"] == {
+    assert q.by_reason == {
         "bad_split_value": 2,
         "empty_text": 2,
         "malformed_row": 1,
         "missing_label": 1,
     }
     written = sum(c["original"] for c in manifest.splits.values())
-    assert written == 20 and written + q["total"] == len(rows) + 1 == q["input_records"]
+    assert written == 20 and written + q.total == len(rows) + 1 == q.input_records
     assert {s: c["original"] for s, c in manifest.splits.items()} == {
         "train": 12,
         "val": 4,
         "test": 4,
     }
-    table = pd.read_parquet(shards.root / q["file"])
+    table = pd.read_parquet(shards.root / q.file)
     assert set(table.sample_id) == {f"table-{i:07d}" for i in range(20, 26)}
     assert table.set_index("sample_id").loc["table-0000021", "split"] == "test"
     tok = Tokenizer.from_features(manifest.features)

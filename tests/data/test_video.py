@@ -157,7 +157,7 @@ def test_video_clips_in_every_format(tmp_path) -> None:
         tmp_path / "s",
     )
     manifest = load_manifest(shards.manifest_path)
-    assert manifest.quarantine["by_reason"] == {"unreadable_video": 2}
+    assert manifest.quarantine.by_reason == {"unreadable_video": 2}
     assert sum(c["original"] for c in manifest.splits.values()) == 2 * 3 * 5
     # every format decodes to the same motion: the bar's centre moves the labelled way
     for split in ("train", "val", "test"):

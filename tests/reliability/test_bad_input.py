@@ -73,11 +73,11 @@ def test_labels_csv_rows_that_name_no_usable_file_are_quarantined(tmp_path: Path
     prep = PreprocessingConfig(augmentation={"copies": 0}, max_quarantine_fraction=0.1)
     shards = preprocess(cfg, prep, tmp_path / "s")
     quarantine = load_manifest(shards.manifest_path).quarantine
-    assert quarantine["by_reason"] == {"path_outside_data": 1, "missing_file": 1, "empty_label": 1}
-    table = pd.read_parquet(shards.manifest_path.parent / quarantine["file"])
+    assert quarantine.by_reason == {"path_outside_data": 1, "missing_file": 1, "empty_label": 1}
+    table = pd.read_parquet(shards.manifest_path.parent / quarantine.file)
     assert set(table["origin"].str.rsplit(":", n=1).str[1]) == {"62", "63", "64"}  # CSV lines
     rows = sum(s["rows"] for s in load_manifest(shards.manifest_path).splits.values())
-    assert rows + quarantine["total"] == 60 + 3  # listed = written + quarantined
+    assert rows + quarantine.total == 60 + 3  # listed = written + quarantined
 
 
 def test_a_renamed_labels_csv_column_is_one_line(tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ def test_one_percent_of_corrupt_records_pass_and_are_counted(tmp_path) -> None:
     manifest = load_manifest(shards.manifest_path)
     q = manifest.quarantine
     written = sum(c["original"] for c in manifest.splits.values())
-    assert q["by_reason"] == {"label_out_of_range": 5}
-    assert written + q["total"] == q["input_records"] == 500
+    assert q.by_reason == {"label_out_of_range": 5}
+    assert written + q.total == q.input_records == 500
 
 
 def test_ten_percent_fail_before_training_and_publish_nothing(tmp_path) -> None:

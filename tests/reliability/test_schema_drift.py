@@ -27,12 +27,12 @@ def test_a_class_only_the_test_split_has_is_quarantined_as_unseen(tmp_path) -> N
     shards = preprocess(cfg, LENIENT, tmp_path / "shards")
     manifest = load_manifest(shards.manifest_path)
     q = manifest.quarantine
-    assert q["by_reason"] == {"unseen_label": 3}
+    assert q.by_reason == {"unseen_label": 3}
     assert manifest.splits["test"]["original"] == 4  # class a kept, class c out
-    table = pd.read_parquet(shards.manifest_path.parent / q["file"])
+    table = pd.read_parquet(shards.manifest_path.parent / q.file)
     assert set(table["detail"]) == {"class 'c' has no record in the training split"}
     written = sum(c["original"] for c in manifest.splits.values())
-    assert written + q["total"] == q["input_records"] == 23
+    assert written + q.total == q.input_records == 23
 
 
 def test_a_renamed_or_retyped_text_column(tmp_path) -> None:
@@ -60,5 +60,5 @@ def test_a_label_only_a_given_test_split_holds_is_quarantined_in_any_source(tmp_
     frame.to_csv(tmp_path / "reviews.csv", index=False)
     cfg = TextTableData(path=str(tmp_path / "reviews.csv"), split_column="split")
     manifest = load_manifest(preprocess(cfg, LENIENT, tmp_path / "shards").manifest_path)
-    assert manifest.quarantine["by_reason"] == {"unseen_label": 2}
+    assert manifest.quarantine.by_reason == {"unseen_label": 2}
     assert manifest.splits["test"]["original"] == 5

@@ -13,7 +13,8 @@ import torch
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from crnn.config import PipelineConfig
-from crnn.tasks import KINDS, TargetSpec, kind_for_head, metric_direction, task_for
+from crnn.metrics import metric_direction
+from crnn.tasks import KINDS, TargetSpec, kind_for_head, task_for
 from crnn.types.batches import Batch
 from crnn.types.records import Chunk
 from tests.conftest import REPO
