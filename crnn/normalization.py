@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
 METHODS = ("minmax", "symmetric", "standardize", "none")
+
+
+class NormalizationStats(TypedDict):
+    """A fitted normalizer, as manifests and checkpoints keep it (JSON)."""
+
+    method: str
+    min: float
+    max: float
+    mean: float
+    std: float
+    count: int
 
 
 class Normalizer:
@@ -52,7 +63,7 @@ class Normalizer:
         return other
 
     @property
-    def stats_(self) -> dict[str, Any]:
+    def stats_(self) -> NormalizationStats:
         if self._count == 0:
             raise RuntimeError("Normalizer is not fitted: call fit or partial_fit first")
         return {
@@ -65,7 +76,7 @@ class Normalizer:
         }
 
     @classmethod
-    def from_stats(cls, stats: dict[str, Any]) -> Normalizer:
+    def from_stats(cls, stats: NormalizationStats) -> Normalizer:
         """Rebuild a fitted normalizer from ``stats_`` (as stored in a manifest or checkpoint)."""
         norm = cls(stats["method"])
         norm._min, norm._max, norm._count = stats["min"], stats["max"], int(stats["count"])

@@ -9,7 +9,6 @@ Prefect's own input hashing is off.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 from prefect import flow, task
@@ -27,7 +26,7 @@ from crnn.secrets import redact
 from crnn.tracking.ref import TrackingRef
 from crnn.workspace import Workspace, resolve_workspace
 from flows.runtime.local_prefect import current_flow_run_id
-from flows.summaries import run_summary, skipped_summary
+from flows.summaries import RunSummary, run_summary, skipped_summary
 from flows.tasks import (
     evaluate_task,
     log_model_task,
@@ -156,7 +155,7 @@ def retrain(
     resume: bool = False,
     if_changed: bool = False,
     from_sweep: str | None = None,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Retrain one named pipeline end to end; returns a JSON-able summary.
 
     With ``from_sweep`` (a sweep's parent run id, or ``latest``), the sweep's best values come
@@ -203,7 +202,7 @@ def train_and_register(
     resume: bool,
     overrides: tuple[str, ...] = (),
     tags: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> RunSummary:
     """The run itself: start (or reopen) the MLflow run, train, evaluate beside logging the
     model, register through the gate; the run is marked failed if any of it fails."""
     config_text = redact(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, final
 
 from crnn.config import PipelineConfig
 from crnn.data.loader import load_manifest
@@ -10,11 +10,89 @@ from crnn.data.preprocess import ShardSet
 from crnn.engine.callbacks import TrainResult
 from crnn.inference.evaluate import EvalReport
 from crnn.secrets import redact
+from crnn.sweep.results import SweepResult
 from crnn.workspace import Workspace
 
 if TYPE_CHECKING:
     from crnn.tracking.ref import SweepRef, TrackingRef
-    from crnn.tracking.registry import RegistrationResult
+    from crnn.tracking.registry import RegistrationResult, RegistrationSummary
+
+
+class ShardsSummary(TypedDict):
+    digest: str
+    manifest: str
+    reused: bool
+    quarantined: int
+    quarantined_by_reason: dict[str, int]
+
+
+class TrainingSummary(TypedDict):
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    checkpoint: str
+    setup: dict[str, str]
+
+
+class StageTimings(TypedDict):
+    """Compute time of each stage; the rest of a flow's wall time is tracking + orchestration."""
+
+    preprocess: float
+    train: float
+    train_callbacks: float
+    evaluate: float
+
+
+class RunPlace(TypedDict):
+    tracking_uri: str
+    experiment: str
+    run_id: str
+    resumed: bool
+    ui: str
+
+
+@final
+class RunSummary(TypedDict):
+    """What `crnn run` prints (``--json``: this, as JSON) and the retrain flow returns."""
+
+    pipeline: str
+    workspace: str
+    shards: ShardsSummary
+    training: TrainingSummary
+    timings: StageTimings
+    metrics: dict[str, float]
+    mlflow: RunPlace
+    registry: RegistrationSummary
+
+
+@final
+class SkippedSummary(TypedDict):
+    """A scheduled run with nothing new to train on."""
+
+    pipeline: str
+    workspace: str
+    skipped: bool
+    reason: str
+    shards: ShardsSummary
+    registry: dict[str, str | None]  # model_name, last_version
+
+
+class SweepPlace(TypedDict):
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str
+    ui: str
+
+
+class SweepSummary(SweepResult):
+    """What `crnn sweep` prints and the sweep flow returns: what it found, where, on what."""
+
+    pipeline: str
+    workspace: str
+    shards: ShardsSummary
+    trials_lost_and_rerun: int
+    trials_finished_before: int
+    mlflow: SweepPlace
 
 
 def run_summary(
@@ -25,7 +103,7 @@ def run_summary(
     trained: TrainResult,
     report: EvalReport,
     registration: RegistrationResult,
-) -> dict[str, Any]:
+) -> RunSummary:
     from crnn.tracking.runs import run_url_hint
 
     return {
@@ -39,7 +117,6 @@ def run_summary(
             "checkpoint": str(trained.best_checkpoint),
             "setup": trained.setup,
         },
-        # compute time of each stage; the rest of a flow's wall time is tracking + orchestration
         "timings": {
             "preprocess": shards.seconds,
             "train": trained.seconds - trained.callback_seconds,
@@ -60,7 +137,7 @@ def run_summary(
 
 def skipped_summary(
     cfg: PipelineConfig, workspace: Workspace, shards: ShardSet, last_version: str
-) -> dict[str, Any]:
+) -> SkippedSummary:
     reason = (
         f"no new data: shard set {shards.digest[:16]} and the training config equal those of "
         f"{cfg.registry.model_name} version {last_version}; nothing registered (force: true "
@@ -76,7 +153,7 @@ def skipped_summary(
     }
 
 
-def shards_summary(shards: ShardSet) -> dict[str, Any]:
+def shards_summary(shards: ShardSet) -> ShardsSummary:
     quarantine = load_manifest(shards.manifest_path).quarantine
     return {
         "digest": shards.digest,
@@ -92,8 +169,8 @@ def sweep_summary(
     workspace: Workspace,
     shards: ShardSet,
     ref: SweepRef,
-    result: dict[str, Any],
-) -> dict[str, Any]:
+    result: SweepResult,
+) -> SweepSummary:
     from crnn.tracking.runs import run_url_hint
 
     return {

@@ -18,10 +18,11 @@ from crnn.config import PipelineConfig, load_pipeline
 from crnn.data.preprocess import ShardSet
 from crnn.engine.callbacks import TrainResult
 from crnn.errors import UserError
+from crnn.sweep.results import SweepResult, TrialRow
 from crnn.tracking.ref import SweepRef, TrackingRef
 from crnn.workspace import Workspace, resolve_workspace
 from flows.runtime.local_prefect import current_flow_run_id
-from flows.summaries import sweep_summary
+from flows.summaries import SweepSummary, sweep_summary
 from flows.tasks import (
     evaluate_task,
     log_model_task,
@@ -124,7 +125,7 @@ def _say_trial(metric: str, before: int) -> Any:
 
 
 @task(name="best-trial", cache_policy=NO_CACHE)
-def best_trial_task(cfg: PipelineConfig, workspace: Workspace, sweep: SweepRef) -> dict[str, Any]:
+def best_trial_task(cfg: PipelineConfig, workspace: Workspace, sweep: SweepRef) -> SweepResult:
     """The sweep's summary; one line when no trial completed."""
     from crnn.sweep.report import summary
 
@@ -148,7 +149,7 @@ def register_best(
     workspace: Workspace,
     shards: ShardSet,
     sweep: SweepRef,
-    best: dict[str, Any],
+    best: TrialRow,
     overrides: tuple[str, ...],
 ) -> dict[str, Any]:
     """The best trial, and it alone, evaluated on the test split in its own run, its model
@@ -161,8 +162,8 @@ def register_best(
     if done:
         return {"already": done}
     _, best_cfg = load_pipeline(config_path, cfg.name, [*overrides, *as_overrides(best["params"])])
-    checkpoint = Path(str(best["checkpoint"]))
-    if not checkpoint.is_file():
+    checkpoint, value, run_id = Path(str(best["checkpoint"])), best["value"], best["run_id"]
+    if value is None or run_id is None or not checkpoint.is_file():
         raise UserError(
             f"sweep {sweep.study}: the best trial's checkpoint {checkpoint} is gone; "
             "run the sweep again in a new workspace"
@@ -171,14 +172,14 @@ def register_best(
         best_checkpoint=checkpoint,
         last_checkpoint=checkpoint.with_name("last.pt"),
         best_epoch=int(best.get("best_epoch") or 0),
-        best_score=float(best["value"]),
+        best_score=float(value),
         monitor=str(best_cfg.training.early_stopping.monitor),
         epochs_run=int(best["epochs"] or 0),
         stopped_early=False,
         seconds=0.0,
     )
     p = sweep.parent
-    ref = p.with_run(best["run_id"])
+    ref = p.with_run(run_id)
     report = evaluate_task(best_cfg, shards, trained, ref, workspace)
     uri = log_model_task(best_cfg, shards, trained, ref)
     registration = register_task(
@@ -195,7 +196,7 @@ def sweep(
     config_path: str = "pipelines.yaml",
     overrides: list[str] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> SweepSummary:
     """Sweep one pipeline's ``sweep:`` space; returns a JSON-able summary. Run again after a
     kill, it continues the same study: finished trials are kept, lost ones run anew."""
     given = tuple(overrides or ())
@@ -220,7 +221,7 @@ def run_sweep(
     ref: SweepRef,
     overrides: tuple[str, ...],
     progress: bool,
-) -> dict[str, Any]:
+) -> SweepSummary:
     """Trials, the best trial through the gate, the parent run's record; the parent run ends
     FINISHED, KILLED (stopped: the next sweep continues it) or FAILED."""
     from crnn.sweep.report import plots, trials_table
@@ -232,6 +233,7 @@ def run_sweep(
         trials_task(cfg, config_path, workspace, shards, ref, overrides, progress)
         result = best_trial_task(cfg, workspace, ref)
         interrupt.check("after the trials, before registering")
+        assert result["best"] is not None  # best_trial_task says so in one line otherwise
         result["registry"] = register_best(
             cfg, config_path, workspace, shards, ref, result["best"], overrides
         )

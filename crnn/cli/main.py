@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import crnn
 from crnn.cli.models import add_registry_commands
@@ -16,6 +16,9 @@ from crnn.cli.services import check_services, flow_command, start_prefect
 from crnn.cli.sweep import add_sweep_command
 from crnn.errors import UserError
 from crnn.interrupt import Interrupted
+
+if TYPE_CHECKING:
+    from flows.summaries import RunSummary, SkippedSummary
 
 DEFAULT_CONFIG = "pipelines.yaml"
 CONFIG_HELP = "pipelines file (default: ./pipelines.yaml or $CRNN_CONFIG)"
@@ -226,12 +229,12 @@ def number(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.4f}"
 
 
-def print_summary(summary: dict[str, Any]) -> None:
+def print_summary(summary: RunSummary | SkippedSummary) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    if summary.get("skipped"):
+    if "skipped" in summary:
         console.print(f"pipeline {summary['pipeline']}: {summary['reason']}")
         return
     table = Table(title=f"pipeline {summary['pipeline']}", show_header=False, title_justify="left")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flows.summaries import SweepSummary
 
 
 def add_sweep_command(sub: Any) -> None:
@@ -63,13 +66,14 @@ def _headers(paths: list[str]) -> list[str]:
     return [leaf if leaves.count(leaf) == 1 else p for p, leaf in zip(paths, leaves, strict=True)]
 
 
-def print_sweep(summary: dict[str, Any]) -> None:
+def print_sweep(summary: SweepSummary) -> None:
     """The top trials, the gain over the pipeline as it is, what the gate said."""
     from rich.console import Console
     from rich.table import Table
 
     console, metric = Console(), summary["metric"]
     best, default = summary["best"], summary["default"]
+    assert best is not None  # a sweep without a complete trial ends in one line before this
     paths = list(best["params"])
     title = f"sweep {summary['study']}: top trials by {metric}"
     table = Table(title=title, title_justify="left")
@@ -83,14 +87,17 @@ def print_sweep(summary: dict[str, Any]) -> None:
         cells += [_value(row["params"].get(p)) for p in paths]
         table.add_row(*cells, str(row["epochs"]), str(row["seconds"]))
     console.print(table)
-    counts = ", ".join(f"{summary[f'trials_{s}']} {s}" for s in ("complete", "pruned", "failed"))
+    counts = (
+        f"{summary['trials_complete']} complete, {summary['trials_pruned']} pruned, "
+        f"{summary['trials_failed']} failed"
+    )
     console.print(f"trials: {counts}; {summary['trials_lost_and_rerun']} lost and run again")
     if default is not None:
         console.print(
             f"best trial {best['trial']}: {metric} {best['value']:.4f} against "
             f"{default['value']:.4f} for the pipeline as it is (gain {summary['gain']:+.4f})"
         )
-    reg = summary["registry"]
+    reg = summary.get("registry", {})
     if "already" in reg:
         console.print(f"model: {reg['already']} (registered by this sweep before)")
     else:

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from crnn.data.sources import SOURCES, SPLITS, TargetSpec, per_file_chunks
 from crnn.data.splits import group_split, kept_split, split_indices, split_of
 from crnn.errors import DataError
 from crnn.types.kinds import parse_value
-from crnn.types.records import Chunk, Quarantined, SourceInfo
+from crnn.types.records import Chunk, Quarantined, SourceFeatures, SourceInfo
 
 if TYPE_CHECKING:
     from crnn.data.shards import Manifest
@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 MEL_KEYS = ("sample_rate", "duration_seconds", "n_mels", "n_fft", "hop_length")
 
 
-def mel_features(config: dict[str, Any]) -> dict[str, Any]:
+def mel_features(config: dict[str, Any]) -> SourceFeatures:
     """What a model's checkpoint keeps to turn new audio into its inputs (a source's config)."""
-    return {"kind": "log_mel", **{k: config[k] for k in MEL_KEYS}}
+    return cast(SourceFeatures, {"kind": "log_mel", **{k: config[k] for k in MEL_KEYS}})
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
@@ -285,7 +285,7 @@ class AudioFolderSource:
 
     @classmethod
     def new_data(
-        cls, cfg: AudioFolderData, features: dict[str, Any], chunk_rows: int
+        cls, cfg: AudioFolderData, features: SourceFeatures, chunk_rows: int
     ) -> Iterator[Chunk]:
         """Every WAV file under ``cfg.path`` (names and CSV not needed), as training's features."""
         root = require_input(cfg.path)
@@ -297,7 +297,7 @@ class AudioFolderSource:
 
     @staticmethod
     def raw_inputs(
-        model_input: Any, source: dict[str, Any], features: dict[str, Any]
+        model_input: Any, source: dict[str, Any], features: SourceFeatures
     ) -> np.ndarray:
         """Waveforms, WAV bytes or WAV paths -> log-mel spectrograms (``waves_to_inputs``)."""
         return waves_to_inputs(model_input, source)

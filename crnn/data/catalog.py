@@ -5,19 +5,18 @@ pipeline's data, :func:`new_data_chunks` for new data to score."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from crnn.config import SourceConfig
 from crnn.data import audio, embedded, images, speech, text, video
 from crnn.data.sources import SOURCES, Source
 from crnn.data.splits import SPLITS
-from crnn.types.records import Chunk
+from crnn.types.records import Chunk, SourceFeatures
 
 READERS = (embedded, images, video, audio, speech, text)  # the modules SOURCES is filled from
 
 
 def new_data_chunks(
-    cfg: SourceConfig, features: dict[str, Any], chunk_rows: int
+    cfg: SourceConfig, features: SourceFeatures, chunk_rows: int
 ) -> Iterator[Chunk]:
     """New data for scoring at ``cfg.path``, read with the settings a model was trained with
     (``cfg``, ``features``: its bundled source config and fitted features), labels not needed.

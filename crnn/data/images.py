@@ -28,7 +28,7 @@ from crnn.data.files import (
 from crnn.data.sources import SOURCES, SPLITS, TargetSpec, per_file_chunks
 from crnn.data.splits import split_indices, split_train_val
 from crnn.errors import DataError
-from crnn.types.records import Chunk, Quarantined, SourceInfo
+from crnn.types.records import Chunk, Quarantined, SourceFeatures, SourceInfo
 
 IDX_TYPES: dict[int, str] = {
     0x08: "u1",
@@ -371,7 +371,7 @@ class ImageFolderSource:
 
     @classmethod
     def new_data(
-        cls, cfg: ImageFolderData, features: dict[str, Any], chunk_rows: int
+        cls, cfg: ImageFolderData, features: SourceFeatures, chunk_rows: int
     ) -> Iterator[Chunk]:
         """Every image under ``cfg.path`` (loose or in any folders), resized like training."""
         root = require_input(cfg.path)

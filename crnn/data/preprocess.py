@@ -13,7 +13,6 @@ import shutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -42,7 +41,7 @@ from crnn.errors import DataError
 from crnn.normalization import Normalizer
 from crnn.tasks import task_for
 from crnn.tasks.base import Task
-from crnn.types.records import Chunk, Quarantined, SourceInfo
+from crnn.types.records import Chunk, Quarantined, SourceFeatures, SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +242,7 @@ class TrainStatistics:
     normalizer: Normalizer  # the input normalization
     task: Task  # bound to the target's statistics (a regression target's mean and std)
     rows: int
-    features: dict[str, Any]  # images: the pixel range and background later inputs are fit to
+    features: SourceFeatures  # images: the pixel range and background later inputs are fit to
 
 
 def fit_train_statistics(source: Source, info: SourceInfo, kind: str) -> TrainStatistics:

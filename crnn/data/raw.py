@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crnn.types.records import SourceFeatures
+
 
 def _source_class(name: object) -> Any | None:
     """The registered reader class of source ``name``; None for a name no reader has."""
@@ -46,7 +48,7 @@ def squeeze_channel(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
     return x if axis is None or input_shape[axis] != 1 else np.squeeze(x, axis=1 + axis)
 
 
-def raw_to_inputs(model_input: Any, source: dict[str, Any], features: dict[str, Any]) -> np.ndarray:
+def raw_to_inputs(model_input: Any, source: dict[str, Any], features: SourceFeatures) -> np.ndarray:
     """The model's inputs (source units) from what a user has; arrays pass as they are."""
     own = _own(source.get("source"), "raw_inputs")
     if own is None:

@@ -25,9 +25,10 @@ from crnn.atomic import atomic_path, atomic_write_text
 from crnn.data.shuffle import BucketSpill, bucket_count
 from crnn.errors import DataError, format_version
 from crnn.types.kinds import TargetSpec
-from crnn.types.records import QuarantineCounts
+from crnn.types.records import QuarantineCounts, SourceFeatures, SourceRecord
 
 if TYPE_CHECKING:
+    from crnn.normalization import NormalizationStats
     from crnn.tasks.base import Task
 
 MANIFEST_NAME = "manifest.json"
@@ -70,16 +71,16 @@ class Manifest:
     """
 
     digest: str
-    source: dict[str, Any]
+    source: SourceRecord
     preprocessing: dict[str, Any]
     code_version: str
     input_shape: list[int]
     target: TargetSpec
-    normalization: dict[str, Any]
+    normalization: NormalizationStats
     splits: dict[str, dict[str, int]]
     shards: list[ShardRecord]
     quarantine: QuarantineCounts = field(default_factory=QuarantineCounts)
-    features: dict[str, Any] = field(default_factory=dict)
+    features: SourceFeatures = field(default_factory=lambda: SourceFeatures())
     order: dict[str, str] = field(default_factory=dict)  # how each split's rows are ordered
     format_version: int = FORMAT_VERSION
     input_dtype: str = "float32"

@@ -20,7 +20,7 @@ from crnn.data import audio  # the module, not its names: the source registry ma
 from crnn.data.files import files_digest
 from crnn.data.sources import SOURCES, SPLITS, TargetSpec
 from crnn.errors import DataError
-from crnn.types.records import Chunk, SourceInfo
+from crnn.types.records import Chunk, SourceFeatures, SourceInfo
 
 TRIM_DB = 30.0  # a word's samples within this many dB of its loudest 10 ms window are kept
 
@@ -116,7 +116,7 @@ class SpokenDigitStringsSource:
 
     @staticmethod
     def raw_inputs(
-        model_input: Any, source: dict[str, Any], features: dict[str, Any]
+        model_input: Any, source: dict[str, Any], features: SourceFeatures
     ) -> np.ndarray:
         """Waveforms, WAV bytes or WAV paths -> log-mel spectrograms (``waves_to_inputs``)."""
         return audio.waves_to_inputs(model_input, source)
@@ -129,7 +129,7 @@ class SpokenDigitStringsSource:
         return pd.DataFrame({"audio": waves, "sample_rate": [int(source["sample_rate"])] * rows})
 
     @classmethod
-    def new_data(cls, cfg: Any, features: dict[str, Any], chunk_rows: int) -> Iterator[Chunk]:
+    def new_data(cls, cfg: Any, features: SourceFeatures, chunk_rows: int) -> Iterator[Chunk]:
         """New speech to transcribe: every WAV file under ``cfg.path``, one utterance each."""
         yield from audio.AudioFolderSource.new_data(cls.word_config(cfg), features, chunk_rows)
 

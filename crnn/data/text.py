@@ -33,7 +33,7 @@ from crnn.data.splits import split_indices
 from crnn.data.text_records import TextRecord, find_files, read_records
 from crnn.data.tokenizer import PAD_ID, Tokenizer
 from crnn.errors import DataError
-from crnn.types.records import Chunk, Quarantined, SourceInfo
+from crnn.types.records import Chunk, Quarantined, SourceFeatures, SourceInfo
 
 if TYPE_CHECKING:
     from crnn.data.shards import Manifest
@@ -145,7 +145,7 @@ class TextTableSource:
 
     @classmethod
     def new_data(
-        cls, cfg: TextTableData, features: dict[str, Any], chunk_rows: int
+        cls, cfg: TextTableData, features: SourceFeatures, chunk_rows: int
     ) -> Iterator[Chunk]:
         """Texts to score at ``cfg.path``: a table (the text column; labels and splits not
         needed), a ``.txt`` file or folder of them (a text per line), tokenized with the model's
@@ -177,7 +177,7 @@ class TextTableSource:
 
     @staticmethod
     def raw_inputs(
-        model_input: Any, source: dict[str, Any], features: dict[str, Any]
+        model_input: Any, source: dict[str, Any], features: SourceFeatures
     ) -> np.ndarray:
         """Strings (a list, an array, or a DataFrame ``text`` column) -> token ids
         (N, max_length), with the model's own vocabulary."""

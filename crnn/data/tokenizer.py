@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
+
+from crnn.types.records import SourceFeatures
 
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
 PAD, UNK = "<pad>", "<unk>"
@@ -95,7 +96,7 @@ class Tokenizer:
         self._check_fitted()
         return sorted(self.vocab_, key=self.vocab_.__getitem__)
 
-    def to_features(self) -> dict[str, Any]:
+    def to_features(self) -> SourceFeatures:
         """What a scorer needs to tokenize new text the same way (JSON-serializable)."""
         return {
             "kind": self.kind,
@@ -106,7 +107,7 @@ class Tokenizer:
         }
 
     @classmethod
-    def from_features(cls, features: dict[str, Any]) -> Tokenizer:
+    def from_features(cls, features: SourceFeatures) -> Tokenizer:
         """A fitted tokenizer from :meth:`to_features` (as stored in a manifest or checkpoint)."""
         vocabulary = list(features["vocabulary"])
         if vocabulary[:2] != [PAD, UNK] or len(vocabulary) != int(features["vocab_size"]):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from crnn.data.files import new_data_files, sample_id_of
 from crnn.errors import DataError
-from crnn.types.records import Quarantined
+from crnn.types.records import Quarantined, SourceFeatures
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
 UNIFORM = 0.1  # a background is uniform when its spread is under this share of the range
@@ -45,7 +45,7 @@ class ImageProfile:
         self.low, self.high = min(self.low, float(x.min())), max(self.high, float(x.max()))
         self.borders.append(np.median(_border(x.reshape(len(x), -1, *x.shape[-2:])), axis=1))
 
-    def to_features(self) -> dict[str, Any]:
+    def to_features(self) -> SourceFeatures:
         if not self.borders or not np.isfinite(self.low):
             return {}
         medians = np.concatenate(self.borders)
@@ -108,7 +108,7 @@ def as_image_list(model_input: Any) -> list[np.ndarray]:
 def fit_images(
     images: Sequence[np.ndarray],
     input_shape: tuple[int, ...],
-    features: dict[str, Any],
+    features: SourceFeatures,
     any_width: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images -> a batch (N, C, H, W) in the training data's units and polarity, and each
@@ -181,7 +181,7 @@ def image_file_chunks(
     root: Path,
     chunk_rows: int,
     input_shape: tuple[int, ...],
-    features: dict[str, Any],
+    features: SourceFeatures,
     any_width: bool,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str], list[Quarantined]]]:
     """Every image file under ``root`` (or ``root`` itself), fitted for the model, in chunks:

@@ -10,7 +10,6 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ from crnn.data.files import (
 from crnn.data.sources import SOURCES, SPLITS, TargetSpec, per_file_chunks
 from crnn.data.splits import split_indices
 from crnn.errors import DataError
-from crnn.types.records import Chunk, SourceInfo
+from crnn.types.records import Chunk, SourceFeatures, SourceInfo
 
 
 def motion_paths(motion: str, frames: int, rng: np.random.Generator) -> np.ndarray:
@@ -223,7 +222,7 @@ class VideoClipsSource:
 
     @classmethod
     def new_data(
-        cls, cfg: VideoClipsData, features: dict[str, Any], chunk_rows: int
+        cls, cfg: VideoClipsData, features: SourceFeatures, chunk_rows: int
     ) -> Iterator[Chunk]:
         """Every clip under ``cfg.path``: video and .npy/.npz files, and folders of frames."""
         root = require_input(cfg.path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -19,7 +19,9 @@ from torch import nn
 from crnn.atomic import atomic_path
 from crnn.data.shards import Manifest
 from crnn.errors import UserError, format_version
+from crnn.normalization import NormalizationStats
 from crnn.types.kinds import TargetSpec
+from crnn.types.records import SourceFeatures
 
 CHECKPOINT_VERSION = 2  # 2: model.num_outputs (was num_classes), a typed target with statistics
 
@@ -38,11 +40,11 @@ class ModelSpec:
 class PreprocessingSpec:
     """How to feed it: what the shard set's preprocessing fit, and how to read new data."""
 
-    normalization: dict[str, Any]
+    normalization: NormalizationStats
     target: TargetSpec
     input_shape: tuple[int, ...]
     shard_digest: str
-    features: dict[str, Any] = field(default_factory=dict)
+    features: SourceFeatures = field(default_factory=lambda: SourceFeatures())
     source: dict[str, Any] = field(default_factory=dict)  # the source config (scoring)
 
     @property
@@ -104,11 +106,11 @@ class Checkpoint:
                 int(model["num_outputs"]),
             ),
             preprocessing=PreprocessingSpec(
-                normalization=dict(prep["normalization"]),
+                normalization=cast(NormalizationStats, dict(prep["normalization"])),
                 target=TargetSpec.from_dict(prep["target"]),
                 input_shape=tuple(prep["input_shape"]),
                 shard_digest=str(prep["shard_digest"]),
-                features=dict(prep.get("features") or {}),
+                features=cast(SourceFeatures, dict(prep.get("features") or {})),
                 source=dict(prep.get("source") or {}),
             ),
             state_dict=raw.get("state_dict", {}),

@@ -20,7 +20,7 @@ from crnn.engine.checkpoint import Checkpoint, load_checkpoint
 from crnn.engine.device import resolve_device
 from crnn.errors import DataError
 from crnn.models import create_model
-from crnn.normalization import Normalizer
+from crnn.normalization import NormalizationStats, Normalizer
 from crnn.tasks import task_for
 
 
@@ -69,7 +69,9 @@ class Predictor:
         """Predict on raw inputs (N, H, W) or (N, C, H, W), in source units (not normalized)."""
         return self.predict_normalized(self.prepare(raw), batch_size)
 
-    def prepare(self, x: np.ndarray, normalization: dict[str, Any] | None = None) -> torch.Tensor:
+    def prepare(
+        self, x: np.ndarray, normalization: NormalizationStats | None = None
+    ) -> torch.Tensor:
         """Inputs -> the model's normalized tensor (N, *input_shape).
 
         ``normalization``: the statistics ``x`` is already normalized with (a shard set's), or

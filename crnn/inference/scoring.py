@@ -36,7 +36,7 @@ from crnn.data.shards import verified_path
 from crnn.engine.checkpoint import Checkpoint
 from crnn.errors import UserError
 from crnn.inference.predictor import Predictor
-from crnn.types.records import Chunk, ModelVersionRef
+from crnn.types.records import Chunk, ModelVersionRef, SourceFeatures
 
 SPLITS = ("train", "val", "test")
 __all__ = ["ModelVersionRef", "ScoreSummary", "read_scores", "score"]  # and the rest below
@@ -144,7 +144,7 @@ def source_config(raw: dict[str, Any]) -> Any:
     return TypeAdapter(SourceConfig).validate_python(raw)
 
 
-def new_chunks(data: Any, features: dict[str, Any], chunk_rows: int) -> Iterator[tuple[str, Chunk]]:
+def new_chunks(data: Any, features: SourceFeatures, chunk_rows: int) -> Iterator[tuple[str, Chunk]]:
     """New data at ``data.path`` (labels not needed), read with the model's bundled source config
     and features; see :func:`crnn.data.sources.new_data_chunks`."""
     from crnn.data.catalog import new_data_chunks

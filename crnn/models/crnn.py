@@ -16,6 +16,7 @@ from torch import nn
 
 from crnn.config import ModelConfig
 from crnn.registry import Registry
+from crnn.types.records import SourceFeatures
 
 
 class ConvBlock(nn.Sequential):
@@ -220,7 +221,7 @@ ARCHITECTURES.register("audio_crnn")(
 )
 
 
-def model_kwargs(cfg: ModelConfig, features: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_kwargs(cfg: ModelConfig, features: SourceFeatures | None = None) -> dict[str, Any]:
     """Resolved constructor arguments: config defaults < the preset < keys set in the config.
 
     Only arguments the architecture's module accepts are kept; data-dependent ones (such as a

@@ -12,12 +12,13 @@ from typing import Any
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from crnn.sweep.results import SweepResult, TrialRow
 from crnn.sweep.study import DEFAULT, LOST, RETRY_OF, finished
 
 TOP = 5  # trials in the console's table
 
 
-def trial_row(trial: FrozenTrial) -> dict[str, Any]:
+def trial_row(trial: FrozenTrial) -> TrialRow:
     attrs = trial.user_attrs
     state = "lost" if LOST in attrs else trial.state.name.lower()
     return {
@@ -47,7 +48,7 @@ def default_trial(study: Any) -> FrozenTrial | None:
     return next((t for t in trials if t.user_attrs.get(DEFAULT)), None)
 
 
-def summary(study: Any, metric: str, direction: str) -> dict[str, Any]:
+def summary(study: Any, metric: str, direction: str) -> SweepResult:
     """The sweep in numbers: counts by state, the best and the default trial, the gain (in the
     better direction: positive when the best beats the default), the top trials."""
     trials = study.get_trials(deepcopy=False)
@@ -59,17 +60,19 @@ def summary(study: Any, metric: str, direction: str) -> dict[str, Any]:
         gain = sign * (float(best.value or 0.0) - float(default.value or 0.0))
     complete = sorted(
         (r for r in rows if r["state"] == "complete"),
-        key=lambda r: r["value"],
+        key=lambda r: r["value"] or 0.0,
         reverse=direction == "maximize",
     )
     counts = {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "failed")}
     return {
+        "trials_complete": counts["complete"],
+        "trials_pruned": counts["pruned"],
+        "trials_failed": counts["failed"],
         "study": study.study_name,
         "metric": metric,
         "direction": direction,
         "trials_finished": len(finished(trials)),
         "trials_lost": sum(r["state"] == "lost" for r in rows),
-        **{f"trials_{s}": n for s, n in counts.items()},
         "best": trial_row(best) if best is not None else None,
         "default": trial_row(default) if default is not None else None,
         "gain": gain,
@@ -78,7 +81,7 @@ def summary(study: Any, metric: str, direction: str) -> dict[str, Any]:
     }
 
 
-def trials_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def trials_table(rows: list[TrialRow]) -> pd.DataFrame:
     """One row per trial, a column per parameter (``param.<path>``)."""
     flat = []
     for row in rows:

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -28,6 +28,21 @@ from crnn.tracking.runs import TrackingContext
 CHALLENGER, CHAMPION = "challenger", "champion"
 
 
+class RegistrationSummary(TypedDict):
+    """What a run's summary says of its registration (``registry`` in ``crnn run --json``)."""
+
+    model_name: str
+    version: str
+    promoted: bool
+    decision: str
+    reason: str
+    challenger_score: float
+    champion_score: float | None
+    champion_version: str
+    previous_champion: str | None
+    model_uri: str
+
+
 @dataclass(frozen=True)
 class RegistrationResult:
     """A registered version and the gate's decision on it, as the flows pass it on."""
@@ -39,7 +54,7 @@ class RegistrationResult:
     previous_champion: str | None
     model_uri: str = ""
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> RegistrationSummary:
         """What a run's summary says of it (``registry`` in ``crnn run --json``)."""
         kept = "kept champion" if self.previous_champion else "no champion yet: not promoted"
         return {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def run_status(ctx: TrackingContext, run_id: str | None) -> str | None:
 
 
 def log_sweep_result(
-    ctx: TrackingContext, run_id: str, summary: dict[str, Any], table: Any, plots: list[Path]
+    ctx: TrackingContext, run_id: str, summary: Mapping[str, Any], table: Any, plots: list[Path]
 ) -> None:
     """The best trial's values (params ``best.<path>``) and score beside the default's, the
     counts, each trial's score by trial number, the table and the plots."""

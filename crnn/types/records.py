@@ -5,11 +5,14 @@ scoring job pins (:class:`ModelVersionRef`), and a check's verdict (:class:`Chec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 
 from crnn.types.kinds import TargetSpec
+
+if TYPE_CHECKING:
+    from crnn.normalization import NormalizationStats
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,33 @@ class QuarantineCounts:
     file: str = ""
 
 
+class SourceFeatures(TypedDict, total=False):
+    """What a source fit or fixed that a scorer needs to read new data as training did:
+    a text table's tokenizer, an audio source's log-mel settings, line images' profile."""
+
+    kind: str  # word | char (a tokenizer), log_mel (audio)
+    lowercase: bool
+    max_length: int
+    vocabulary: list[str]
+    vocab_size: int
+    sample_rate: int
+    duration_seconds: float
+    n_mels: int
+    n_fft: int
+    hop_length: int
+    image: dict[str, Any]  # the measured profile of user line images (low, high, background)
+
+
+class SourceRecord(TypedDict):
+    """Where a shard set came from (``manifest.source``): the reader, what it read and how."""
+
+    name: str  # the registered source (data.source)
+    description: str
+    digest: str  # sha256 of the raw data and the settings that read it
+    config: dict[str, Any]  # the data section it was read with
+    modality: NotRequired[str]  # image | video | audio | text (manifests before it: image)
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     name: str
@@ -45,7 +75,7 @@ class SourceInfo:
     config: dict[str, Any] = field(default_factory=dict)
     modality: str = "image"  # picks the augmenter: image | video | audio | text
     # what a scorer needs to turn raw inputs into model inputs (vocabulary, audio parameters...)
-    features: dict[str, Any] = field(default_factory=dict)
+    features: SourceFeatures = field(default_factory=lambda: SourceFeatures())
 
 
 @dataclass(frozen=True)
@@ -67,7 +97,7 @@ class Chunk:
     values: np.ndarray | None = None  # numeric targets (regression)
     widths: np.ndarray | None = None  # line images right-padded to the widest: real widths
     quarantined: list[Quarantined] = field(default_factory=list)
-    normalization: dict[str, Any] | None = None
+    normalization: NormalizationStats | None = None
 
     def __len__(self) -> int:
         return len(self.sample_ids)

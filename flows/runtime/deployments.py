@@ -113,14 +113,18 @@ def _require_server(client: Any) -> None:
 
 def _ensure_pool(client: Any, pool: str) -> Change | None:
     from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     try:
         client.read_work_pool(pool)
         return None
     except ObjectNotFound:
+        pass
+    try:
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-        return Change(f"work pool {pool}", "created", "type process")
+    except ObjectAlreadyExists:  # a worker started on the pool made it meanwhile: it is there
+        return None
+    return Change(f"work pool {pool}", "created", "type process")
 
 
 def _apply_one(client: Any, p: Planned, pool: str, workdir: Path) -> Change:

@@ -60,11 +60,24 @@ def _mlflow_client(summary: dict):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def _keys_as_typed(summary: dict) -> None:
+    """The summary a run returns (and `crnn run --json` prints) has the keys its typed record
+    declares, down to the registration and the shard set."""
+    from crnn.tracking.registry import RegistrationSummary
+    from flows.summaries import RunSummary, ShardsSummary, TrainingSummary
+
+    assert set(summary) == set(RunSummary.__annotations__)
+    assert set(summary["registry"]) == set(RegistrationSummary.__annotations__)
+    assert set(summary["shards"]) == set(ShardsSummary.__annotations__)
+    assert set(summary["training"]) == set(TrainingSummary.__annotations__)
+
+
 def test_retrain_flow_registers_gates_and_reuses_shards(prefect_harness, config_path: Path) -> None:
     from crnn.data.loader import load_manifest
     from flows.retrain import retrain
 
     first = retrain(config_path=str(config_path), progress=False)
+    _keys_as_typed(first)
     assert not first["shards"]["reused"]
     reg1 = first["registry"]
     assert (reg1["version"], reg1["promoted"], reg1["champion_version"]) == ("1", True, "1")

@@ -170,7 +170,13 @@ def test_every_trial_is_a_child_run_of_the_parent_with_its_values(swept: dict) -
 
 def test_the_parent_holds_the_best_values_table_and_plots(swept: dict) -> None:
 
+    from crnn.sweep.results import TrialRow
+    from flows.summaries import SweepSummary
+
     summary, study = swept["summary"], swept["study"]
+    # `crnn sweep --json` prints the keys its typed record declares
+    assert set(summary) == set(SweepSummary.__annotations__)
+    assert set(summary["best"]) == set(TrialRow.__annotations__)
     parent = swept["runs"][summary["mlflow"]["parent_run_id"]]
     best = study.best_trial
     assert summary["best"]["trial"] == best.number
