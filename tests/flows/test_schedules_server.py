@@ -5,6 +5,7 @@ clearing schedules the file no longer has. The tests run in order on one project
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -166,3 +167,35 @@ def test_deploy_clears_schedules_the_file_no_longer_has(stack: dict[str, Any]) -
     with client(stack["api"]) as c:
         assert c.read_deployment_by_name("score/shapes-yearly").schedules == []
         assert len(c.read_deployment_by_name("retrain/shapes").schedules) == 1
+
+
+def test_deploy_takes_the_pool_a_worker_made_between_its_read_and_its_create(
+    stack: dict[str, Any],
+) -> None:
+    """`prefect worker start --pool P` creates P itself: when it does so between deploy's read
+    (no pool yet) and its create, the server answers 409; the pool is there, deploy goes on."""
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.runtime.deployments import _ensure_pool
+
+    with client(stack["api"]) as server:
+        deadline = time.monotonic() + 60
+        while True:  # the worker makes the pool once it is up
+            try:
+                assert server.read_work_pool(POOL).name == POOL
+                break
+            except ObjectNotFound:
+                assert time.monotonic() < deadline, f"the worker made no pool {POOL}"
+                time.sleep(0.5)
+
+        class ReadBeforeTheWorker:
+            """The server as deploy saw it a moment earlier: no pool yet; it creates on the
+            real server."""
+
+            def read_work_pool(self, name: str) -> Any:
+                raise ObjectNotFound(http_exc=LookupError(name))
+
+            def create_work_pool(self, pool: Any) -> Any:
+                return server.create_work_pool(pool)
+
+        assert _ensure_pool(ReadBeforeTheWorker(), POOL) is None
