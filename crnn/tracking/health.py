@@ -25,6 +25,8 @@ DOCTOR_EXPERIMENT = "crnn-doctor"
 
 
 def check_tracking(tracking: Any, workspace: Path) -> list[Check]:
+    """The store answers, keeps an artifact and reads it back, and its registry is usable; a
+    store that does not answer is one failing check naming the setting to fix."""
     from crnn.retry import apply_defaults, service_error
     from crnn.tracking.uri import resolve_tracking_uri
 

@@ -1,6 +1,8 @@
 """The records that cross packages: what a source is (:class:`SourceInfo`) and yields
-(:class:`Chunk`), a record set aside (:class:`Quarantined`), and the registered model version a
-scoring job pins (:class:`ModelVersionRef`), and a check's verdict (:class:`Check`)."""
+(:class:`Chunk`); what a manifest says of its source (:class:`SourceRecord`,
+:class:`SourceFeatures`) and of the records set aside (:class:`Quarantined`,
+:class:`QuarantineCounts`); the registered model version a scoring job pins
+(:class:`ModelVersionRef`); a `crnn doctor` check's verdict (:class:`Check`)."""
 
 from __future__ import annotations
 
