@@ -16,9 +16,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# --no-compile: pip would byte-compile every module of torch, MLflow, Prefect... (about a
-	# minute on 2 cores); Python compiles the ones a command imports, once, on first import
-	PIP_CONSTRAINT=requirements/constraints.txt $(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
+	PIP_CONSTRAINT=requirements/constraints.txt $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
