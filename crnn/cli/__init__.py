@@ -3,6 +3,6 @@
 `rollback`), :mod:`ops` (`deploy`, `serve`, `server`, `doctor`), :mod:`sweep`, and
 :mod:`services` (what a command that runs a flow checks and starts first)."""
 
-from crnn.cli.main import main
+from crnn.cli.main import command, main
 
-__all__ = ["main"]
+__all__ = ["command", "main"]

@@ -1,7 +1,5 @@
 """`python -m crnn.cli`: the `crnn` command."""
 
-import sys
+from crnn.cli.main import command
 
-from crnn.cli.main import main
-
-sys.exit(main())
+command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -22,6 +23,18 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = "pipelines.yaml"
 CONFIG_HELP = "pipelines file (default: ./pipelines.yaml or $CRNN_CONFIG)"
+
+
+def command() -> None:
+    """The `crnn` executable: :func:`main`, then exit with its status.
+
+    The process ends right after the command, so what it made is frozen out of the garbage
+    collection Python runs while it shuts down: with torch, MLflow and Prefect loaded, that
+    collection kept a finished (or Ctrl-C'd) command alive about 3 s more on a 2-core machine,
+    and 0.4 s with the freeze. Memory goes back to the system at exit either way."""
+    status = main()
+    gc.freeze()
+    sys.exit(status)
 
 
 def main(argv: list[str] | None = None) -> int:
