@@ -277,6 +277,52 @@ class TextTableData(FileSourceBase):
     split: SplitFractions = Field(default_factory=SplitFractions)
 
 
+class LineImagesData(FileSourceBase):
+    """Text-line images and their transcriptions: ``NAME.png`` beside ``NAME.gt.txt`` (the
+    layout of tesstrain, kraken and Calamari), or a ``labels_csv`` with the columns
+    ``path,text[,split][,group]``. A given split is kept (a CSV ``split`` column, or ``train/
+    val/ test/`` sub-folders); else ``split`` fractions by file, or by ``group`` (a CSV column,
+    or ``folder``: the image's folder, e.g. one per page or writer).
+
+    PNG / JPEG / TIFF / BMP, grey or colour, any size and polarity: each line is read as dark
+    ink on light, resized to ``height`` keeping its aspect ratio, squeezed to ``width`` when
+    wider, padded on the right with its own background when narrower.
+    """
+
+    targets: ClassVar[tuple[str, ...]] = ("sequence",)
+    source: Literal["line_images"] = "line_images"
+    labels_csv: str | None = Field(
+        None, description="CSV of path,text[,split][,group] under data.path (else NAME.gt.txt)."
+    )
+    group: str | None = Field(
+        None, description="Keep groups apart across splits: a labels_csv column, or `folder`."
+    )
+    split: SplitFractions = Field(
+        default_factory=lambda: SplitFractions(train=0.8, val=0.1, test=0.1)
+    )
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="A given split without val: this share of train is val."
+    )
+    height: int = Field(32, ge=8, le=256, description="Line height the model reads, pixels.")
+    width: int = Field(
+        512, ge=16, le=8192, description="Line width the model reads: wider lines are squeezed."
+    )
+    mode: Literal["grayscale", "rgb"] = "grayscale"
+    charset: str | None = Field(
+        None, description="The characters the model reads (default: the training texts')."
+    )
+    frame_pixels: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Pixels of width per CTC frame (the product of model.pool widths): a line "
+        "whose text needs more frames than its width gives is set aside.",
+    )
+    max_image_pixels: int = Field(
+        25_000_000, ge=1, description="Larger images are refused unread (decompression bombs)."
+    )
+
+
 SourceConfig = (
     DigitStringsData
     | DigitsData
@@ -288,6 +334,7 @@ SourceConfig = (
     | AudioFolderData
     | SpokenDigitStringsData
     | TextTableData
+    | LineImagesData
 )
 DataConfig = Annotated[SourceConfig, Field(discriminator="source")]
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
@@ -301,4 +348,5 @@ SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "audio_folder": AudioFolderData,
     "spoken_digit_strings": SpokenDigitStringsData,
     "text_table": TextTableData,
+    "line_images": LineImagesData,
 }

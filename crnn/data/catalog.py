@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from crnn.config import SourceConfig
-from crnn.data import audio, embedded, images, speech, text, video
+from crnn.data import audio, embedded, images, lines, speech, text, video
 from crnn.data.sources import SOURCES, Source
 from crnn.data.splits import SPLITS
 from crnn.types.records import Chunk, SourceFeatures
 
-READERS = (embedded, images, video, audio, speech, text)  # the modules SOURCES is filled from
+# the modules SOURCES is filled from
+READERS = (embedded, images, lines, video, audio, speech, text)
 
 
 def new_data_chunks(

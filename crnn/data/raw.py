@@ -37,6 +37,12 @@ def _own(name: object, method: str) -> Any | None:
     return getattr(_source_class(name), method, None)
 
 
+def reads_own_input(name: object) -> bool:
+    """Whether source ``name`` turns what users have into inputs itself (``raw_inputs``): a
+    line-image source reads a user's file as it read its training lines."""
+    return _own(name, "raw_inputs") is not None
+
+
 def channel_axis(input_shape: tuple[int, ...]) -> int | None:
     """Index of the channel axis in a sample's shape: (C, H, W) -> 0, (T, C, H, W) -> 1."""
     return len(input_shape) - 3 if len(input_shape) >= 3 else None

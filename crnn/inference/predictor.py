@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from crnn.data.raw import channel_axis, raw_to_inputs
+from crnn.data.raw import channel_axis, raw_to_inputs, reads_own_input
 from crnn.data.user_images import as_image_list, fit_images
 from crnn.engine.checkpoint import Checkpoint, load_checkpoint
 from crnn.engine.device import resolve_device
@@ -58,7 +58,7 @@ class Predictor:
         for an audio model (see :mod:`crnn.data.raw`); for an image model, images of any size,
         range and polarity as arrays, files or bytes (see :mod:`crnn.data.user_images`); raw
         arrays otherwise."""
-        if self.image_model:
+        if self.image_model and not reads_own_input(self.source.get("source")):
             images = as_image_list(model_input)
             batch, widths = fit_images(images, self.input_shape, self.features, self.any_width)
             return self.predict_normalized(self.prepare(batch), batch_size, widths)
