@@ -83,12 +83,13 @@ def log_model_task(
     """Log the best checkpoint as the run's pyfunc model, with a raw input example; returns its
     URI. It needs only the checkpoint, so the flow runs it beside evaluation."""
     from crnn.data.raw import raw_example
+    from crnn.inference.decoder import decoder_record, with_decoder
     from crnn.tracking import log_pyfunc_model
 
     example = raw_example(shards.manifest_path)
-    return log_pyfunc_model(
-        ref.context(), ref.run_id, trained.best_checkpoint, example, cfg.task_kind
-    )
+    best = trained.best_checkpoint  # with the evaluation's decoder, when it has its own
+    model = with_decoder(best, decoder_record(cfg.evaluation.decoder), best.with_name("model.pt"))
+    return log_pyfunc_model(ref.context(), ref.run_id, model, example, cfg.task_kind)
 
 
 @task(

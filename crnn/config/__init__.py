@@ -42,10 +42,10 @@ from crnn.config.data import (
     TextTableData,
     VideoClipsData,
 )
+from crnn.config.evaluation import DecoderConfig, EvaluationConfig
 from crnn.config.pipeline import (
     AugmentationConfig,
     EarlyStoppingConfig,
-    EvaluationConfig,
     LoaderConfig,
     ModelConfig,
     PipelineConfig,
@@ -67,6 +67,7 @@ __all__ = [
     "Cifar10Data",
     "ConfigError",
     "DataConfig",
+    "DecoderConfig",
     "DigitStringsData",
     "DigitsData",
     "EarlyStoppingConfig",
@@ -119,8 +120,8 @@ def load_config(path: str | Path) -> PipelinesFile:
 
 
 def _resolve_data_paths(raw: dict[str, Any], path: Path) -> None:
-    """Relative paths (``data.path``, a scoring job's ``input`` and ``out``) are relative to the
-    config file's folder."""
+    """Relative paths (``data.path``, ``evaluation.decoder.lexicon``, a scoring job's ``input`` and
+    ``out``) are relative to the config file's folder."""
     pipelines = raw.get("pipelines")
     base = path.resolve().parent
     for pipeline in pipelines.values() if isinstance(pipelines, dict) else ():
@@ -128,7 +129,9 @@ def _resolve_data_paths(raw: dict[str, Any], path: Path) -> None:
             continue
         data = pipeline.get("data")
         jobs = pipeline.get("scoring")
-        places = [(data, "path")] + [
+        evaluation = pipeline.get("evaluation")
+        decoder = evaluation.get("decoder") if isinstance(evaluation, dict) else None
+        places = [(data, "path"), (decoder, "lexicon")] + [
             (job, key)
             for job in (jobs.values() if isinstance(jobs, dict) else ())
             for key in ("input", "out")

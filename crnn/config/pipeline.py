@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from crnn.config.base import NAME_PATTERN, Frozen
 from crnn.config.data import DataConfig
+from crnn.config.evaluation import EvaluationConfig
 from crnn.config.schedule import RetrainSchedule, ScoringJob
 from crnn.config.sweep import SweepConfig, resolve_sweep
 from crnn.metric_names import product_name
@@ -34,6 +35,13 @@ class AugmentationConfig(Frozen):
         (0.0, 0.0), description="Max shift (x, y) in pixels; content leaving the frame is cropped."
     )
     noise_std: float = Field(0.0, ge=0, le=1, description="Gaussian noise, normalized units.")
+    shear_degrees: float = Field(
+        0.0, ge=0, le=30, description="Max horizontal shear (slant), +/- degrees."
+    )
+    contrast: tuple[float, float] = Field(
+        (1.0, 1.0), description="Random contrast factor range (min, max) around each mean."
+    )
+    blur_sigma: float = Field(0.0, ge=0, le=4, description="Max Gaussian blur sigma, pixels.")
     time_shift: float = Field(0.0, ge=0, lt=1, description="Audio: max roll, share of frames.")
     time_masks: int = Field(0, ge=0, le=8, description="Audio: masked time stripes.")
     freq_masks: int = Field(0, ge=0, le=8, description="Audio: masked frequency stripes.")
@@ -49,6 +57,11 @@ class AugmentationConfig(Frozen):
         lo, hi = self.scale
         if not 0 < lo <= hi <= 4:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 4, got {list(self.scale)}")
+        lo, hi = self.contrast
+        if not 0 < lo <= hi <= 4:
+            raise ValueError(
+                f"contrast must satisfy 0 < min <= max <= 4, got {list(self.contrast)}"
+            )
         return self
 
 
@@ -181,13 +194,6 @@ class TrainingConfig(Frozen):
     )
     log_every_steps: int = Field(
         50, ge=1, description="Read the loss back from the device (progress, logs) this often."
-    )
-
-
-class EvaluationConfig(Frozen):
-    sample_predictions: int = Field(24, ge=0, le=512, description="Test samples shown with images.")
-    baseline: Literal["svc"] | None = Field(
-        None, description="A classical baseline scored on the same split (classification only)."
     )
 
 
@@ -328,6 +334,11 @@ class PipelineConfig(Frozen):
                 f"data.target {chosen!r} does not fit model.head {self.model.head!r}; "
                 f"drop data.target (the head sets it)"
             )
+        decoding = self.evaluation.decoder
+        if (decoding.kind != "greedy" or decoding.lexicon or decoding.regex) and kind.head != "ctc":
+            raise ValueError("evaluation.decoder reads CTC outputs: it needs model.head: ctc")
+        if (decoding.lexicon or decoding.regex) and decoding.kind != "beam":
+            raise ValueError("evaluation.decoder.lexicon and regex need kind: beam")
         if self.evaluation.baseline and not kind.baseline:
             raise ValueError("evaluation.baseline needs a classification pipeline; remove it")
         if self.training.loss and self.training.loss not in kind.losses:

@@ -67,6 +67,8 @@ class Checkpoint:
     epoch: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     resume: dict[str, Any] | None = field(default=None, repr=False)  # trainer state (last.pt)
+    # how outputs become text (evaluation.decoder, its word list read in); {}: the task's own
+    decoder: dict[str, Any] = field(default_factory=dict)
 
     def to_payload(self) -> dict[str, Any]:
         """Plain types only (loadable with ``weights_only=True``)."""
@@ -90,6 +92,7 @@ class Checkpoint:
             "epoch": self.epoch,
             "metrics": self.metrics,
             **({} if self.resume is None else {"resume": self.resume}),
+            **({"decoder": self.decoder} if self.decoder else {}),
             "state_dict": self.state_dict,
         }
 
@@ -117,6 +120,7 @@ class Checkpoint:
             epoch=int(raw.get("epoch", 0)),
             metrics=dict(raw.get("metrics") or {}),
             resume=raw.get("resume"),
+            decoder=dict(raw.get("decoder") or {}),
         )
 
 

@@ -34,11 +34,12 @@ def evaluate_checkpoint(
 ) -> EvalReport:
     """Score the test split with the checkpoint; write metrics, report, plots and predictions."""
     from crnn.data.loader import load_split
+    from crnn.inference.decoder import decoder_record
     from crnn.inference.predictor import Predictor
     from crnn.plots import plot_learning_curves
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, decoder=decoder_record(cfg.decoder) or None)
     task = predictor.task
     test = load_split(manifest_path, "test")
     preds = predictor.predict_normalized(test.inputs)

@@ -33,7 +33,9 @@ class Predictions:
 class Predictor:
     """A model rebuilt from a checkpoint, with the preprocessing it was trained with."""
 
-    def __init__(self, ckpt: Checkpoint, device: str = "auto") -> None:
+    def __init__(
+        self, ckpt: Checkpoint, device: str = "auto", decoder: dict[str, Any] | None = None
+    ) -> None:
         spec, prep = ckpt.model, ckpt.preprocessing
         self.device = resolve_device(device)
         self.model = create_model(
@@ -48,10 +50,19 @@ class Predictor:
         self.source, self.features = prep.source, prep.features
         self.image_model = prep.image_model
         self.any_width = prep.any_width and hasattr(self.model, "frames")
+        self.decoder = ckpt.decoder if decoder is None else decoder  # how outputs become text
+        if self.decoder.get("kind") == "beam":
+            from crnn.models.decoding import BeamDecoder
+
+            self.task.decoder = BeamDecoder(self.decoder, self.target.charset)  # type: ignore[attr-defined]
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
-        return cls(load_checkpoint(Path(path)), device)
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", decoder: dict[str, Any] | None = None
+    ) -> Predictor:
+        """``decoder``: a decoder record (:mod:`crnn.inference.decoder`) in place of the one the
+        checkpoint carries."""
+        return cls(load_checkpoint(Path(path)), device, decoder)
 
     def predict_input(self, model_input: Any, batch_size: int = 256) -> Predictions:
         """Predict on what a user has: strings for a text model, waveforms / WAV bytes / paths

@@ -1,10 +1,11 @@
 """Sequence recognition (``head: ctc``): a character string per input, learned with CTC and
-decoded greedily; scored by exact-match accuracy, CER and WER."""
+decoded greedily (or by a beam search the model carries); scored by exact-match accuracy, CER and
+WER."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,9 @@ TARGET_TYPE = pa.list_(pa.field("item", pa.int32(), nullable=False))
 class SequenceTask(Task):
     kind = SEQUENCE
     infeasible_metric = "train_ctc_infeasible"
+    # a beam search (crnn.models.decoding.BeamDecoder) set by a predictor whose checkpoint asks
+    # for one; None: best path
+    decoder: Callable[[torch.Tensor], tuple[list[str], np.ndarray]] | None = None
 
     def fields(self) -> list[pa.Field]:
         return [
@@ -98,6 +102,9 @@ class SequenceTask(Task):
             )
             out = out.masked_fill(past[..., None], -1e4)
             out[..., 0] = out[..., 0].masked_fill(past, 0.0)
+        if self.decoder is not None:
+            texts, probs = self.decoder(out)
+            return list(texts), probs
         # best-path probability: product of per-frame maxima
         confidence = out.softmax(-1).max(-1).values.log().sum(-1).exp()
         return ctc_greedy_strings(out, self.spec.charset), confidence.cpu().numpy()
