@@ -47,3 +47,22 @@ def test_input_is_not_modified_and_registry() -> None:
     before = x.copy()
     AUGMENTERS.get("image")(x, CFG, generator_for(0))
     np.testing.assert_array_equal(x, before)
+
+
+def test_shear_slants_a_vertical_stroke() -> None:
+    x = np.zeros((1, 24, 40), dtype=np.float32)
+    x[0, :, 19:21] = 1.0  # a vertical stroke, full height
+    out = augment_images(x, AugmentationConfig(shear_degrees=20), generator_for(1))[0]
+    top, bottom = out[1].argmax(), out[-2].argmax()  # the stroke's column at the top and bottom
+    assert abs(int(top) - int(bottom)) >= 4  # tan(<=20 deg) * 22 rows: slanted
+    assert np.allclose(out.sum(), x.sum(), rtol=0.25)  # moved, not erased
+
+
+def test_contrast_and_blur_keep_the_mean_and_soften_edges() -> None:
+    x = _images()
+    low = augment_images(x, AugmentationConfig(contrast=(0.5, 0.5)), generator_for(2))
+    np.testing.assert_allclose(low.mean(axis=(1, 2)), x.mean(axis=(1, 2)), atol=1e-5)
+    np.testing.assert_allclose(low.std(axis=(1, 2)), 0.5 * x.std(axis=(1, 2)), rtol=1e-4)
+    blurred = augment_images(x, AugmentationConfig(blur_sigma=2.0), generator_for(3))
+    assert np.abs(np.diff(blurred, axis=2)).sum() < 0.8 * np.abs(np.diff(x, axis=2)).sum()
+    np.testing.assert_allclose(blurred.mean(), x.mean(), rtol=0.05)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from tests.conftest import run_cli, write_config
 from tests.lines import render_lines
@@ -30,7 +31,10 @@ def _pipelines(workspace: Path, data: Path) -> dict:
                 "preprocessing": {"augmentation": {"copies": 0}, "max_quarantine_fraction": 0.2},
                 "model": {"architecture": "crnn_small", "head": "ctc"},
                 "training": {"epochs": 6, "batch_size": 8, "lr": 0.005, "device": "cpu"},
-                "evaluation": {"sample_predictions": 4},
+                "evaluation": {
+                    "sample_predictions": 4,
+                    "decoder": {"kind": "beam", "beam_width": 5},
+                },
                 "registry": {"first_champion_margin": None},
             }
         },
@@ -50,6 +54,8 @@ def test_pyfunc_and_scoring_read_the_line_files_as_evaluation_did(tmp_path: Path
     paths = [str(data / i) for i in evaluated["sample_id"]]
     assert len(paths) == 24
     assert sum(p != "" for p in evaluated["prediction"]) >= 12  # it reads something
+    registered = torch.load(run_dir / "checkpoints" / "model.pt", weights_only=True)
+    assert registered["decoder"] == {"kind": "beam", "beam_width": 5}  # travels with the model
 
     script = (
         "import json, sys, mlflow, pandas as pd\n"

@@ -19,6 +19,7 @@ from tests.conftest import REPO
 from tests.data.test_audio import spoken_folder
 from tests.data.test_readers import mnist_folder, write_cifar
 from tests.data.test_speech import spoken_words
+from tests.lines import render_lines
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +54,10 @@ def tiny_overrides(name: str, tmp_path: Path) -> list[str]:
         words = spoken_words(tmp_path / "words", per_speaker=2)
         lines = "data.lines={train: 48, val: 16, test: 16}"
         return [f"data.path={words}", lines, "data.duration_seconds=1.5", *ONE_EPOCH]
+    if name == "text-lines":
+        render_lines(tmp_path / "lines", 60, seed=0)
+        loose = "preprocessing.max_quarantine_fraction=0.5"  # 48 training lines miss characters
+        return [f"data.path={tmp_path / 'lines'}", loose, *ONE_EPOCH]
     if name == "sentiment":
         return [f"data.path={_sentiment_table(tmp_path / 'reviews.csv')}", *ONE_EPOCH]
     if name == "mnist":
@@ -65,7 +70,7 @@ def tiny_overrides(name: str, tmp_path: Path) -> list[str]:
 
 OWN_TESTS = {"digit-strings", "digit-value"}  # tests/flows/test_retrain.py, test_regression.py
 SHIPPED = [n for n in load_config(REPO / "pipelines.yaml").pipelines if n not in OWN_TESTS]
-SEQUENCE = {"spoken-digit-strings"}
+SEQUENCE = {"spoken-digit-strings", "text-lines"}
 
 
 def test_every_shipped_pipeline_is_covered() -> None:
@@ -74,6 +79,7 @@ def test_every_shipped_pipeline_is_covered() -> None:
         "moving-digits",
         "spoken-digits",
         "spoken-digit-strings",
+        "text-lines",
         "sentiment",
         "mnist",
         "cifar10",
