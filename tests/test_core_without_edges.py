@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from crnn.config import load_pipeline
+from tests.conftest import tiny_pipelines, write_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 BLOCK = textwrap.dedent(
@@ -40,8 +43,10 @@ def run_blocked(code: str, tmp_path: Path, *args: str) -> subprocess.CompletedPr
 
 
 @pytest.mark.integration
-def test_core_trains_and_evaluates_without_prefect_or_mlflow(tiny_config, tmp_path) -> None:
-    _, cfg = tiny_config
+def test_core_trains_and_evaluates_without_prefect_or_mlflow(tmp_path) -> None:
+    mapping = tiny_pipelines(tmp_path / "ws")  # what is imported does not depend on the size
+    mapping["pipelines"]["tiny"]["data"]["lines"] = {"train": 64, "val": 16, "test": 16}
+    _, cfg = load_pipeline(write_config(tmp_path / "pipelines.yaml", mapping))
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
     proc = run_blocked(
         """
@@ -80,7 +85,8 @@ def test_training_benchmark_runs_on_a_bare_image(tmp_path) -> None:
         runpy.run_path("bench/train_bench.py", run_name="__main__")
         """,
         tmp_path,
-        *("--rows", "256", "--repeats", "1", "--models", "default", "--steps", "4"),
+        # 128 lines: one share of `--steps` batches of 32 (a figure of each kind, from less)
+        *("--rows", "128", "--repeats", "1", "--models", "default", "--steps", "4"),
         *("--out", str(out), "--report-only"),  # figures of a tiny run: no verdict on them
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -23,6 +23,11 @@ from tests.conftest import run_cli, start_cli, tiny_pipelines, write_config
 pytestmark = pytest.mark.integration
 
 BAD_LR = 9.0  # far too large: its first epoch's validation loss is far behind the others'
+# two epochs are enough: the pruner may stop a trial after its first (warmup_epochs), so a
+# pruned trial with one epoch of two stopped before its last; every epoch more, and every line,
+# is paid by each trial, twice over (before the kill and after it)
+EPOCHS = 2
+LINES = {"train": 96, "val": 32, "test": 32}
 SWEEP = {
     "metric": "val_loss",
     "space": {"training.lr": {"type": "float", "low": 1e-3, "high": 10.0, "log": True}},
@@ -68,14 +73,15 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     tmp = tmp_path_factory.mktemp("sweep")
     mapping = tiny_pipelines(tmp / "ws", sweep=SWEEP)
-    mapping["pipelines"]["tiny"]["training"]["epochs"] = 3
+    mapping["pipelines"]["tiny"]["training"]["epochs"] = EPOCHS
+    mapping["pipelines"]["tiny"]["data"]["lines"] = LINES
     config = write_config(tmp / "pipelines.yaml", mapping)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
     proc = start_cli(["--config", str(config), "sweep"], env)
     ws = tmp / "ws"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # one trial finished, another one still training
-        time.sleep(0.5)
+        time.sleep(0.2)
         if not (ws / "sweeps" / "optuna.journal").is_file() or proc.poll() is not None:
             continue
         states = [t.state for t in _study(ws).trials]
@@ -152,7 +158,7 @@ def test_the_bad_enqueued_trial_is_pruned_and_its_run_killed(swept: dict) -> Non
     assert bad.state == TrialState.PRUNED
     run = swept["runs"][bad.user_attrs["crnn.run_id"]]
     assert run.info.status == "KILLED" and run.data.tags["pruned"] == "true"
-    assert len(bad.intermediate_values) < 3  # stopped before its last epoch
+    assert len(bad.intermediate_values) < EPOCHS  # stopped before its last epoch
 
 
 def test_every_trial_is_a_child_run_of_the_parent_with_its_values(swept: dict) -> None:

@@ -28,10 +28,17 @@ def _statuses(workspace: Path) -> dict[str, tuple[str, dict[str, str]]]:
     }
 
 
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone since it was listed
+        return ""
+
+
 def test_a_killed_run_leaves_no_process_and_is_marked_failed_next_time(tmp_path: Path) -> None:
     mapping = tiny_pipelines(tmp_path / "ws")
     tiny = mapping["pipelines"]["tiny"]
-    tiny["data"]["lines"]["train"] = 800  # epochs long enough to be killed in one
+    tiny["data"]["lines"]["train"] = 320  # epochs long enough to be killed in one
     tiny["training"].update({"epochs": 30, "loader": {"workers": 2}, "log_every_steps": 5})
     config = write_config(tmp_path / "pipelines.yaml", mapping)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
@@ -40,9 +47,16 @@ def test_a_killed_run_leaves_no_process_and_is_marked_failed_next_time(tmp_path:
     for line in proc.stdout:
         if "epoch 1/30" in line:  # the first epoch's line: the second is under way
             break
-    time.sleep(2)  # training under way: loader workers and the Prefect server are up
-    children = psutil.Process(proc.pid).children(recursive=True)
-    names = " ".join(" ".join(c.cmdline()) for c in children)
+    deadline = time.monotonic() + 30
+    while True:  # training under way: the Prefect server and the (persistent) loader workers
+        children = psutil.Process(proc.pid).children(recursive=True)
+        cmdlines = [_cmdline(c) for c in children]
+        server = any("uvicorn" in c for c in cmdlines)
+        forked = sum("forkserver" in c for c in cmdlines)  # the forkserver, then its 2 workers
+        if (server and forked > 2) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    names = " ".join(cmdlines)
     assert "uvicorn" in names and "forkserver" in names, names  # the server, the workers
     listening = [
         c.laddr.ip
@@ -62,7 +76,9 @@ def test_a_killed_run_leaves_no_process_and_is_marked_failed_next_time(tmp_path:
     assert run_id in doctor.stdout and "crnn doctor --fix" in doctor.stdout
     assert _statuses(tmp_path / "ws")[run_id][0] == "RUNNING"
 
-    again = run_cli(["--config", str(config), "run", "--set", "training.epochs=1"], env)
+    # the run after it: one epoch, no loader workers to start (what it must do comes first)
+    rerun = ["--set", "training.epochs=1", "--set", "training.loader.workers=0"]
+    again = run_cli(["--config", str(config), "run", *rerun], env)
     assert again.returncode == 0, again.stdout[-1500:] + again.stderr[-1500:]
     assert f"marked run {run_id} FAILED: its process {proc.pid} on" in again.stderr
     runs = _statuses(tmp_path / "ws")
