@@ -74,8 +74,17 @@ def test_compose_sets_the_native_environment_and_ports() -> None:
     assert "workspace:/workspace" in " ".join(services["worker"]["volumes"])
 
 
+def pinned() -> dict[str, str]:
+    """The exact versions `make setup` installs (requirements/constraints.txt)."""
+    lines = (REPO / "requirements" / "constraints.txt").read_text().splitlines()
+    pairs = (line.split("==") for line in lines if "==" in line and not line.startswith("#"))
+    return {name.strip(): version.strip() for name, version in pairs}
+
+
 def test_compose_images_are_the_tested_versions() -> None:
     services = compose()
+    versions = {"prefect": prefect.__version__, "mlflow": mlflow.__version__, "moto": moto.__version__}
+    assert pinned() == versions, "make setup must install the versions infra/ runs"
     assert services["prefect"]["image"] == f"prefecthq/prefect:{prefect.__version__}-python3.12"
     assert services["mlflow"]["build"]["args"]["MLFLOW_VERSION"] == mlflow.__version__
     assert services["s3"]["image"] == f"motoserver/moto:{moto.__version__}"
