@@ -56,6 +56,7 @@ def score_task(
     chunk_rows: int,
     batch_size: int,
     on_chunk: Any = None,
+    review_below: float | None = None,
 ) -> ScoreSummary:
     from crnn.engine.checkpoint import load_checkpoint
     from crnn.inference.predictor import Predictor
@@ -67,7 +68,7 @@ def score_task(
         predictor = Predictor(ckpt, device="auto")
     chunks = input_chunks(ckpt, ref, input_path, shards, chunk_rows)
     plan = job_plan(shards, chunk_rows)
-    return score(predictor, ref, chunks, Path(out), spec, batch_size, on_chunk, plan)
+    return score(predictor, ref, chunks, Path(out), spec, batch_size, on_chunk, plan, review_below)
 
 
 @task(name="log-scoring-run", cache_policy=NO_CACHE)
@@ -92,6 +93,7 @@ def score_flow(
     config_path: str = "pipelines.yaml",
     pipeline: str | None = None,
     timezone: str = "UTC",
+    review_below: float | None = None,
 ) -> dict[str, Any]:
     """Score ``input_path`` (new data in the model's source format; none: the source's own data)
     or a shard set with ``model``; returns the job summary and the scoring run id.
@@ -100,6 +102,7 @@ def score_flow(
     then writes its own folder, dated by its scheduled start in ``timezone``. Without
     ``tracking_uri`` / ``workspace`` they are resolved where the run runs, from ``config_path``
     and ``pipeline`` (MLFLOW_TRACKING_URI wins): no store address is kept in a deployment.
+    ``review_below``: list the rows less confident than this in the output's ``_review.csv``.
     """
     if tracking_uri is None or workspace is None:
         tracking_uri, workspace = _store_of(config_path, pipeline)
@@ -117,6 +120,7 @@ def score_flow(
         chunk_rows,
         batch_size,
         on_chunk,
+        review_below,
     )
     run_id = log_task(summary, tracking_uri, workspace, experiment)
     return {**summary.to_dict(), "mlflow_run_id": run_id}

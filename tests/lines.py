@@ -12,13 +12,24 @@ ALPHABET = string.ascii_lowercase + string.digits
 PUNCTUATION = ".,;:!?-'()"
 
 
+def random_word(rng: random.Random, alphabet: str = ALPHABET) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(2, 7)))
+
+
 def random_text(
-    rng: random.Random, alphabet: str = ALPHABET, words: tuple[int, int] = (2, 4)
+    rng: random.Random,
+    alphabet: str = ALPHABET,
+    words: tuple[int, int] = (2, 4),
+    vocabulary: list[str] | None = None,
 ) -> str:
-    """Two to four words of letters and digits, punctuation after some."""
+    """Two to four words of letters and digits, punctuation after some; or words of
+    ``vocabulary`` as they are (a set a word list fits)."""
     out = []
     for _ in range(rng.randint(*words)):
-        word = "".join(rng.choice(alphabet) for _ in range(rng.randint(2, 7)))
+        if vocabulary:
+            out.append(rng.choice(vocabulary))
+            continue
+        word = random_word(rng, alphabet)
         if alphabet == ALPHABET and rng.random() < 0.3:
             word += rng.choice(PUNCTUATION)
         out.append(word)
@@ -53,15 +64,16 @@ def render_lines(
     suffix: str = ".png",
     alphabet: str = ALPHABET,
     words: tuple[int, int] = (2, 4),
+    vocabulary: list[str] | None = None,
 ) -> list[str]:
     """``count`` lines as ``line-NNNNN.png`` + ``line-NNNNN.gt.txt`` in ``folder``; the texts
-    (words of ``alphabet``; punctuation too with the default one)."""
+    (words of ``alphabet``, punctuation too with the default one; or of ``vocabulary``)."""
     rng = random.Random(seed)
     faces = fonts()
     folder.mkdir(parents=True, exist_ok=True)
     texts = []
     for i in range(count):
-        text = random_text(rng, alphabet, words)
+        text = random_text(rng, alphabet, words, vocabulary)
         render(text, faces[i % len(faces)], rng).save(folder / f"line-{i:05d}{suffix}")  # type: ignore[attr-defined]
         (folder / f"line-{i:05d}.gt.txt").write_text(text + "\n", encoding="utf-8")
         texts.append(text)

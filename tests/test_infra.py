@@ -83,7 +83,11 @@ def pinned() -> dict[str, str]:
 
 def test_compose_images_are_the_tested_versions() -> None:
     services = compose()
-    versions = {"prefect": prefect.__version__, "mlflow": mlflow.__version__, "moto": moto.__version__}
+    versions = {
+        "prefect": prefect.__version__,
+        "mlflow": mlflow.__version__,
+        "moto": moto.__version__,
+    }
     assert pinned() == versions, "make setup must install the versions infra/ runs"
     assert services["prefect"]["image"] == f"prefecthq/prefect:{prefect.__version__}-python3.12"
     assert services["mlflow"]["build"]["args"]["MLFLOW_VERSION"] == mlflow.__version__

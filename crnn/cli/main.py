@@ -134,6 +134,12 @@ def add_score_command(sub: Any) -> None:
     sc.add_argument("--out", required=True, help="output folder (Parquet parts; re-run resumes)")
     sc.add_argument("--chunk-rows", type=int, default=4096, help="rows per output part [4096]")
     sc.add_argument("--batch-size", type=int, default=256)
+    sc.add_argument(
+        "--review-below",
+        type=float,
+        metavar="P",
+        help="list the rows less confident than P (0..1) in OUT/_review.csv, least first",
+    )
     sc.add_argument("--json", action="store_true", help="print a machine-readable summary only")
     sc.add_argument("--verbose", action="store_true", help="show Prefect's own log lines too")
     sc.set_defaults(handler=cmd_score)
@@ -171,6 +177,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     # the project's store, or MLFLOW_TRACKING_URI outside a project (never a URI in flow params)
     uri, state = store_of(args)
+    if args.review_below is not None and not 0.0 <= args.review_below <= 1.0:
+        raise UserError(f"--review-below {args.review_below}: a probability, from 0 to 1")
     for given in (args.input, args.shards):
         if given and not Path(given).expanduser().exists():
             raise UserError(f"{given}: no such file or folder")
@@ -196,19 +204,33 @@ def cmd_score(args: argparse.Namespace) -> int:
             shards=args.shards,
             chunk_rows=args.chunk_rows,
             batch_size=args.batch_size,
+            review_below=args.review_below,
         )
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
-        return 0
+    print(json.dumps(summary, indent=2, default=str) if args.json else score_report(summary))
+    return 0
+
+
+def score_report(summary: dict[str, Any]) -> str:
+    """A scoring job's summary for a person: counts, metrics against the truths the input gave,
+    the review list, where the output is."""
     m = summary["model"]
-    print(
+    lines = [
         f"scored {summary['rows_scored']} of {summary['rows_in']} rows with {m['name']} version "
         f"{m['version']} ({summary['rows_per_s']:.0f} rows/s; {summary['chunks_skipped']} parts "
         f"already done); quarantined {summary['rows_quarantined']} "
-        f"{summary['quarantined_by_reason'] or ''}\noutput: {summary['output']}  "
-        f"mlflow run: {summary['mlflow_run_id']} (experiment scoring)"
+        f"{summary['quarantined_by_reason'] or ''}".rstrip()
+    ]
+    truth = dict(summary.get("against_truth") or {})
+    if truth:
+        rows = int(truth.pop("rows"))
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in truth.items())
+        lines.append(f"against the {rows} given transcriptions/labels: {shown}")
+    if summary.get("review_file"):
+        lines.append(f"{summary['rows_for_review']} rows to review: {summary['review_file']}")
+    lines.append(
+        f"output: {summary['output']}  mlflow run: {summary['mlflow_run_id']} (experiment scoring)"
     )
-    return 0
+    return "\n".join(lines)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -136,6 +136,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         {"input": n, "prediction": p, "confidence": float(c)}
         for n, p, c in zip(names, preds.outputs, preds.confidence, strict=True)
     ]
+    for row, chars in zip(rows, preds.char_confidence or [], strict=False):
+        row["char_confidence"] = [round(c, 4) for c in chars]  # a line model's, per character
     if args.json:
         print(json.dumps({"model": f"{ref.name}/{ref.version}", "predictions": rows}, indent=2))
         return 0

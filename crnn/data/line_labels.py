@@ -66,6 +66,13 @@ def _sidecar_table(
     return pd.DataFrame(rows, columns=["path", "text"]), rejected
 
 
+def sidecar_text(image: Path) -> str | None:
+    """The transcription beside ``image`` (``NAME.gt.txt``) when there is a usable one: scoring
+    reports its metrics against it."""
+    text, problem = _read_gt(image.with_name(image.name[: -len(image.suffix)] + GT_SUFFIX))
+    return text if problem is None else None
+
+
 def _read_gt(gt: Path) -> tuple[str, tuple[str, str] | None]:
     """A transcription file's text, or (reason, detail) why it gives none."""
     if not gt.is_file():

@@ -32,7 +32,7 @@ from crnn.data.files import (
     require_input,
     require_path,
 )
-from crnn.data.line_labels import label_table, nfc
+from crnn.data.line_labels import label_table, nfc, sidecar_text
 from crnn.data.sources import NEW, SOURCES, SPLITS, TargetSpec
 from crnn.data.splits import group_split, kept_split, split_indices
 from crnn.errors import DataError
@@ -168,8 +168,8 @@ class LineImagesSource:
     def new_data(
         cls, cfg: LineImagesData, features: SourceFeatures, chunk_rows: int
     ) -> Iterator[Chunk]:
-        """Every image under ``cfg.path`` (transcriptions not needed), read as training read
-        its lines."""
+        """Every image under ``cfg.path``, read as training read its lines; a ``NAME.gt.txt``
+        beside one (not needed) travels as the line's truth."""
         root = require_input(cfg.path)
         files = new_data_files(root, IMAGE_SUFFIXES)
         if not files:
@@ -177,8 +177,9 @@ class LineImagesSource:
             raise DataError(f"{root}: no line images to score ({kinds})")
         base = root.parent if root.is_file() else root
         for start in range(0, len(files), chunk_rows):
-            paths = [p.relative_to(base).as_posix() for p in files[start : start + chunk_rows]]
-            rows = pd.DataFrame({"path": paths, "text": [None] * len(paths)})
+            part = files[start : start + chunk_rows]
+            paths = [p.relative_to(base).as_posix() for p in part]
+            rows = pd.DataFrame({"path": paths, "text": [sidecar_text(p) for p in part]})
             yield read_lines(base, rows, cfg, NEW)
 
     @staticmethod
@@ -202,7 +203,8 @@ def read_lines(root: Path, rows: pd.DataFrame, cfg: LineImagesData, split: str) 
     """The lines ``rows`` (path under ``root``, text or None for new data) as a chunk; an image
     that cannot be read, or a text its width cannot hold for CTC, goes to quarantine."""
     ids, inputs, texts, bad = [], [], [], []
-    for rel, text in zip(rows["path"], rows["text"], strict=True):
+    for rel, given in zip(rows["path"], rows["text"], strict=True):
+        text = given if isinstance(given, str) else None  # pandas reads a missing text as NaN
         path = root / rel
         try:
             line, kept = fit_line(decode_line(path, cfg.max_image_pixels, cfg.mode), cfg)
@@ -213,9 +215,9 @@ def read_lines(root: Path, rows: pd.DataFrame, cfg: LineImagesData, split: str) 
             detail = f"{type(exc).__name__}: {exc}"[:300]
             bad.append(Quarantined(rel, split, str(path), "unreadable_image", detail))
             continue
-        if text is not None and frames_needed(text) * cfg.frame_pixels > kept:
+        if split != NEW and frames_needed(text or "") * cfg.frame_pixels > kept:
             detail = (
-                f"{len(text)} characters in {kept} pixels of width at height {cfg.height}: "
+                f"{len(text or '')} characters in {kept} pixels of width at height {cfg.height}: "
                 f"CTC needs {cfg.frame_pixels} per character (data.frame_pixels)"
             )
             bad.append(Quarantined(rel, split, str(path), "text_too_long", detail))
@@ -224,8 +226,11 @@ def read_lines(root: Path, rows: pd.DataFrame, cfg: LineImagesData, split: str) 
         inputs.append(line)
         texts.append(text)
     stacked = np.stack(inputs) if inputs else np.zeros((0, *line_shape(cfg)), np.float32)
-    # no widths: a line is read whole, padding included, as training read it
-    return Chunk(split, ids, stacked, texts=texts if split != NEW else None, quarantined=bad)
+    # no widths: a line is read whole, padding included, as training read it; a new line carries
+    # its transcription where one was beside it, never set aside for it
+    if split == NEW:
+        return Chunk(split, ids, stacked, quarantined=bad, truth=texts)
+    return Chunk(split, ids, stacked, texts=[t or "" for t in texts], quarantined=bad)
 
 
 def _images(model_input: Any, cfg: LineImagesData) -> list[np.ndarray]:

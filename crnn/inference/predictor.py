@@ -28,6 +28,8 @@ from crnn.tasks import task_for
 class Predictions:
     outputs: list[Any]  # decoded string (sequence), class name or number (regression)
     confidence: np.ndarray  # (N,) probability of the output; NaN where the task has none
+    # per character of each line (a line model), else None
+    char_confidence: list[list[float]] | None = None
 
 
 class Predictor:
@@ -118,15 +120,20 @@ class Predictor:
         each row's real width when rows are right-padded (line models decode only its frames)."""
         outputs: list[Any] = []
         confidence: list[np.ndarray] = []
+        chars: list[list[float]] | None = []  # None: the task's outputs have no parts
         for start in range(0, len(x), batch_size):
             frames = None
             if widths is not None and self.any_width:
                 count: Any = getattr(self.model, "frames")  # noqa: B009 (a CRNN's method)
                 frames = count(torch.as_tensor(widths[start : start + batch_size]))
-            decoded, conf = self.task.decode(
-                self.model(x[start : start + batch_size].to(self.device)), frames
-            )
+            out = self.model(x[start : start + batch_size].to(self.device))
+            decoded, conf = self.task.decode(out, frames)
             outputs += decoded
             confidence.append(conf)
+            parts = self.task.char_confidences(out, frames, decoded)
+            if chars is not None and parts is not None:
+                chars.extend(parts)
+            else:
+                chars = None
         conf = np.concatenate(confidence) if confidence else np.zeros(0, dtype=np.float32)
-        return Predictions(outputs=outputs, confidence=conf)
+        return Predictions(outputs=outputs, confidence=conf, char_confidence=chars)

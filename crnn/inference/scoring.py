@@ -6,13 +6,15 @@ preprocessing (normalization statistics, charset / labels, feature parameters) i
 training pipeline's config is never needed.
 
 Output is a folder of Parquet parts, one per input chunk, each written atomically, with the sample
-id, prediction, confidence and the model name, version and run id on every row: the folder reads
-as one Parquet dataset (``pd.read_parquet(DIR)``, ``pyarrow.dataset``), because everything else
-has a name those readers skip. ``_job.json`` pins the job (model version, input); a re-run skips
-the parts already there, so a crashed job finishes with exactly one row per valid input row.
-Rejected records go to ``_quarantine/part-*.parquet`` with a reason; ``_summary.json`` holds the
-totals. Needs torch, numpy and pyarrow only; MLflow (resolving ``NAME@ALIAS``, the scoring run)
-lives in :mod:`crnn.tracking` and the ``score`` flow.
+id, prediction, confidence (per character too, for a line model), the truth where the input gave
+one, and the model name, version and run id on every row: the folder reads as one Parquet dataset
+(``pd.read_parquet(DIR)``, ``pyarrow.dataset``), because everything else has a name those readers
+skip. ``_job.json`` pins the job (model version, input); a re-run skips the parts already there,
+so a crashed job finishes with exactly one row per valid input row. Rejected records go to
+``_quarantine/part-*.parquet`` with a reason; ``_summary.json`` holds the totals and the metrics
+against the truths (:mod:`crnn.inference.review`); ``_review.csv``, when asked, the rows under a
+confidence threshold. Needs torch, numpy and pyarrow only; MLflow (resolving ``NAME@ALIAS``, the
+scoring run) lives in :mod:`crnn.tracking` and the ``score`` flow.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from crnn.data.loader import input_views, load_manifest
 from crnn.data.shards import verified_path
 from crnn.engine.checkpoint import Checkpoint
 from crnn.errors import UserError
-from crnn.inference.predictor import Predictor
+from crnn.inference.predictor import Predictions, Predictor
+from crnn.inference.review import REVIEW_FILE, against_truth, write_review
 from crnn.types.records import Chunk, ModelVersionRef, SourceFeatures
 
 SPLITS = ("train", "val", "test")
@@ -57,6 +60,10 @@ def score_schema(prediction: str = "string") -> pa.Schema:
             pa.field("sample_id", pa.string(), nullable=False),
             pa.field("prediction", PREDICTION_TYPES[prediction], nullable=False),
             pa.field("confidence", pa.float32(), nullable=False),
+            # a line model's probability per character; null for other kinds
+            pa.field("char_confidence", pa.list_(pa.float32())),
+            # what the input says the row is (a line's NAME.gt.txt), else null
+            pa.field("truth", pa.string()),
             pa.field("model_name", pa.string(), nullable=False),
             pa.field("model_version", pa.string(), nullable=False),
             pa.field("run_id", pa.string(), nullable=False),
@@ -83,6 +90,11 @@ class ScoreSummary:
     chunks_skipped: int = 0  # already done by an earlier attempt
     seconds: float = 0.0
     rows_per_s: float = 0.0  # rows scored by this attempt / its seconds
+    # rows under --review-below, listed in REVIEW_FILE (None: no threshold asked)
+    rows_for_review: int | None = None
+    review_file: str | None = None
+    # metrics over the rows the input gave a truth for (``rows``: how many); empty: none did
+    against_truth: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,10 +225,12 @@ def score(
     batch_size: int = 256,
     on_chunk: Callable[[str, int], None] | None = None,
     plan: dict[str, Any] | None = None,
+    review_below: float | None = None,
 ) -> ScoreSummary:
     """Score every chunk not already in ``out_dir``; see the module docstring.
 
     ``on_chunk(chunk_id, rows)`` is called after each part is written (progress, tests).
+    ``review_below``: list the rows less confident than this in ``_review.csv``.
     """
     out_dir = Path(out_dir)
     pin_job(out_dir, model, input_spec, plan or {})
@@ -235,30 +249,49 @@ def score(
         ids = [s for s, k in zip(chunk.sample_ids, keep, strict=True) if k]
         widths = None if chunk.widths is None else chunk.widths[keep]
         preds = predictor.predict_normalized(item.inputs, batch_size, widths)
-        n = len(ids)
-        table = pa.table(
-            {
-                "sample_id": ids,
-                "prediction": preds.outputs,
-                "confidence": np.asarray(preds.confidence, dtype=np.float32),
-                "model_name": [model.name] * n,
-                "model_version": [model.version] * n,
-                "run_id": [model.run_id] * n,
-            },
-            schema=score_schema(predictor.task.kind.prediction[1]),
-        )
+        truth = None if chunk.truth is None else [chunk.truth[i] for i in np.flatnonzero(keep)]
+        table = scored_table(predictor, model, ids, preds, truth)
         write_part(out_dir, chunk_id, table, bad)
         summary.chunks_scored += 1
-        scored_now += n
+        scored_now += len(ids)
         if on_chunk is not None:
-            on_chunk(chunk_id, n)
+            on_chunk(chunk_id, len(ids))
     summary.seconds = time.perf_counter() - started
     summary.rows_per_s = scored_now / max(summary.seconds, 1e-9)
     count_output(out_dir, summary)
     summary.rows_in = rows_in
+    scores = read_scores(out_dir)
+    summary.against_truth = against_truth(scores, predictor.task)
+    if review_below is not None:
+        summary.rows_for_review = write_review(out_dir, scores, review_below)
+        summary.review_file = str(out_dir / REVIEW_FILE)
     atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary.to_dict(), indent=2))
     check_accounted(out_dir, summary)
     return summary
+
+
+def scored_table(
+    predictor: Predictor,
+    model: ModelVersionRef,
+    ids: list[str],
+    preds: Predictions,
+    truth: list[str | None] | None,
+) -> pa.Table:
+    """One part's rows: see :func:`score_schema`."""
+    n = len(ids)
+    return pa.table(
+        {
+            "sample_id": ids,
+            "prediction": preds.outputs,
+            "confidence": np.asarray(preds.confidence, dtype=np.float32),
+            "char_confidence": preds.char_confidence or pa.nulls(n, pa.list_(pa.float32())),
+            "truth": truth or pa.nulls(n, pa.string()),
+            "model_name": [model.name] * n,
+            "model_version": [model.version] * n,
+            "run_id": [model.run_id] * n,
+        },
+        schema=score_schema(predictor.task.kind.prediction[1]),
+    )
 
 
 def check_accounted(out_dir: Path, summary: ScoreSummary) -> None:
@@ -349,6 +382,7 @@ def count_output(out_dir: Path, summary: ScoreSummary) -> None:
 def read_scores(out_dir: Path) -> pa.Table:
     """All scored rows of a job."""
     parts = sorted(Path(out_dir).glob("part-*.parquet"))
-    return (
-        pa.concat_tables([pq.read_table(p) for p in parts]) if parts else SCORE_SCHEMA.empty_table()
-    )
+    if not parts:
+        return SCORE_SCHEMA.empty_table()
+    # parts an earlier version wrote may lack the newer columns: they read as nulls
+    return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")

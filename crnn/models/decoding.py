@@ -142,3 +142,51 @@ class BeamDecoder:
     def __call__(self, logits: torch.Tensor) -> tuple[list[str], np.ndarray]:
         log_probs = logits.float().log_softmax(-1).cpu().numpy()
         return ctc_beam_strings(log_probs, self.charset, self.beam_width, self.constraint)
+
+
+def greedy_char_confidences(probs: np.ndarray) -> list[list[float]]:
+    """Per character of each best-path line of ``probs`` (B, T, K, softmax over blank + charset):
+    the highest probability of that character over the frames it was read from (its run of equal
+    best frames), in the order :func:`ctc_greedy_strings` reads them."""
+    best, top = probs.argmax(-1), probs.max(-1)
+    lines = []
+    for labels, p in zip(best, top, strict=True):
+        starts = np.flatnonzero(np.diff(labels, prepend=-1) != 0)  # where each run begins
+        peaks = np.maximum.reduceat(p, starts) if len(starts) else p[:0]
+        lines.append(peaks[labels[starts] != 0].astype(float).tolist())
+    return lines
+
+
+def aligned_char_confidences(log_probs: np.ndarray, labels: list[int]) -> list[float]:
+    """Per character of ``labels`` (a decoded line's indices, 1-based into the charset): its
+    highest probability over the frames the best CTC alignment of the whole line to ``log_probs``
+    (T, K) reads it from. For a best-path line the alignment is the best path itself, so this
+    equals :func:`greedy_char_confidences`; it also scores lines a beam or a lexicon chose. NaN
+    per character where no alignment fits the frames."""
+    if not labels:
+        return []
+    ext = np.zeros(2 * len(labels) + 1, dtype=np.int64)  # blank, c1, blank, c2, ..., blank
+    ext[1::2] = labels
+    frames, states = log_probs.shape[0], len(ext)
+    emit = log_probs[:, ext]  # (T, S)
+    skip = np.zeros(states, dtype=bool)  # a character may follow the previous one directly
+    skip[2:] = (ext[2:] != 0) & (ext[2:] != ext[:-2])
+    score = np.full(states, -np.inf)
+    score[:2] = emit[0, :2]
+    back = np.zeros((frames, states), dtype=np.int8)  # states moved back: 0, 1 or 2
+    for t in range(1, frames):
+        step = np.concatenate([[-np.inf], score[:-1]])
+        jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
+        moves = np.stack([score, step, jump])
+        back[t] = moves.argmax(0)
+        score = moves.max(0) + emit[t]
+    state = states - 1 if score[-1] >= score[-2] else states - 2
+    if not np.isfinite(score[state]):
+        return [float("nan")] * len(labels)
+    peaks = np.zeros(len(labels))
+    for t in range(frames - 1, -1, -1):
+        if state % 2:
+            k = state // 2
+            peaks[k] = max(peaks[k], float(np.exp(emit[t, state])))
+        state -= back[t, state]
+    return peaks.tolist()

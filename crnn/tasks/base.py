@@ -88,6 +88,13 @@ class Task(ABC):
         per sample (NaN where the kind has none). ``frames``: each sample's real output frames
         (inputs padded to a batch's widest), for kinds that decode over frames."""
 
+    def char_confidences(
+        self, out: torch.Tensor, frames: torch.Tensor | None, outputs: list[Any]
+    ) -> list[list[float]] | None:
+        """Per element of each decoded output (a character of a line), its probability; None
+        where the kind's outputs have no parts."""
+        return None
+
     # ------------------------------------------------------------------------------ metrics
 
     @abstractmethod

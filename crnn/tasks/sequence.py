@@ -15,7 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from crnn.metrics import GAP, align, sequence_metrics
-from crnn.models.decoding import ctc_greedy_strings
+from crnn.models.decoding import (
+    aligned_char_confidences,
+    ctc_greedy_strings,
+    greedy_char_confidences,
+)
 from crnn.tasks.base import Invalid, Task, label_report, mismatches, write_label_report
 from crnn.types.kinds import SEQUENCE
 
@@ -94,20 +98,28 @@ class SequenceTask(Task):
     def decode(
         self, out: torch.Tensor, frames: torch.Tensor | None = None
     ) -> tuple[list[Any], np.ndarray]:
-        out = out.float()
-        if frames is not None:  # frames past a line's own width read as certain blanks
-            past = (
-                torch.arange(out.shape[1], device=out.device)[None, :]
-                >= frames.to(out.device)[:, None]
-            )
-            out = out.masked_fill(past[..., None], -1e4)
-            out[..., 0] = out[..., 0].masked_fill(past, 0.0)
+        out = within_frames(out, frames)
         if self.decoder is not None:
             texts, probs = self.decoder(out)
             return list(texts), probs
         # best-path probability: product of per-frame maxima
         confidence = out.softmax(-1).max(-1).values.log().sum(-1).exp()
         return ctc_greedy_strings(out, self.spec.charset), confidence.cpu().numpy()
+
+    def char_confidences(
+        self, out: torch.Tensor, frames: torch.Tensor | None, outputs: list[Any]
+    ) -> list[list[float]]:
+        """Each character's highest probability over the frames it was read from: the best path's
+        own frames for a greedy line, the best alignment of the chosen line for a beam's."""
+        out = within_frames(out, frames)
+        if self.decoder is None:
+            return greedy_char_confidences(out.softmax(-1).cpu().numpy())
+        log_probs = out.log_softmax(-1).cpu().numpy()
+        index = {c: i + 1 for i, c in enumerate(self.spec.charset)}
+        return [
+            aligned_char_confidences(lp, [index[c] for c in text])
+            for lp, text in zip(log_probs, outputs, strict=True)
+        ]
 
     def truths(self, data: SplitData) -> list[Any]:
         assert data.texts is not None
@@ -155,3 +167,14 @@ def infeasible_ctc_samples(
     valid = pos[None, :] < lengths[:, None]
     repeats = ((targets[:, 1:] == targets[:, :-1]) & valid[:, 1:]).sum(dim=1)
     return ((lengths + repeats) > frames).sum()
+
+
+def within_frames(out: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
+    """``out`` (B, T, K) as float, frames past each line's own ``frames`` read as certain blanks."""
+    out = out.float()
+    if frames is None:
+        return out
+    past = torch.arange(out.shape[1], device=out.device)[None, :] >= frames.to(out.device)[:, None]
+    out = out.masked_fill(past[..., None], -1e4)
+    out[..., 0] = out[..., 0].masked_fill(past, 0.0)
+    return out

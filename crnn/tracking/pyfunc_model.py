@@ -3,7 +3,7 @@
 What a user has in (images of any size: arrays, a list of arrays, or a DataFrame with an ``image``
 column of encoded bytes or paths, or a ``path`` column; clips as float32 arrays in source units;
 strings for a text model; waveforms, WAV bytes or paths for an audio model), decoded strings,
-class labels or numbers out. The
+class labels or numbers out (with ``params={"confidence": True}``: their confidences too). The
 checkpoint holds a state_dict plus the preprocessing the model was trained with; it is loaded with
 ``weights_only=True``, so loading never unpickles code.
 """
@@ -26,8 +26,19 @@ class CRNNModel(PythonModel):
     def load_context(self, context: Any) -> None:
         self.predictor = Predictor.from_checkpoint(context.artifacts["checkpoint"], device="auto")
 
-    def predict(self, context: Any, model_input, params: Any = None) -> list[Any]:
-        return self.predictor.predict_input(model_input).outputs
+    def predict(self, context: Any, model_input, params: Any = None) -> Any:
+        """Predictions; with ``params={"confidence": True}`` a DataFrame of ``prediction``,
+        ``confidence`` and, for a line model, ``char_confidence`` (one probability per
+        character)."""
+        preds = self.predictor.predict_input(model_input)
+        if not (params or {}).get("confidence"):
+            return preds.outputs
+        import pandas as pd
+
+        table = {"prediction": preds.outputs, "confidence": preds.confidence}
+        if preds.char_confidence is not None:
+            table["char_confidence"] = preds.char_confidence
+        return pd.DataFrame(table)
 
 
 mlflow.models.set_model(CRNNModel())

@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema, TensorSpec
 from mlflow.types.schema import Array
 
 import crnn
@@ -350,6 +350,7 @@ def log_pyfunc_model(
     signature = ModelSignature(
         inputs=None if images else input_schema(input_example),
         outputs=Schema([ColSpec(DataType[kind.prediction[1]], kind.prediction[0])]),
+        params=ParamSchema([ParamSpec("confidence", "boolean", False)]),  # see pyfunc_model
     )
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(

@@ -87,7 +87,10 @@ def log_scoring_run(ctx: TrackingContext, summary: ScoreSummary) -> str:
         "rows_per_s": summary.rows_per_s,
         "seconds": summary.seconds,
         **{f"quarantined_{k}": v for k, v in summary.quarantined_by_reason.items()},
+        **{f"truth_{k}": v for k, v in summary.against_truth.items()},  # truth_cer, truth_rows
     }
+    if summary.rows_for_review is not None:
+        metrics["rows_for_review"] = summary.rows_for_review
     params = {
         "model_name": m.name,
         "model_version": m.version,
@@ -103,7 +106,9 @@ def log_scoring_run(ctx: TrackingContext, summary: ScoreSummary) -> str:
     from crnn.inference.scoring import SUMMARY_FILE
 
     summary_file = Path(summary.output) / SUMMARY_FILE
-    if summary_file.is_file():
-        client.log_artifact(run_id, str(summary_file))
+    review = [Path(summary.review_file)] if summary.review_file else []
+    for kept in [summary_file, *review]:
+        if kept.is_file():
+            client.log_artifact(run_id, str(kept))
     client.set_terminated(run_id, "FINISHED")
     return run_id

@@ -100,6 +100,9 @@ class Chunk:
     widths: np.ndarray | None = None  # line images right-padded to the widest: real widths
     quarantined: list[Quarantined] = field(default_factory=list)
     normalization: NormalizationStats | None = None
+    # new data to score: what a sample is said to be where the input says (a line's NAME.gt.txt),
+    # else None; scoring reports metrics against it
+    truth: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.sample_ids)
