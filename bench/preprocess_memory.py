@@ -2,10 +2,11 @@
 
 Peak memory must not grow with the dataset: sources stream chunks (text tables are re-read rather
 than held), normalization statistics are accumulated, shards are flushed at `shard_rows`.
-Measured for the embedded digit-strings source and for a CSV text table. Prints a table, writes
-JSON, exits non-zero when a ratio passes the limit.
+Measured for the embedded digit-strings source, a CSV text table and a folder of line images with
+their NAME.gt.txt transcriptions. Prints a table, writes JSON, exits non-zero when a ratio passes
+the limit.
 
-    python bench/preprocess_memory.py [--n 5000] [--out bench/results/preprocess_memory.json]
+    python bench/preprocess_memory.py [--n 5000] [--sources ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 LIMIT = 1.20
+SOURCES = ("digit_strings", "text_table", "line_images")
 
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from crnn.config import DigitStringsData, PreprocessingConfig, TextTableData
+from crnn.config import DigitStringsData, LineImagesData, PreprocessingConfig, TextTableData
 from crnn.data.preprocess import preprocess
 from crnn.data.loader import load_manifest
 
@@ -36,6 +38,9 @@ kind, n, table, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[
 if kind == "digit_strings":
     data = DigitStringsData(lines={"train": n, "val": max(1, n // 10), "test": max(1, n // 10)})
     prep = PreprocessingConfig(augmentation={"copies": 1, "rotation_degrees": 2, "noise_std": 0.03})
+elif kind == "line_images":
+    data = LineImagesData(path=table, height=32, width=256)
+    prep = PreprocessingConfig(augmentation={"copies": 1, "shear_degrees": 8, "blur_sigma": 0.8})
 else:
     data = TextTableData(path=table, max_length=32)
     prep = PreprocessingConfig(
@@ -65,8 +70,21 @@ def write_table(path: Path, n: int) -> Path:
     return path
 
 
+def write_lines(folder: Path, n: int) -> Path:
+    """n rendered line images beside their NAME.gt.txt: the line folder measured."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.lines import render_lines
+
+    render_lines(folder, n, seed=0)
+    return folder
+
+
 def measure(kind: str, n: int, workdir: Path) -> dict[str, float]:
-    table = write_table(workdir / f"table-{n}.csv", n) if kind == "text_table" else Path("-")
+    table = Path("-")
+    if kind == "text_table":
+        table = write_table(workdir / f"table-{n}.csv", n)
+    elif kind == "line_images":
+        table = write_lines(workdir / f"lines-{n}", n)
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, kind, str(n), str(table), str(workdir / f"{kind}-{n}")],
         capture_output=True,
@@ -81,6 +99,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000, help="training samples at N (default 5000)")
     parser.add_argument("--out", default="bench/results/preprocess_memory.json")
+    parser.add_argument(
+        "--sources", nargs="+", default=list(SOURCES), choices=SOURCES, help="what to measure"
+    )
     args = parser.parse_args()
     report, ok = {}, True
     print(
@@ -88,8 +109,9 @@ def main() -> int:
         f"{'peak MiB':>9}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("digit_strings", "text_table"):
-            n_text = args.n * 10 if kind == "text_table" else args.n  # texts are small samples
+        for kind in args.sources:
+            # texts are small samples; line images are files rendered first
+            n_text = {"text_table": args.n * 10, "line_images": args.n // 10}.get(kind, args.n)
             small, large = measure(kind, n_text, Path(tmp)), measure(kind, 10 * n_text, Path(tmp))
             for r in (small, large):
                 print(

@@ -18,6 +18,13 @@ class ServiceError(UserError):
     after the retries of :mod:`crnn.retry`; the message names its URL (redacted)."""
 
 
+def unreadable(source: object, what: str, exc: BaseException) -> DataError:
+    """A user's file (a path, or bytes handed over) that its reader could not decode, named."""
+    name = "the bytes given" if isinstance(source, (bytes, bytearray)) else str(source)
+    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return DataError(f"{name}: not a readable {what} ({detail})")
+
+
 def format_version(raw: dict, what: str, where: str, known: int, error: type[UserError]) -> int:
     """The ``format_version`` of a stored artifact (1 when absent: the first format wrote none);
     ``error`` naming ``where`` when it is newer than this code reads (``known``)."""

@@ -27,7 +27,15 @@ def add_registry_commands(sub: Any) -> None:
 
     predict = sub.add_parser("predict", help="predict a few files with a registered model")
     predict.add_argument("model", help="NAME@ALIAS (e.g. crnn-digit-strings@champion) or NAME/N")
-    predict.add_argument("files", nargs="+", help="image, WAV or text files (a text per line)")
+    predict.add_argument(
+        "files",
+        nargs="*",
+        help="image, WAV or text files (a text per line), folders of them, or - for texts on "
+        "stdin (a text model)",
+    )
+    predict.add_argument(
+        "--text", action="append", default=[], help="a text to classify (a text model; repeatable)"
+    )
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     predict.set_defaults(handler=cmd_predict)
 
@@ -114,9 +122,11 @@ def check_model_named(uri: str, spec: str) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    missing = [f for f in args.files if not Path(f).is_file()]
+    missing = [f for f in args.files if f != "-" and not Path(f).expanduser().exists()]
     if missing:
-        raise UserError(f"{missing[0]}: no such file")
+        raise UserError(f"{missing[0]}: no such file or folder")
+    if not args.files and not args.text:
+        raise UserError("nothing to predict: give files, folders, - (texts on stdin) or --text")
     check_model_named(store_of(args)[0], args.model)
     from crnn.inference.predictor import Predictor
     from crnn.tracking.scoring import download_checkpoint, resolve_model
@@ -125,12 +135,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ref = resolve_model(ctx, args.model)
     with tempfile.TemporaryDirectory(prefix="crnn-predict-") as tmp:
         predictor = Predictor.from_checkpoint(download_checkpoint(ctx, ref, Path(tmp)), "auto")
-    from crnn.data.raw import files_input
-
-    files = [Path(f) for f in args.files]
-    names, model_input = files_input(
-        str(predictor.source.get("source")), files, predictor.image_model
-    )
+    names, model_input = predict_inputs(args, str(predictor.source.get("source")), predictor)
     preds = predictor.predict_input(model_input)
     rows = [
         {"input": n, "prediction": p, "confidence": float(c)}
@@ -145,6 +150,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
         confidence = "" if r["confidence"] != r["confidence"] else f"\t{r['confidence']:.3f}"
         print(f"{r['input']}\t{predictor.task.show(r['prediction'])}{confidence}")
     return 0
+
+
+def predict_inputs(args: argparse.Namespace, source: str, predictor: Any) -> tuple[list[str], Any]:
+    """(a name per input, what the model takes) from ``crnn predict``'s files, folders, stdin
+    and ``--text``: texts only for a text model, said in one line otherwise."""
+    from crnn.data.raw import expand_folders, files_input, reads_text
+
+    texts = [(f"text {k}", t) for k, t in enumerate(args.text, 1)]
+    if "-" in args.files:
+        lines = sys.stdin.read().splitlines()
+        texts += [(f"stdin:{k}", t) for k, t in enumerate(lines, 1) if t.strip()]
+    if texts and not reads_text(source):
+        raise UserError(f"{args.model} does not read texts: give it files or folders")
+    paths = [Path(f).expanduser() for f in args.files if f != "-"]
+    files = expand_folders(source, paths, predictor.image_model)
+    if paths and not files:
+        raise UserError(f"{paths[0]}: holds no file {args.model} reads")
+    names, model_input = files_input(source, files, predictor.image_model) if files else ([], [])
+    if texts:  # a text model takes a list of strings
+        return names + [n for n, _ in texts], list(model_input) + [t for _, t in texts]
+    return names, model_input
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

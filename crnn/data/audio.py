@@ -24,7 +24,7 @@ from crnn.data.augment import AUGMENTERS
 from crnn.data.files import files_digest, new_data_files, require_input, require_path
 from crnn.data.sources import SOURCES, SPLITS, TargetSpec, per_file_chunks
 from crnn.data.splits import group_split, kept_split, split_indices, split_of
-from crnn.errors import DataError
+from crnn.errors import DataError, unreadable
 from crnn.types.kinds import parse_value
 from crnn.types.records import Chunk, Quarantined, SourceFeatures, SourceInfo
 
@@ -54,7 +54,11 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
 def read_wav(path: Path | BinaryIO, sample_rate: int, duration: float | None) -> np.ndarray:
     """Mono float32 in [-1, 1] at ``sample_rate``, padded with silence or cut to ``duration``
     (None: as long as it is)."""
-    rate, data = wavfile.read(path)
+    try:
+        rate, data = wavfile.read(path)
+    except (OSError, ValueError, EOFError) as exc:  # not a WAV file, or a truncated one
+        name = path if isinstance(path, Path) else "a WAV stream"
+        raise unreadable(name, "WAV file", exc) from None
     return fit_wave(np.asarray(data), rate, sample_rate, duration)
 
 
@@ -105,6 +109,7 @@ class AudioFolderSource:
     """WAV files under ``data.path``; labels from ``labels_csv`` or the file-name pattern."""
 
     WHAT = "WAV files (labels from labels_csv or data.filename_pattern)"
+    INPUT_SUFFIXES = frozenset({".wav"})  # what a folder given to `crnn predict` stands for
 
     def __init__(self, cfg: AudioFolderData) -> None:
         self.cfg = cfg

@@ -35,11 +35,11 @@ from crnn.data.files import (
 from crnn.data.line_labels import label_table, nfc, sidecar_text
 from crnn.data.sources import NEW, SOURCES, SPLITS, TargetSpec
 from crnn.data.splits import group_split, kept_split, split_indices
-from crnn.errors import DataError
+from crnn.errors import DataError, unreadable
 from crnn.types.records import Chunk, Quarantined, SourceFeatures, SourceInfo
 
 
-class ImageTooLarge(ValueError):
+class ImageTooLarge(DataError):
     """An image whose header declares more pixels than ``data.max_image_pixels``: not decoded."""
 
 
@@ -57,11 +57,16 @@ def decode_line(source: str | Path | bytes, max_pixels: int, mode: str) -> np.nd
         opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except Image.DecompressionBombError as exc:  # Pillow's own limit, met in the header
         raise ImageTooLarge(str(exc)) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # not an image Pillow knows
+        raise unreadable(source, "image", exc) from None
     with opened as img:
         w, h = img.size
         if w * h > max_pixels:
             raise ImageTooLarge(f"{w}x{h} pixels, more than data.max_image_pixels ({max_pixels})")
-        return np.asarray(img.convert("L" if mode == "grayscale" else "RGB"), np.float32)
+        try:
+            return np.asarray(img.convert("L" if mode == "grayscale" else "RGB"), np.float32)
+        except (OSError, SyntaxError, ValueError) as exc:  # truncated, or a broken stream
+            raise unreadable(source, "image", exc) from None
 
 
 def fit_line(image: np.ndarray, cfg: LineImagesData) -> tuple[np.ndarray, int]:

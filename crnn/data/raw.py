@@ -8,10 +8,13 @@ by the source name the checkpoint or manifest records; the way ``new_data`` is):
   through its stored resampling and log-mel parameters);
 * ``raw_example(manifest, test, rows)``: the first test samples as a user would hand them (the
   pyfunc's input example);
-* ``files_input(files)``: what ``crnn predict FILE...`` hands the model.
+* ``files_input(files)``: what ``crnn predict FILE...`` hands the model;
+* ``INPUT_SUFFIXES``: the files a folder given to ``crnn predict`` stands for; ``READS_TEXT``:
+  its models take texts (``crnn predict --text``, ``-`` for stdin).
 
 A source without them (images, clips) takes arrays as they are, its example is its samples in
-source units, and files are handed over as paths.
+source units, and files are handed over as paths; a folder stands for its image files (an image
+model) or is handed over as it is (a clip of frames).
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ def reads_own_input(name: object) -> bool:
     """Whether source ``name`` turns what users have into inputs itself (``raw_inputs``): a
     line-image source reads a user's file as it read its training lines."""
     return _own(name, "raw_inputs") is not None
+
+
+def reads_text(name: object) -> bool:
+    """Whether source ``name``'s models read texts (``READS_TEXT``): `crnn predict --text`."""
+    return bool(_own(name, "READS_TEXT"))
 
 
 def channel_axis(input_shape: tuple[int, ...]) -> int | None:
@@ -91,3 +99,21 @@ def files_input(source: str, files: list[Path], image_model: bool) -> tuple[list
         return named
     paths = [str(f) for f in files]
     return paths, (paths if image_model else pd.DataFrame({"path": paths}))
+
+
+def expand_folders(source: str, paths: list[Path], image_model: bool) -> list[Path]:
+    """``paths`` with each folder replaced by the files under it the model reads (any depth,
+    sorted, hidden ones aside): the source's ``INPUT_SUFFIXES``, image files for an image model;
+    a folder stays itself where the source reads folders (a clip's frames)."""
+    from crnn.data.files import new_data_files
+    from crnn.data.user_images import IMAGE_SUFFIXES
+
+    own: set[str] | None = _own(source, "INPUT_SUFFIXES")
+    suffixes = own if own is not None else (IMAGE_SUFFIXES if image_model else None)
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir() and suffixes is not None:
+            out += [p for p in new_data_files(path, suffixes) if not p.name.endswith(".gt.txt")]
+        else:
+            out.append(path)
+    return out

@@ -40,6 +40,8 @@ def trim_silence(wave: np.ndarray, rate: int) -> np.ndarray:
 class SpokenDigitStringsSource:
     """Utterances of ``min_words``..``max_words`` recordings of one split, with transcripts."""
 
+    INPUT_SUFFIXES = frozenset({".wav"})  # what a folder given to `crnn predict` stands for
+
     def __init__(self, cfg: SpokenDigitStringsData) -> None:
         self.cfg = cfg
         words = audio.AudioFolderSource(self.word_config(cfg))  # labels, groups, the split of files

@@ -54,6 +54,9 @@ class TextTableSource:
     ``split`` fractions. Records that cannot be used are reported once, in the train pass.
     """
 
+    INPUT_SUFFIXES = frozenset({".txt"})  # what a folder given to `crnn predict` stands for
+    READS_TEXT = True  # `crnn predict --text` / stdin
+
     def __init__(self, cfg: TextTableData) -> None:
         self.cfg = cfg
         self.format, self.files = find_files(cfg)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from crnn.data.files import new_data_files, sample_id_of
-from crnn.errors import DataError
+from crnn.errors import DataError, unreadable
 from crnn.types.records import Quarantined, SourceFeatures
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
@@ -66,9 +66,13 @@ def read_image_file(source: str | Path | bytes) -> np.ndarray:
     """An image file (path or encoded bytes) as float32 (H, W) or (H, W, 3), in 0-255."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-        grey = img.mode in ("1", "L", "LA", "I", "I;16", "F")
-        return np.asarray(img.convert("L" if grey else "RGB"), dtype=np.float32)
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            grey = img.mode in ("1", "L", "LA", "I", "I;16", "F")
+            return np.asarray(img.convert("L" if grey else "RGB"), dtype=np.float32)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        # not an image, truncated, a broken stream, or a header declaring too many pixels
+        raise unreadable(source, "image", exc) from None
 
 
 def as_image_list(model_input: Any) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ from crnn.data.catalog import open_source
 from crnn.data.loader import load_manifest, load_split
 from crnn.data.preprocess import preprocess
 from crnn.data.splits import group_split
+from crnn.errors import DataError
 
 TONES = {"0": 300.0, "1": 900.0, "2": 2200.0}
 SPEAKERS = ("ann", "bob", "cid", "dan", "eve")
@@ -159,3 +160,11 @@ def test_spoken_tones_end_to_end(tmp_path: Path) -> None:
     truth = [manifest.target.classes[i] for i in test.labels.tolist()]
     accuracy = np.mean([p == t for p, t in zip(preds.outputs, truth, strict=True)])
     assert accuracy >= 0.9
+
+
+def test_a_file_that_is_not_a_wav_is_one_line_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "voice.wav"
+    bad.write_text("not audio")
+    with pytest.raises(DataError) as info:
+        read_wav(bad, 8000, 1.0)
+    assert str(info.value).startswith(f"{bad}: not a readable WAV file")

@@ -153,3 +153,18 @@ def test_no_labelled_line_is_one_line_saying_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(b"")
     with pytest.raises(DataError, match=r"NAME\.gt\.txt beside each NAME\.png"):
         open_source(_cfg(tmp_path))
+
+
+def test_a_file_that_is_not_an_image_is_one_line_naming_it(tmp_path: Path) -> None:
+    """What `crnn predict` and the pyfunc meet: a text file named .png, a truncated PNG."""
+    render_lines(tmp_path, 1, seed=0)
+    good = tmp_path / "line-00000.png"
+    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:60])
+    source = {"source": "line_images", "height": 32, "width": 128}
+    assert LineImagesSource.raw_inputs([str(good)], source, None).shape == (1, 1, 32, 128)
+    for name in ("notes.png", "cut.png"):
+        with pytest.raises(DataError) as info:
+            LineImagesSource.raw_inputs([str(good), str(tmp_path / name)], source, None)
+        said = str(info.value)
+        assert said.startswith(f"{tmp_path / name}: not a readable image") and "\n" not in said

@@ -261,6 +261,26 @@ def test_models_predict_and_ui_in_the_project_and_anywhere_with_a_uri(
     assert [p["prediction"] for p in printed["predictions"]] == predictor.predict_input(
         [str(f) for f in files]
     ).outputs
+    folder = [
+        "predict",
+        "crnn-tiny@champion",
+        str(files[0].parent),
+        "--json",
+    ]  # a folder: its images
+    assert main([*folder, "--tracking-uri", ctx.tracking_uri]) == 0
+    by_folder = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p["input"] for p in by_folder] == sorted(str(f) for f in files)
+    texts = ["predict", "crnn-tiny@champion", "--text", "hello", "--tracking-uri", ctx.tracking_uri]
+    assert main(texts) == 2
+    assert "does not read texts" in capsys.readouterr().err
+    corrupt = tmp_path / "scan.png"
+    corrupt.write_text("not an image")  # a text file named like a PNG: one line, no traceback
+    assert (
+        main(["predict", "crnn-tiny@champion", str(corrupt), "--tracking-uri", ctx.tracking_uri])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{corrupt}: not a readable image" in err, err
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert main(["models"]) == 2
     assert "no tracking URI" in capsys.readouterr().err
