@@ -21,7 +21,14 @@ from scipy.io import wavfile
 
 from crnn.config import AudioFolderData, AugmentationConfig, Recordings
 from crnn.data.augment import AUGMENTERS
-from crnn.data.files import files_digest, new_data_files, require_input, require_path
+from crnn.data.files import (
+    files_digest,
+    new_data_files,
+    refusal,
+    refused,
+    require_input,
+    require_path,
+)
 from crnn.data.sources import SOURCES, SPLITS, TargetSpec, per_file_chunks
 from crnn.data.splits import group_split, kept_split, split_indices, split_of
 from crnn.errors import DataError
@@ -163,10 +170,13 @@ class AudioFolderSource:
 
     def _label_table(self) -> tuple[pd.DataFrame, list[str]]:
         """(path, label[, group]) of every labelled file, and the WAV files without a label."""
-        wavs = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*.wav"))
-        self.rejected: list[Quarantined] = []  # rows of labels_csv that name no usable file
+        found = {p: refusal(p, self.root) for p in sorted(self.root.rglob("*.wav"))}
+        wavs = sorted(p.relative_to(self.root).as_posix() for p, why in found.items() if not why)
+        # files that cannot be records, and rows of labels_csv that name no usable file
+        self.rejected = [refused(p, self.root, "train", why) for p, why in found.items() if why]
         if self.cfg.labels_csv:
-            table, self.rejected = self._csv_table(set(wavs))
+            table, rejected = self._csv_table(set(wavs))
+            self.rejected += rejected
             listed = set(table["path"])
             return table, [w for w in wavs if w not in listed]
         pattern = re.compile(self.cfg.filename_pattern or "")

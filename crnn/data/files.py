@@ -1,16 +1,19 @@
-"""File helpers shared by the readers: the data folder, content digests, image suffixes.
+"""File helpers shared by the readers: the data folder, content digests, image suffixes, and
+the files found under it that cannot be records (:func:`refusal`).
 
-Depends on nothing else in the package, so every reader module can import it.
+Depends only on the errors and the record types, so every reader module can import it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from crnn.errors import DataError
+from crnn.types.records import Quarantined
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -28,7 +31,7 @@ def require_path(path: str | None, what: str) -> Path:
 def files_digest(paths: list[Path], config: dict[str, Any]) -> str:
     h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for p in paths:
-        h.update(p.name.encode())
+        h.update(os.fsencode(p.name))  # the name's bytes on disk, UTF-8 or not
         with open(p, "rb") as fh:
             while block := fh.read(1 << 20):
                 h.update(block)
@@ -65,3 +68,54 @@ def require_input(path: str | None) -> Path:
     if not path or not Path(path).exists():
         raise DataError(f"{path}: no such file or folder to score; check --input")
     return Path(path)
+
+
+def shown(path: Path | str) -> str:
+    """``path`` as text that can be printed and stored: a byte of its name that is not UTF-8
+    (which Python holds as a lone surrogate) is written ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def refusal(path: Path, root: Path) -> tuple[str, str] | None:
+    """``(reason, detail)`` when ``path``, found under the data folder ``root`` (or ``root``
+    itself), cannot be a record, else None: a name that is not valid UTF-8 cannot be an id in
+    shards, scores or logs."""
+    try:
+        sample_id_of(path, root).encode("utf-8")
+    except UnicodeEncodeError:
+        return "undecodable_name", "the name is not valid UTF-8; rename the file"
+    return None
+
+
+def refused(path: Path, root: Path, split: str, why: tuple[str, str]) -> Quarantined:
+    """The quarantine record of ``path`` (under ``root``), refused for ``why``."""
+    return Quarantined(shown(sample_id_of(path, root)), split, shown(path), *why)
+
+
+def set_apart(files: list[Path], root: Path, split: str) -> tuple[list[Path], list[Quarantined]]:
+    """(the ``files`` found under ``root`` that can be records, the quarantine records of the
+    others: :func:`refusal`)."""
+    kept, records = [], []
+    for path in files:
+        why = refusal(path, root)
+        if why is None:
+            kept.append(path)
+        else:
+            records.append(refused(path, root, split, why))
+    return kept, records
+
+
+def class_folders(
+    parent: Path, root: Path
+) -> tuple[tuple[str, ...], list[tuple[Path, tuple[str, str]]]]:
+    """(the names of the folders in ``parent`` (under the data folder ``root``) that are classes,
+    sorted; the folders that cannot be one, with why (:func:`refusal`): the reader quarantines
+    their files)."""
+    classes, others = [], []
+    for folder in sorted(p for p in parent.iterdir() if p.is_dir()):
+        why = refusal(folder, root)
+        if why is None:
+            classes.append(folder.name)
+        else:
+            others.append((folder, why))
+    return tuple(classes), others

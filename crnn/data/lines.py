@@ -31,6 +31,7 @@ from crnn.data.files import (
     new_data_files,
     require_input,
     require_path,
+    set_apart,
 )
 from crnn.data.line_labels import label_table, nfc
 from crnn.data.sources import NEW, SOURCES, SPLITS, TargetSpec
@@ -176,6 +177,9 @@ class LineImagesSource:
             kinds = ", ".join(sorted(IMAGE_SUFFIXES))
             raise DataError(f"{root}: no line images to score ({kinds})")
         base = root.parent if root.is_file() else root
+        files, set_aside = set_apart(files, base, NEW)
+        if set_aside:  # counted, never dropped
+            yield Chunk(NEW, [], np.zeros((0, *line_shape(cfg)), np.float32), quarantined=set_aside)
         for start in range(0, len(files), chunk_rows):
             paths = [p.relative_to(base).as_posix() for p in files[start : start + chunk_rows]]
             rows = pd.DataFrame({"path": paths, "text": [None] * len(paths)})
