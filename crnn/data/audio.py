@@ -170,7 +170,8 @@ class AudioFolderSource:
 
     def _label_table(self) -> tuple[pd.DataFrame, list[str]]:
         """(path, label[, group]) of every labelled file, and the WAV files without a label."""
-        found = {p: refusal(p, self.root) for p in sorted(self.root.rglob("*.wav"))}
+        follow = self.cfg.follow_symlinks
+        found = {p: refusal(p, self.root, follow) for p in sorted(self.root.rglob("*.wav"))}
         wavs = sorted(p.relative_to(self.root).as_posix() for p, why in found.items() if not why)
         # files that cannot be records, and rows of labels_csv that name no usable file
         self.rejected = [refused(p, self.root, "train", why) for p, why in found.items() if why]
@@ -263,6 +264,7 @@ class AudioFolderSource:
             "unreadable_audio",
             split,
             **targets,
+            follow_symlinks=self.cfg.follow_symlinks,
         )
 
     def _unusable(self) -> list[Quarantined]:
@@ -299,11 +301,14 @@ class AudioFolderSource:
     ) -> Iterator[Chunk]:
         """Every WAV file under ``cfg.path`` (names and CSV not needed), as training's features."""
         root = require_input(cfg.path)
-        files = new_data_files(root, {".wav"})
+        files = new_data_files(root, {".wav"}, cfg.follow_symlinks)
         if not files:
             raise DataError(f"{root}: no WAV files to score")
         read, shape = spectrogram_reader(cfg)
-        yield from per_file_chunks(files, root, chunk_rows, read, shape, "unreadable_audio")
+        follow = cfg.follow_symlinks
+        yield from per_file_chunks(
+            files, root, chunk_rows, read, shape, "unreadable_audio", follow_symlinks=follow
+        )
 
     @staticmethod
     def raw_inputs(

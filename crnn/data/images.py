@@ -303,7 +303,8 @@ class ImageFolderSource:
         self.root = require_path(cfg.path, self.WHAT)
         given = (self.root / "train").is_dir()
         class_parent = self.root / "train" if given else self.root
-        self.classes = class_folders(class_parent, self.root)[0]  # the others' images: set aside
+        # the images of folders that cannot be classes are set aside by _files
+        self.classes, _ = class_folders(class_parent, self.root, cfg.follow_symlinks)
         if not self.classes:
             raise DataError(f"{class_parent}: no class folders; expected {self.WHAT}")
         # per split: images that cannot be records (:func:`refusal`), and given val / test
@@ -317,7 +318,7 @@ class ImageFolderSource:
         for p in sorted(folder.glob("*/*")):
             if p.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            why = refusal(p, self.root)
+            why = refusal(p, self.root, self.cfg.follow_symlinks)
             if why is None and p.parent.name not in self.classes:
                 why = (
                     "unseen_label",
@@ -366,8 +367,9 @@ class ImageFolderSource:
         set_aside = self.set_aside.get(split)
         if set_aside:  # counted, never dropped
             yield Chunk(split, [], np.zeros((0, *shape), np.float32), quarantined=set_aside)
+        reason, follow = "unreadable_image", self.cfg.follow_symlinks
         yield from per_file_chunks(
-            files, self.root, chunk_rows, read, shape, "unreadable_image", split, labels
+            files, self.root, chunk_rows, read, shape, reason, split, labels, follow_symlinks=follow
         )
 
     @classmethod
@@ -376,12 +378,15 @@ class ImageFolderSource:
     ) -> Iterator[Chunk]:
         """Every image under ``cfg.path`` (loose or in any folders), resized like training."""
         root = require_input(cfg.path)
-        files = new_data_files(root, IMAGE_SUFFIXES)
+        files = new_data_files(root, IMAGE_SUFFIXES, cfg.follow_symlinks)
         if not files:
             raise DataError(f"{root}: no PNG / JPEG images to score")
         shape = image_shape(cfg)
         reader = functools.partial(read_image, cfg=cfg)
-        yield from per_file_chunks(files, root, chunk_rows, reader, shape, "unreadable_image")
+        follow = cfg.follow_symlinks
+        yield from per_file_chunks(
+            files, root, chunk_rows, reader, shape, "unreadable_image", follow_symlinks=follow
+        )
 
 
 def image_shape(cfg: ImageFolderData) -> tuple[int, ...]:

@@ -34,7 +34,8 @@ def normalize_text(text: str) -> str:
 def label_table(root: Path, cfg: LineImagesData) -> tuple[pd.DataFrame, list[Quarantined]]:
     """(path, text[, split][, group]) of every usable line under ``root``, paths relative to it;
     and the records set aside."""
-    files, set_aside = set_apart([p for p in visible_under(root) if p.is_file()], root, "train")
+    listed = [p for p in visible_under(root, cfg.follow_symlinks) if p.is_file()]
+    files, set_aside = set_apart(listed, root, "train", cfg.follow_symlinks)
     images = {p.relative_to(root).as_posix() for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
     if cfg.labels_csv:
         table, rejected = _csv_table(root, cfg, images)

@@ -172,12 +172,12 @@ class LineImagesSource:
         """Every image under ``cfg.path`` (transcriptions not needed), read as training read
         its lines."""
         root = require_input(cfg.path)
-        files = new_data_files(root, IMAGE_SUFFIXES)
+        files = new_data_files(root, IMAGE_SUFFIXES, cfg.follow_symlinks)
         if not files:
             kinds = ", ".join(sorted(IMAGE_SUFFIXES))
             raise DataError(f"{root}: no line images to score ({kinds})")
         base = root.parent if root.is_file() else root
-        files, set_aside = set_apart(files, base, NEW)
+        files, set_aside = set_apart(files, base, NEW, cfg.follow_symlinks)
         if set_aside:  # counted, never dropped
             yield Chunk(NEW, [], np.zeros((0, *line_shape(cfg)), np.float32), quarantined=set_aside)
         for start in range(0, len(files), chunk_rows):

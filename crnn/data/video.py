@@ -186,7 +186,7 @@ class VideoClipsSource:
     def __init__(self, cfg: VideoClipsData) -> None:
         self.cfg = cfg
         self.root = require_path(cfg.path, self.WHAT)
-        self.classes, others = class_folders(self.root, self.root)
+        self.classes, others = class_folders(self.root, self.root, cfg.follow_symlinks)
         clips = [(p, k) for k, cls in enumerate(self.classes) for p in _clips(self.root / cls)]
         # the clips of folders that cannot be classes: quarantined, under train
         self.set_aside = [
@@ -219,8 +219,9 @@ class VideoClipsSource:
         if split == "train" and self.set_aside:  # counted, never dropped
             yield Chunk(split, [], np.zeros((0, *shape), np.float32), quarantined=self.set_aside)
         files, labels = [p for p, _ in clips], np.array([c for _, c in clips], np.int64)
+        reason, follow = "unreadable_video", self.cfg.follow_symlinks
         yield from per_file_chunks(
-            files, self.root, chunk_rows, read, shape, "unreadable_video", split, labels
+            files, self.root, chunk_rows, read, shape, reason, split, labels, follow_symlinks=follow
         )
 
     @classmethod
@@ -229,18 +230,21 @@ class VideoClipsSource:
     ) -> Iterator[Chunk]:
         """Every clip under ``cfg.path``: video and .npy/.npz files, and folders of frames."""
         root = require_input(cfg.path)
-        files = new_data_files(root, VIDEO_SUFFIXES | {".npy", ".npz"})
+        follow = cfg.follow_symlinks
+        files = new_data_files(root, VIDEO_SUFFIXES | {".npy", ".npz"}, follow)
         frame_dirs = [
             p
-            for p in ([root] if root.is_dir() else []) + visible_under(root)
+            for p in ([root] if root.is_dir() else []) + visible_under(root, follow)
             if p.is_dir()
             and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir() if f.is_file())
         ]
-        clips = sorted(files + frame_dirs)
+        clips = sorted({*files, *frame_dirs})  # a folder link that leaves root: listed once
         if not clips:
             raise DataError(f"{root}: no clips to score (video files, .npy/.npz, frame folders)")
         read, shape = clip_reader(cfg)
-        yield from per_file_chunks(clips, root, chunk_rows, read, shape, "unreadable_video")
+        yield from per_file_chunks(
+            clips, root, chunk_rows, read, shape, "unreadable_video", follow_symlinks=follow
+        )
 
 
 def _clips(folder: Path) -> list[Path]:
