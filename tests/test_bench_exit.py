@@ -40,6 +40,7 @@ def fake_python(tmp_path: Path, failing: str | None) -> Path:
         "startup_bench",
         "integrity_bench",
         "score_memory",
+        "redact_bench",
         None,
     ],
 )
@@ -52,7 +53,7 @@ def test_make_bench_fails_when_any_bench_fails(tmp_path: Path, failing: str | No
         capture_output=True,
         text=True,
     )
-    assert done.stdout.count("ran bench/") == 6  # every bench runs, whatever failed before
+    assert done.stdout.count("ran bench/") == 7  # every bench runs, whatever failed before
     assert (done.returncode != 0) == (failing is not None), done.stdout + done.stderr
 
 

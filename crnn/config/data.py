@@ -103,6 +103,16 @@ class FileSourceBase(Frozen):
     seed: int = Field(0, description="Seed of the split.")
 
 
+class FolderSourceBase(FileSourceBase):
+    """A source that lists the files of a folder tree: symlinks that leave it are refused."""
+
+    follow_symlinks: bool = Field(
+        False,
+        description="Read symlinks under data.path that point outside it (files and class "
+        "folders); else each such file is quarantined as path_outside_data.",
+    )
+
+
 class MnistIdxData(FileSourceBase):
     """MNIST-family IDX files as published: ``*-images-idx3-ubyte[.gz]``, ``*-labels-idx1-ubyte``.
 
@@ -122,7 +132,7 @@ class Cifar10Data(FileSourceBase):
     grayscale: bool = Field(False, description="Convert to one channel.")
 
 
-class ImageFolderData(FileSourceBase):
+class ImageFolderData(FolderSourceBase):
     """One folder per class (PNG / JPEG, any size and mode), optionally under train/ val/ test/.
 
     Without split folders, the images are split with ``split`` fractions, stratified by class.
@@ -134,7 +144,7 @@ class ImageFolderData(FileSourceBase):
     split: SplitFractions = Field(default_factory=SplitFractions)
 
 
-class VideoClipsData(FileSourceBase):
+class VideoClipsData(FolderSourceBase):
     """Video clips, one folder per class: each clip a folder of frame images, a ``.npy`` /
     ``.npz`` array (T, H, W[, C]), or an ``.mp4`` / ``.avi`` file (decoded with PyAV).
 
@@ -158,7 +168,7 @@ class SplitRule(Frozen):
     val: list[str] = Field(default_factory=list, description="Values that are val; none: carved.")
 
 
-class Recordings(FileSourceBase):
+class Recordings(FolderSourceBase):
     """WAV recordings labelled by a CSV or their file names, and the log-mel features read from
     them: what ``audio_folder`` and ``spoken_digit_strings`` share."""
 
@@ -277,7 +287,7 @@ class TextTableData(FileSourceBase):
     split: SplitFractions = Field(default_factory=SplitFractions)
 
 
-class LineImagesData(FileSourceBase):
+class LineImagesData(FolderSourceBase):
     """Text-line images and their transcriptions: ``NAME.png`` beside ``NAME.gt.txt`` (the
     layout of tesstrain, kraken and Calamari), or a ``labels_csv`` with the columns
     ``path,text[,split][,group]``. A given split is kept (a CSV ``split`` column, or ``train/

@@ -21,7 +21,14 @@ from scipy.io import wavfile
 
 from crnn.config import AudioFolderData, AugmentationConfig, Recordings
 from crnn.data.augment import AUGMENTERS
-from crnn.data.files import files_digest, new_data_files, require_input, require_path
+from crnn.data.files import (
+    files_digest,
+    new_data_files,
+    refusal,
+    refused,
+    require_input,
+    require_path,
+)
 from crnn.data.sources import SOURCES, SPLITS, TargetSpec, per_file_chunks
 from crnn.data.splits import group_split, kept_split, split_indices, split_of
 from crnn.errors import DataError, unreadable
@@ -168,10 +175,14 @@ class AudioFolderSource:
 
     def _label_table(self) -> tuple[pd.DataFrame, list[str]]:
         """(path, label[, group]) of every labelled file, and the WAV files without a label."""
-        wavs = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*.wav"))
-        self.rejected: list[Quarantined] = []  # rows of labels_csv that name no usable file
+        follow = self.cfg.follow_symlinks
+        found = {p: refusal(p, self.root, follow) for p in sorted(self.root.rglob("*.wav"))}
+        wavs = sorted(p.relative_to(self.root).as_posix() for p, why in found.items() if not why)
+        # files that cannot be records, and rows of labels_csv that name no usable file
+        self.rejected = [refused(p, self.root, "train", why) for p, why in found.items() if why]
         if self.cfg.labels_csv:
-            table, self.rejected = self._csv_table(set(wavs))
+            table, rejected = self._csv_table(set(wavs))
+            self.rejected += rejected
             listed = set(table["path"])
             return table, [w for w in wavs if w not in listed]
         pattern = re.compile(self.cfg.filename_pattern or "")
@@ -258,6 +269,7 @@ class AudioFolderSource:
             "unreadable_audio",
             split,
             **targets,
+            follow_symlinks=self.cfg.follow_symlinks,
         )
 
     def _unusable(self) -> list[Quarantined]:
@@ -294,11 +306,14 @@ class AudioFolderSource:
     ) -> Iterator[Chunk]:
         """Every WAV file under ``cfg.path`` (names and CSV not needed), as training's features."""
         root = require_input(cfg.path)
-        files = new_data_files(root, {".wav"})
+        files = new_data_files(root, {".wav"}, cfg.follow_symlinks)
         if not files:
             raise DataError(f"{root}: no WAV files to score")
         read, shape = spectrogram_reader(cfg)
-        yield from per_file_chunks(files, root, chunk_rows, read, shape, "unreadable_audio")
+        follow = cfg.follow_symlinks
+        yield from per_file_chunks(
+            files, root, chunk_rows, read, shape, "unreadable_audio", follow_symlinks=follow
+        )
 
     @staticmethod
     def raw_inputs(

@@ -20,8 +20,11 @@ import numpy as np
 from crnn.config import Cifar10Data, ImageFolderData, MnistIdxData, SplitFractions
 from crnn.data.files import (
     IMAGE_SUFFIXES,
+    class_folders,
     files_digest,
     new_data_files,
+    refusal,
+    refused,
     require_input,
     require_path,
 )
@@ -300,36 +303,35 @@ class ImageFolderSource:
         self.root = require_path(cfg.path, self.WHAT)
         given = (self.root / "train").is_dir()
         class_parent = self.root / "train" if given else self.root
-        self.classes = tuple(sorted(p.name for p in class_parent.iterdir() if p.is_dir()))
+        # the images of folders that cannot be classes are set aside by _files
+        self.classes, _ = class_folders(class_parent, self.root, cfg.follow_symlinks)
         if not self.classes:
             raise DataError(f"{class_parent}: no class folders; expected {self.WHAT}")
-        self.unseen: dict[str, list[Quarantined]] = {}  # given splits: classes train/ lacks
+        # per split: images that cannot be records (:func:`refusal`), and given val / test
+        # images of a class train/ has no folder for; counted, never dropped
+        self.set_aside: dict[str, list[Quarantined]] = {}
         self.splits = self._given_split() if given else self._fraction_split(cfg.split)
 
-    def _files(self, folder: Path) -> list[tuple[Path, int]]:
-        return [
-            (p, self.classes.index(p.parent.name))
-            for p in sorted(folder.glob("*/*"))
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.parent.name in self.classes
-        ]
-
-    def _given_split(self) -> dict[str, list[tuple[Path, int]]]:
-        splits = {s: self._files(self.root / s) for s in SPLITS if (self.root / s).is_dir()}
-        self.unseen = {  # val / test images of a class train/ has no folder for
-            s: [
-                Quarantined(
-                    p.relative_to(self.root).as_posix(),
-                    s,
-                    str(p),
+    def _files(self, folder: Path, split: str) -> list[tuple[Path, int]]:
+        """(image, class) of the images in ``folder``'s class folders; the others set aside."""
+        files = []
+        for p in sorted(folder.glob("*/*")):
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            why = refusal(p, self.root, self.cfg.follow_symlinks)
+            if why is None and p.parent.name not in self.classes:
+                why = (
                     "unseen_label",
                     f"class {p.parent.name!r} has no record in the training split",
                 )
-                for p in sorted((self.root / s).glob("*/*"))
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.parent.name not in self.classes
-            ]
-            for s in ("val", "test")
-            if (self.root / s).is_dir()
-        }
+            if why is None:
+                files.append((p, self.classes.index(p.parent.name)))
+            else:
+                self.set_aside.setdefault(split, []).append(refused(p, self.root, split, why))
+        return files
+
+    def _given_split(self) -> dict[str, list[tuple[Path, int]]]:
+        splits = {s: self._files(self.root / s, s) for s in SPLITS if (self.root / s).is_dir()}
         if "val" not in splits:
             train = splits["train"]
             assign = split_train_val(np.array([c for _, c in train]), 0.1, self.cfg.seed)
@@ -338,7 +340,7 @@ class ImageFolderSource:
         return {s: splits.get(s, []) for s in SPLITS}
 
     def _fraction_split(self, fractions: SplitFractions) -> dict[str, list[tuple[Path, int]]]:
-        files = self._files(self.root)
+        files = self._files(self.root, "train")  # what is set aside: reported once
         labels = np.array([c for _, c in files])
         pools = split_indices(labels, fractions, self.cfg.seed)
         return {s: [files[i] for i in pools[s]] for s in SPLITS}
@@ -362,11 +364,12 @@ class ImageFolderSource:
         labels = np.array([label for _, label in self.splits[split]], np.int64)
         read = functools.partial(read_image, cfg=self.cfg)
         shape = image_shape(self.cfg)
-        unseen = self.unseen.get(split)
-        if unseen:  # counted, never dropped
-            yield Chunk(split, [], np.zeros((0, *shape), np.float32), quarantined=unseen)
+        set_aside = self.set_aside.get(split)
+        if set_aside:  # counted, never dropped
+            yield Chunk(split, [], np.zeros((0, *shape), np.float32), quarantined=set_aside)
+        reason, follow = "unreadable_image", self.cfg.follow_symlinks
         yield from per_file_chunks(
-            files, self.root, chunk_rows, read, shape, "unreadable_image", split, labels
+            files, self.root, chunk_rows, read, shape, reason, split, labels, follow_symlinks=follow
         )
 
     @classmethod
@@ -375,12 +378,15 @@ class ImageFolderSource:
     ) -> Iterator[Chunk]:
         """Every image under ``cfg.path`` (loose or in any folders), resized like training."""
         root = require_input(cfg.path)
-        files = new_data_files(root, IMAGE_SUFFIXES)
+        files = new_data_files(root, IMAGE_SUFFIXES, cfg.follow_symlinks)
         if not files:
             raise DataError(f"{root}: no PNG / JPEG images to score")
         shape = image_shape(cfg)
         reader = functools.partial(read_image, cfg=cfg)
-        yield from per_file_chunks(files, root, chunk_rows, reader, shape, "unreadable_image")
+        follow = cfg.follow_symlinks
+        yield from per_file_chunks(
+            files, root, chunk_rows, reader, shape, "unreadable_image", follow_symlinks=follow
+        )
 
 
 def image_shape(cfg: ImageFolderData) -> tuple[int, ...]:

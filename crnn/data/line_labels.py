@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from crnn.data.files import IMAGE_SUFFIXES, visible_under
+from crnn.data.files import IMAGE_SUFFIXES, set_apart, visible_under
 from crnn.data.splits import SPLITS
 from crnn.errors import DataError
 from crnn.types.records import Quarantined
@@ -34,12 +34,14 @@ def normalize_text(text: str) -> str:
 def label_table(root: Path, cfg: LineImagesData) -> tuple[pd.DataFrame, list[Quarantined]]:
     """(path, text[, split][, group]) of every usable line under ``root``, paths relative to it;
     and the records set aside."""
-    files = [p for p in visible_under(root) if p.is_file()]
+    listed = [p for p in visible_under(root, cfg.follow_symlinks) if p.is_file()]
+    files, set_aside = set_apart(listed, root, "train", cfg.follow_symlinks)
     images = {p.relative_to(root).as_posix() for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
     if cfg.labels_csv:
         table, rejected = _csv_table(root, cfg, images)
     else:
         table, rejected = _sidecar_table(root, files, images)
+    rejected = set_aside + rejected
     table = _given_split(root, cfg, table, rejected)
     if cfg.group:
         table = _groups(cfg.group, table, root)

@@ -31,6 +31,7 @@ from crnn.data.files import (
     new_data_files,
     require_input,
     require_path,
+    set_apart,
 )
 from crnn.data.line_labels import label_table, nfc, sidecar_text
 from crnn.data.sources import NEW, SOURCES, SPLITS, TargetSpec
@@ -176,11 +177,14 @@ class LineImagesSource:
         """Every image under ``cfg.path``, read as training read its lines; a ``NAME.gt.txt``
         beside one (not needed) travels as the line's truth."""
         root = require_input(cfg.path)
-        files = new_data_files(root, IMAGE_SUFFIXES)
+        files = new_data_files(root, IMAGE_SUFFIXES, cfg.follow_symlinks)
         if not files:
             kinds = ", ".join(sorted(IMAGE_SUFFIXES))
             raise DataError(f"{root}: no line images to score ({kinds})")
         base = root.parent if root.is_file() else root
+        files, set_aside = set_apart(files, base, NEW, cfg.follow_symlinks)
+        if set_aside:  # counted, never dropped
+            yield Chunk(NEW, [], np.zeros((0, *line_shape(cfg)), np.float32), quarantined=set_aside)
         for start in range(0, len(files), chunk_rows):
             part = files[start : start + chunk_rows]
             paths = [p.relative_to(base).as_posix() for p in part]

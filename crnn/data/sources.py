@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from crnn.data.files import sample_id_of
+from crnn.data.files import refusal, refused, sample_id_of
 from crnn.data.splits import SPLITS
 from crnn.registry import Registry
 from crnn.types.kinds import TargetSpec
@@ -50,15 +50,21 @@ def per_file_chunks(
     split: str = NEW,
     labels: np.ndarray | None = None,
     values: np.ndarray | None = None,
+    follow_symlinks: bool = False,
 ) -> Iterator[Chunk]:
     """Samples that are one file each (images, WAVs, clips): ``read(file)`` -> one input of
     ``shape``, ``labels[k]`` the class of ``files[k]`` or ``values[k]`` its number (neither: new
     data). A file that ``read`` cannot parse is quarantined under ``reason`` with the error,
-    never dropped."""
+    one that cannot be a record (:func:`~crnn.data.files.refusal`: a symlink that leaves
+    ``root`` unless ``follow_symlinks``...) unread; never dropped."""
     for start in range(0, len(files), chunk_rows):
         ids, inputs, kept, bad = [], [], [], []
         for k in range(start, min(start + chunk_rows, len(files))):
             path = files[k]
+            why = refusal(path, root, follow_symlinks)
+            if why is not None:
+                bad.append(refused(path, root, split, why))
+                continue
             sample_id = sample_id_of(path, root)
             try:
                 inputs.append(read(path))

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from crnn.data.files import new_data_files, sample_id_of
+from crnn.data.files import new_data_files, refusal, refused, sample_id_of
 from crnn.errors import DataError, unreadable
 from crnn.types.records import Quarantined, SourceFeatures
 
@@ -197,6 +197,10 @@ def image_file_chunks(
     for start in range(0, len(files), chunk_rows):
         images, ids, bad = [], [], []
         for path in files[start : start + chunk_rows]:
+            why = refusal(path, base)
+            if why is not None:
+                bad.append(refused(path, base, "new", why))
+                continue
             sample_id = sample_id_of(path, base)
             try:
                 images.append(read_image_file(path))

@@ -20,8 +20,10 @@ from crnn.data.augment import AUGMENTERS, augment_images
 from crnn.data.embedded import _digest, _sklearn_digits
 from crnn.data.files import (
     IMAGE_SUFFIXES,
+    class_folders,
     files_digest,
     new_data_files,
+    refused,
     require_input,
     require_path,
     visible_under,
@@ -184,12 +186,11 @@ class VideoClipsSource:
     def __init__(self, cfg: VideoClipsData) -> None:
         self.cfg = cfg
         self.root = require_path(cfg.path, self.WHAT)
-        self.classes = tuple(sorted(p.name for p in self.root.iterdir() if p.is_dir()))
-        clips = [
-            (p, self.classes.index(cls))
-            for cls in self.classes
-            for p in sorted((self.root / cls).iterdir())
-            if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES | {".npy", ".npz"}
+        self.classes, others = class_folders(self.root, self.root, cfg.follow_symlinks)
+        clips = [(p, k) for k, cls in enumerate(self.classes) for p in _clips(self.root / cls)]
+        # the clips of folders that cannot be classes: quarantined, under train
+        self.set_aside = [
+            refused(p, self.root, "train", why) for d, why in others for p in _clips(d)
         ]
         if not clips:
             raise DataError(f"{self.root}: no clips found; expected {self.WHAT}")
@@ -215,9 +216,12 @@ class VideoClipsSource:
     def chunks(self, split: str, chunk_rows: int) -> Iterator[Chunk]:
         clips = [self.clips[i] for i in self.pools[split]]
         read, shape = clip_reader(self.cfg)
+        if split == "train" and self.set_aside:  # counted, never dropped
+            yield Chunk(split, [], np.zeros((0, *shape), np.float32), quarantined=self.set_aside)
         files, labels = [p for p, _ in clips], np.array([c for _, c in clips], np.int64)
+        reason, follow = "unreadable_video", self.cfg.follow_symlinks
         yield from per_file_chunks(
-            files, self.root, chunk_rows, read, shape, "unreadable_video", split, labels
+            files, self.root, chunk_rows, read, shape, reason, split, labels, follow_symlinks=follow
         )
 
     @classmethod
@@ -226,18 +230,27 @@ class VideoClipsSource:
     ) -> Iterator[Chunk]:
         """Every clip under ``cfg.path``: video and .npy/.npz files, and folders of frames."""
         root = require_input(cfg.path)
-        files = new_data_files(root, VIDEO_SUFFIXES | {".npy", ".npz"})
+        follow = cfg.follow_symlinks
+        files = new_data_files(root, VIDEO_SUFFIXES | {".npy", ".npz"}, follow)
         frame_dirs = [
             p
-            for p in ([root] if root.is_dir() else []) + visible_under(root)
+            for p in ([root] if root.is_dir() else []) + visible_under(root, follow)
             if p.is_dir()
             and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir() if f.is_file())
         ]
-        clips = sorted(files + frame_dirs)
+        clips = sorted({*files, *frame_dirs})  # a folder link that leaves root: listed once
         if not clips:
             raise DataError(f"{root}: no clips to score (video files, .npy/.npz, frame folders)")
         read, shape = clip_reader(cfg)
-        yield from per_file_chunks(clips, root, chunk_rows, read, shape, "unreadable_video")
+        yield from per_file_chunks(
+            clips, root, chunk_rows, read, shape, "unreadable_video", follow_symlinks=follow
+        )
+
+
+def _clips(folder: Path) -> list[Path]:
+    """The clips in a class folder: frame folders, video and array files."""
+    suffixes = VIDEO_SUFFIXES | {".npy", ".npz"}
+    return [p for p in sorted(folder.iterdir()) if p.is_dir() or p.suffix.lower() in suffixes]
 
 
 def clip_reader(cfg: VideoClipsData) -> tuple[Callable[[Path], np.ndarray], tuple[int, ...]]:
