@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,18 +59,33 @@ def score_task(
     batch_size: int,
     on_chunk: Any = None,
     review_below: float | None = None,
+    cluster: str | None = None,
 ) -> ScoreSummary:
     from crnn.engine.checkpoint import load_checkpoint
     from crnn.inference.predictor import Predictor
     from crnn.tracking.scoring import download_checkpoint
 
-    with tempfile.TemporaryDirectory(prefix="crnn-score-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="crnn-score-") as tmp, fanned_out(cluster) as mapper:
         checkpoint = download_checkpoint(_ctx(tracking_uri, None, workspace), ref, Path(tmp))
         ckpt = load_checkpoint(checkpoint)
         predictor = Predictor(ckpt, device="auto")
-    chunks = input_chunks(ckpt, ref, input_path, shards, chunk_rows)
-    plan = job_plan(shards, chunk_rows)
-    return score(predictor, ref, chunks, Path(out), spec, batch_size, on_chunk, plan, review_below)
+        chunks = input_chunks(ckpt, ref, input_path, shards, chunk_rows)
+        plan = job_plan(shards, chunk_rows)
+        fan_out = None if mapper is None else (mapper, checkpoint)
+        args = (on_chunk, plan, review_below, fan_out)
+        return score(predictor, ref, chunks, Path(out), spec, batch_size, *args)
+
+
+@contextmanager
+def fanned_out(cluster: str | None) -> Iterator[Any]:
+    """A mapper over ``cluster`` (:mod:`crnn.cluster`) for the job's parts; None: this process."""
+    if not cluster:
+        yield None
+        return
+    from crnn.cluster import connect
+
+    with connect(cluster) as mapper:
+        yield mapper
 
 
 @task(name="log-scoring-run", cache_policy=NO_CACHE)
@@ -94,6 +111,7 @@ def score_flow(
     pipeline: str | None = None,
     timezone: str = "UTC",
     review_below: float | None = None,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     """Score ``input_path`` (new data in the model's source format; none: the source's own data)
     or a shard set with ``model``; returns the job summary and the scoring run id.
@@ -103,6 +121,7 @@ def score_flow(
     ``tracking_uri`` / ``workspace`` they are resolved where the run runs, from ``config_path``
     and ``pipeline`` (MLFLOW_TRACKING_URI wins): no store address is kept in a deployment.
     ``review_below``: list the rows less confident than this in the output's ``_review.csv``.
+    ``cluster``: score the parts on this Dask cluster (``tcp://HOST:PORT`` or ``local:N``).
     """
     if tracking_uri is None or workspace is None:
         tracking_uri, workspace = _store_of(config_path, pipeline)
@@ -121,6 +140,7 @@ def score_flow(
         batch_size,
         on_chunk,
         review_below,
+        cluster,
     )
     run_id = log_task(summary, tracking_uri, workspace, experiment)
     return {**summary.to_dict(), "mlflow_run_id": run_id}

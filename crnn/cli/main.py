@@ -135,6 +135,12 @@ def add_score_command(sub: Any) -> None:
     sc.add_argument("--chunk-rows", type=int, default=4096, help="rows per output part [4096]")
     sc.add_argument("--batch-size", type=int, default=256)
     sc.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="score the parts on a Dask cluster: tcp://HOST:PORT, or local:N for N worker "
+        "processes here (default: CRNN_CLUSTER, else this process)",
+    )
+    sc.add_argument(
         "--review-below",
         type=float,
         metavar="P",
@@ -185,6 +191,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     check_model_named(uri, args.model)  # a typo in a local store: answered at once
     server = start_prefect(state, args.json)  # in the background, while the store is read
     ctx = check_services(TrackingConfig(tracking_uri=uri, experiment="scoring"), state)
+    from crnn.cluster import cluster_address
     from crnn.tracking.scoring import resolve_model
 
     resolve_model(ctx, args.model)  # a wrong name or alias fails now, before the flow
@@ -205,6 +212,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             chunk_rows=args.chunk_rows,
             batch_size=args.batch_size,
             review_below=args.review_below,
+            cluster=cluster_address(args.cluster),
         )
     print(json.dumps(summary, indent=2, default=str) if args.json else score_report(summary))
     return 0

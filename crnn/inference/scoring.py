@@ -20,61 +20,54 @@ scoring run) lives in :mod:`crnn.tracking` and the ``score`` flow.
 from __future__ import annotations
 
 import json
+import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from crnn.atomic import atomic_path, atomic_write_text
 from crnn.data.loader import input_views, load_manifest
 from crnn.data.shards import verified_path
 from crnn.engine.checkpoint import Checkpoint
 from crnn.errors import UserError
-from crnn.inference.predictor import Predictions, Predictor
+from crnn.inference.parts import (
+    QUARANTINE_DIR,
+    QUARANTINE_SCHEMA,
+    SCORE_SCHEMA,
+    Mapper,
+    Part,
+    PartScorer,
+    in_process,
+    prefetched,
+    score_schema,
+    write_part,
+)
+from crnn.inference.predictor import Predictor
 from crnn.inference.review import REVIEW_FILE, against_truth, write_review
 from crnn.types.records import Chunk, ModelVersionRef, SourceFeatures
 
 SPLITS = ("train", "val", "test")
-__all__ = ["ModelVersionRef", "ScoreSummary", "read_scores", "score"]  # and the rest below
+__all__ = [  # and the rest below; the part-level names are re-exported from crnn.inference.parts
+    "QUARANTINE_DIR",
+    "QUARANTINE_SCHEMA",
+    "ModelVersionRef",
+    "ScoreSummary",
+    "prefetched",
+    "read_scores",
+    "score",
+    "score_schema",
+    "write_part",
+]
 
 JOB_FILE = "_job.json"  # a leading "_" or ".": skipped by Parquet dataset readers
-QUARANTINE_DIR = "_quarantine"
 SUMMARY_FILE = "_summary.json"
-T = TypeVar("T")
-
-PREDICTION_TYPES = {"string": pa.string(), "double": pa.float64()}  # by TaskKind.prediction
-
-
-def score_schema(prediction: str = "string") -> pa.Schema:
-    """The scored rows; ``prediction``: the task kind's prediction type (text, label: string;
-    a regression's number: double)."""
-    return pa.schema(
-        [
-            pa.field("sample_id", pa.string(), nullable=False),
-            pa.field("prediction", PREDICTION_TYPES[prediction], nullable=False),
-            pa.field("confidence", pa.float32(), nullable=False),
-            # a line model's probability per character; null for other kinds
-            pa.field("char_confidence", pa.list_(pa.float32())),
-            # what the input says the row is (a line's NAME.gt.txt), else null
-            pa.field("truth", pa.string()),
-            pa.field("model_name", pa.string(), nullable=False),
-            pa.field("model_version", pa.string(), nullable=False),
-            pa.field("run_id", pa.string(), nullable=False),
-        ]
-    )
-
-
-SCORE_SCHEMA = score_schema()
-QUARANTINE_SCHEMA = pa.schema(
-    [("sample_id", pa.string()), ("origin", pa.string()), ("reason", pa.string())]
-)
+MODEL_FILE = "_model.pt"  # the model cluster workers score with (a fanned-out job only)
 
 
 @dataclass
@@ -181,41 +174,6 @@ def shard_chunks(manifest_path: Path) -> Iterator[tuple[str, Chunk]]:
         yield Path(record.path).stem, chunk
 
 
-@dataclass
-class _Prepared:
-    chunk_id: str
-    chunk: Chunk
-    keep: np.ndarray  # rows with finite inputs
-    inputs: torch.Tensor | None  # the kept rows, normalized for the model; None: chunk done
-
-
-def _prepare(
-    predictor: Predictor, chunks: Iterator[tuple[str, Chunk]], out_dir: Path
-) -> Iterator[_Prepared]:
-    for chunk_id, chunk in chunks:
-        if (out_dir / f"part-{chunk_id}.parquet").is_file():
-            yield _Prepared(chunk_id, chunk, np.zeros(0, bool), None)
-            continue
-        keep = np.isfinite(chunk.inputs.reshape(len(chunk), -1)).all(axis=1)
-        inputs = chunk.inputs if keep.all() else chunk.inputs[keep]
-        yield _Prepared(chunk_id, chunk, keep, predictor.prepare(inputs, chunk.normalization))
-
-
-def prefetched(items: Iterator[T]) -> Iterator[T]:
-    """``items``, produced one ahead in a background thread: reading and preparing the next chunk
-    overlaps the model's work on this one (file reads, decoding and numpy release the GIL).
-    Memory stays bounded: at most two items are alive. Errors surface where they would have."""
-    end = object()
-    with ThreadPoolExecutor(1, thread_name_prefix="crnn-prefetch") as pool:
-        pending = pool.submit(next, items, end)
-        while True:
-            item = pending.result()
-            if item is end:
-                return
-            pending = pool.submit(next, items, end)
-            yield item  # type: ignore[misc]
-
-
 def score(
     predictor: Predictor,
     model: ModelVersionRef,
@@ -226,36 +184,41 @@ def score(
     on_chunk: Callable[[str, int], None] | None = None,
     plan: dict[str, Any] | None = None,
     review_below: float | None = None,
+    fan_out: tuple[Mapper, Path] | None = None,
 ) -> ScoreSummary:
     """Score every chunk not already in ``out_dir``; see the module docstring.
 
     ``on_chunk(chunk_id, rows)`` is called after each part is written (progress, tests).
     ``review_below``: list the rows less confident than this in ``_review.csv``.
+    ``fan_out``: (a mapper over a cluster's workers, the model's checkpoint file): the parts are
+    scored there (:mod:`crnn.cluster`) with the copy of the model the job keeps in its folder,
+    and read and accounted for here.
     """
     out_dir = Path(out_dir)
     pin_job(out_dir, model, input_spec, plan or {})
+    if fan_out is not None:
+        fan_out = (fan_out[0], keep_model(out_dir, fan_out[1]))
     summary = ScoreSummary(model, input_spec, str(out_dir))
     started = time.perf_counter()
-    scored_now = rows_in = 0
-    for item in prefetched(_prepare(predictor, chunks, out_dir)):
-        chunk_id, chunk, keep = item.chunk_id, item.chunk, item.keep
-        rows_in += len(chunk) + len(chunk.quarantined)  # counted from the input, every attempt
-        if item.inputs is None:
-            summary.chunks_skipped += 1
-            continue
-        bad = [(chunk.sample_ids[i], chunk.split, "non_finite") for i in np.flatnonzero(~keep)] + [
-            (q.sample_id, q.origin, q.reason) for q in chunk.quarantined
-        ]
-        ids = [s for s, k in zip(chunk.sample_ids, keep, strict=True) if k]
-        widths = None if chunk.widths is None else chunk.widths[keep]
-        preds = predictor.predict_normalized(item.inputs, batch_size, widths)
-        truth = None if chunk.truth is None else [chunk.truth[i] for i in np.flatnonzero(keep)]
-        table = scored_table(predictor, model, ids, preds, truth)
-        write_part(out_dir, chunk_id, table, bad)
+    seen = {"rows_in": 0}
+
+    def parts() -> Iterator[Part]:
+        for chunk_id, chunk in chunks:
+            seen["rows_in"] += len(chunk) + len(chunk.quarantined)  # from the input, every time
+            if (out_dir / f"part-{chunk_id}.parquet").is_file():
+                summary.chunks_skipped += 1
+                continue
+            yield Part(chunk_id, chunk)
+
+    mapper, checkpoint = fan_out or (in_process, None)
+    scorer = PartScorer(model, out_dir, batch_size, None if fan_out else predictor, checkpoint)
+    scored_now = 0
+    for chunk_id, rows in mapper(scorer, parts()):
         summary.chunks_scored += 1
-        scored_now += len(ids)
+        scored_now += rows
         if on_chunk is not None:
-            on_chunk(chunk_id, len(ids))
+            on_chunk(chunk_id, rows)
+    rows_in = seen["rows_in"]
     summary.seconds = time.perf_counter() - started
     summary.rows_per_s = scored_now / max(summary.seconds, 1e-9)
     count_output(out_dir, summary)
@@ -270,28 +233,14 @@ def score(
     return summary
 
 
-def scored_table(
-    predictor: Predictor,
-    model: ModelVersionRef,
-    ids: list[str],
-    preds: Predictions,
-    truth: list[str | None] | None,
-) -> pa.Table:
-    """One part's rows: see :func:`score_schema`."""
-    n = len(ids)
-    return pa.table(
-        {
-            "sample_id": ids,
-            "prediction": preds.outputs,
-            "confidence": np.asarray(preds.confidence, dtype=np.float32),
-            "char_confidence": preds.char_confidence or pa.nulls(n, pa.list_(pa.float32())),
-            "truth": truth or pa.nulls(n, pa.string()),
-            "model_name": [model.name] * n,
-            "model_version": [model.version] * n,
-            "run_id": [model.run_id] * n,
-        },
-        schema=score_schema(predictor.task.kind.prediction[1]),
-    )
+def keep_model(out_dir: Path, checkpoint: Path) -> Path:
+    """The job's own copy of its model (``_model.pt``), which cluster workers read: written once,
+    atomically; the job pinned in ``_job.json`` is the one it belongs to."""
+    kept = out_dir / MODEL_FILE
+    if not kept.is_file():
+        with atomic_path(kept) as tmp:
+            shutil.copyfile(checkpoint, tmp)
+    return kept
 
 
 def check_accounted(out_dir: Path, summary: ScoreSummary) -> None:
@@ -303,20 +252,6 @@ def check_accounted(out_dir: Path, summary: ScoreSummary) -> None:
             f"{summary.rows_quarantined} quarantined: {summary.rows_in - accounted:+d} rows not "
             "accounted for (the folder holds parts of other input); delete it and score again"
         )
-
-
-def write_part(
-    out_dir: Path, chunk_id: str, table: pa.Table, bad: Sequence[tuple[str, ...]]
-) -> None:
-    """A chunk's scored rows, after its quarantined ones: a part on disk means its chunk is
-    complete."""
-    if bad:
-        rows = list(zip(*bad, strict=True))
-        quarantine = pa.table(dict(zip(QUARANTINE_SCHEMA.names, rows, strict=True)))
-        with atomic_path(out_dir / QUARANTINE_DIR / f"part-{chunk_id}.parquet") as tmp:
-            pq.write_table(quarantine.cast(QUARANTINE_SCHEMA), tmp)
-    with atomic_path(out_dir / f"part-{chunk_id}.parquet") as tmp:
-        pq.write_table(table, tmp)
 
 
 def job_plan(shards: str | None, chunk_rows: int) -> dict[str, Any]:

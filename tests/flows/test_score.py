@@ -4,6 +4,7 @@ flow, a real SQLite MLflow store."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -137,6 +138,30 @@ def test_cli_score_of_a_shard_set_and_its_errors(registered, capsys) -> None:
     missing = ["score", "crnn-tiny/1", "--input", str(root / "nope"), "--out", str(root / "z")]
     assert main(["--config", str(config), *missing]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+    _on_a_cluster(root, config, shards, out, capsys)
+
+
+def _on_a_cluster(root: Path, config: Path, shards: str, here: Path, capsys) -> None:
+    """`--cluster local:2`: two worker processes score the parts, row for row as here; an address
+    where no scheduler answers is one line, nothing written."""
+    import socket
+
+    from crnn.cli import main
+
+    there = root / "on-a-cluster"
+    args = ["--config", str(config), "score", "crnn-tiny/1", "--shards", shards]
+    assert main([*args, "--out", str(there), "--cluster", "local:2"]) == 0
+    assert "scored 480 of 480 rows" in capsys.readouterr().out
+    a, b = (read_scores(p).to_pandas().set_index("sample_id").sort_index() for p in (here, there))
+    assert (a["prediction"] == b["prediction"]).all() and len(b) == 480
+    assert (a["confidence"] - b["confidence"]).abs().max() < 1e-5
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    assert main([*args, "--out", str(root / "never"), "--cluster", nobody]) == 2
+    said = capsys.readouterr().err.strip()
+    assert "no Dask scheduler answered" in said and "\n" not in said, said
+    assert not (root / "never").exists()
 
 
 def test_line_image_files_score_like_the_pyfunc_reads_them(registered, capsys) -> None:

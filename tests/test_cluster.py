@@ -1,0 +1,163 @@
+"""Scoring fanned out over a real Dask cluster: a `dask scheduler` and two `dask worker` processes
+on 127.0.0.1, started here and stopped after. The parts scored there equal the parts scored here,
+row for row; a worker killed half way loses nothing and scores nothing twice; a wrong address is
+one line within the connect limit, nothing written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crnn.cluster import connect
+from crnn.errors import UserError
+from crnn.inference.scoring import job_plan, read_scores, score, source_chunks
+from tests.conftest import REPO
+from tests.inference.test_scoring import REF, model_and_shards  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.integration
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = open(log, "wb")  # noqa: SIM115  (closed with the process)
+    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    logs = tmp_path_factory.mktemp("dask")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    port = address.rsplit(":", 1)[1]
+    scheduler = _start(
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
+        logs / "scheduler.log",
+    )
+    workers = [
+        _start(
+            [
+                DASK,
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                "--name",
+                f"w{k}",
+            ],  # no nanny: a kill kills the worker
+            logs / f"worker-{k}.log",
+        )
+        for k in range(2)
+    ]
+    try:
+        _wait_for_workers(address, 2)
+        yield address, workers
+    finally:
+        for proc in [*workers, scheduler]:
+            proc.terminate()
+        for proc in [*workers, scheduler]:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_for_workers(address: str, count: int, within: float = 60.0) -> None:
+    from distributed import Client
+
+    deadline = time.monotonic() + within
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(count, timeout=max(deadline - time.monotonic(), 1))
+
+
+def test_scoring_on_the_cluster_equals_scoring_here(
+    cluster,
+    model_and_shards,  # noqa: F811
+    tmp_path,
+) -> None:
+    address, _ = cluster
+    predictor, _, data = model_and_shards
+    here = score(predictor, REF, source_chunks(data, 32), tmp_path / "here", "raw")
+    model = model_file(model_and_shards)
+    with connect(address) as mapper:
+        there = score(
+            predictor,
+            REF,
+            source_chunks(data, 32),
+            tmp_path / "there",
+            "raw",
+            fan_out=(mapper, model),
+        )
+    assert there.rows_scored == here.rows_scored == there.rows_in == 192 + 48 + 48
+    assert there.chunks_scored == here.chunks_scored > 2  # several parts, on both workers
+    a = read_scores(tmp_path / "here").to_pandas().set_index("sample_id").sort_index()
+    b = read_scores(tmp_path / "there").to_pandas().set_index("sample_id").sort_index()
+    assert list(a.index) == list(b.index)
+    assert (a["prediction"] == b["prediction"]).all()
+    assert (a["confidence"] - b["confidence"]).abs().max() < 1e-5
+    assert a["confidence"].nunique() > 100  # the inputs move the output: equality means something
+
+
+def test_a_worker_killed_half_way_loses_nothing(
+    cluster,
+    model_and_shards,  # noqa: F811
+    tmp_path,
+) -> None:
+    address, workers = cluster
+    predictor, _, data = model_and_shards
+    model = model_file(model_and_shards)
+    parts: list[str] = []
+
+    def kill_one(chunk_id: str, rows: int) -> None:
+        parts.append(chunk_id)
+        if len(parts) == 2:  # half way: one worker gone with whatever it was running
+            os.kill(workers[0].pid, signal.SIGKILL)
+
+    with connect(address) as mapper:
+        done = score(
+            predictor,
+            REF,
+            source_chunks(data, 16),
+            tmp_path / "job",
+            "raw",
+            on_chunk=kill_one,
+            plan=job_plan(None, 16),
+            fan_out=(mapper, model),
+        )
+    assert workers[0].wait(timeout=10) == -signal.SIGKILL
+    ids = read_scores(tmp_path / "job").column("sample_id").to_pylist()
+    assert len(ids) == len(set(ids)) == done.rows_in == 192 + 48 + 48  # each row once
+    assert sorted(parts) == sorted(set(parts)) and len(parts) == done.chunks_scored
+
+
+def test_no_scheduler_at_the_address_is_one_line_and_nothing_written(tmp_path) -> None:
+    started = time.monotonic()
+    with pytest.raises(UserError) as info, connect(f"tcp://127.0.0.1:{_free_port()}"):
+        (tmp_path / "written").touch()
+    assert time.monotonic() - started < 15
+    assert "no Dask scheduler answered" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "written").exists()
+    with pytest.raises(UserError, match="not a scheduler address"), connect("nowhere"):
+        pass
+
+
+def model_file(fixture: tuple) -> Path:
+    """The fixture's model file (beside its shard sets), which the workers read."""
+    return Path(fixture[1]).parents[2] / "model.pt"
