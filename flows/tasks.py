@@ -29,8 +29,15 @@ from crnn.workspace import Workspace
 @task(name="preprocess", cache_policy=NO_CACHE)
 def preprocess_task(cfg: PipelineConfig, workspace: Workspace) -> ShardSet:
     """Build or reuse the shard set; returns its manifest path and digest."""
+    from crnn.cluster import cluster_address, connect
+
     started = time.perf_counter()
-    shards = preprocess(cfg.data, cfg.preprocessing, workspace.shards)
+    address = cluster_address(None) or cfg.execution.cluster  # CRNN_CLUSTER, else the config
+    if address:
+        with connect(address) as mapper:  # the chunks' work on the workers, written here
+            shards = preprocess(cfg.data, cfg.preprocessing, workspace.shards, mapper)
+    else:
+        shards = preprocess(cfg.data, cfg.preprocessing, workspace.shards)
     return replace(shards, seconds=time.perf_counter() - started)
 
 

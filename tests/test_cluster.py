@@ -19,7 +19,7 @@ import pytest
 from crnn.cluster import connect
 from crnn.errors import UserError
 from crnn.inference.scoring import job_plan, read_scores, score, source_chunks
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_LINES
 from tests.inference.test_scoring import REF, model_and_shards  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration
@@ -161,3 +161,51 @@ def test_no_scheduler_at_the_address_is_one_line_and_nothing_written(tmp_path) -
 def model_file(fixture: tuple) -> Path:
     """The fixture's model file (beside its shard sets), which the workers read."""
     return Path(fixture[1]).parents[2] / "model.pt"
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
+
+
+def test_preprocessing_on_the_cluster_writes_the_same_shard_set(cluster, tmp_path) -> None:
+    """Validation, normalization and augmentation of every chunk on the workers; the manifest
+    (its digest) and every shard's bytes as built here."""
+    from crnn.config import DigitStringsData, PreprocessingConfig
+    from crnn.data.loader import load_manifest
+    from crnn.data.preprocess import preprocess
+
+    address, _ = cluster
+    data = DigitStringsData(**{**TINY_LINES, "lines": {"train": 150, "val": 40, "test": 40}})
+    prep = PreprocessingConfig(
+        augmentation={"copies": 2, "rotation_degrees": 3, "noise_std": 0.05}, shard_rows=64
+    )
+    here = preprocess(data, prep, tmp_path / "here")
+    with connect(address) as mapper:
+        there = preprocess(data, prep, tmp_path / "there", mapper)
+    assert not there.reused and there.digest == here.digest
+    assert here.manifest_path.read_bytes() == there.manifest_path.read_bytes()
+    a, b = _files(here.root), _files(there.root)
+    assert a == b and len(a) > 3
+    assert load_manifest(there.manifest_path).splits["train"]["augmented"] == 2 * 150
+
+
+def test_a_pipeline_preprocesses_where_flag_env_and_config_say(tiny_config, monkeypatch) -> None:
+    """--cluster (set as CRNN_CLUSTER by the CLI) beats execution.cluster; a scheduler that does
+    not answer fails the preprocessing task in one line, no shard written."""
+    from crnn.cluster import ENV, cluster_address
+    from crnn.workspace import Workspace
+    from flows.tasks import preprocess_task
+
+    monkeypatch.delenv(ENV, raising=False)
+    assert cluster_address(None) is None and cluster_address("local:2") == "local:2"
+    monkeypatch.setenv(ENV, "tcp://10.0.0.1:8786")
+    assert cluster_address(None) == "tcp://10.0.0.1:8786"
+    assert cluster_address("local:2") == "local:2"  # the flag wins
+    monkeypatch.delenv(ENV)
+    config_file, cfg = tiny_config
+    nobody = f"tcp://127.0.0.1:{_free_port()}"
+    cfg = cfg.model_copy(update={"execution": cfg.execution.model_copy(update={"cluster": nobody})})
+    workspace = Workspace(Path(config_file.workspace))
+    with pytest.raises(UserError, match="no Dask scheduler answered"):
+        preprocess_task.fn(cfg, workspace)
+    assert not list(workspace.shards.rglob("*.parquet"))

@@ -118,6 +118,12 @@ def add_run_command(sub: Any) -> None:
         help="train with a sweep's best values: its parent run id, or latest (the pipeline's "
         "newest finished sweep); --set still wins",
     )
+    run.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="preprocess the chunks on a Dask cluster: tcp://HOST:PORT, or local:N for N worker "
+        "processes here (default: CRNN_CLUSTER, else execution.cluster, else this process)",
+    )
     run.set_defaults(handler=cmd_run)
 
 
@@ -158,6 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # validate before anything heavy starts: a bad config fails in milliseconds, in one line
     config_file, cfg = load_pipeline(args.config, args.pipeline, args.overrides)
     workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    if args.cluster:  # read where the work runs (crnn.cluster), above the config's own
+        os.environ["CRNN_CLUSTER"] = args.cluster
     with flow_command(
         cfg, args.config, workspace.root, "retrain", args.json, args.verbose
     ) as retrain:

@@ -43,6 +43,7 @@ from crnn.config.data import (
     VideoClipsData,
 )
 from crnn.config.evaluation import DecoderConfig, EvaluationConfig
+from crnn.config.execution import ExecutionConfig
 from crnn.config.pipeline import (
     AugmentationConfig,
     EarlyStoppingConfig,
@@ -72,6 +73,7 @@ __all__ = [
     "DigitsData",
     "EarlyStoppingConfig",
     "EvaluationConfig",
+    "ExecutionConfig",
     "FileSourceBase",
     "Frozen",
     "ImageFolderData",

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from crnn.config.base import NAME_PATTERN, Frozen
 from crnn.config.data import DataConfig
 from crnn.config.evaluation import EvaluationConfig
+from crnn.config.execution import ExecutionConfig
 from crnn.config.schedule import RetrainSchedule, ScoringJob
 from crnn.config.sweep import SweepConfig, resolve_sweep
 from crnn.metric_names import product_name
@@ -248,6 +249,7 @@ class PipelineConfig(Frozen):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     schedule: RetrainSchedule | None = Field(
         None, description="Scheduled retraining (`crnn deploy`, `crnn serve`); none: by hand."
     )

@@ -19,8 +19,8 @@ import numpy as np
 import crnn
 from crnn import interrupt
 from crnn.config import PreprocessingConfig, SourceConfig
-from crnn.data.augment import AUGMENTERS, generator_for
 from crnn.data.catalog import open_source
+from crnn.data.prepared import ChunkPrep, Mapper, Placed
 from crnn.data.publish import build_lock, publish, staging_dir
 from crnn.data.quarantine import (
     count_quarantined,
@@ -81,11 +81,17 @@ def shard_set_digest(source_digest: str, cfg: PreprocessingConfig, version: str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Path) -> ShardSet:
+def preprocess(
+    data_cfg: SourceConfig,
+    cfg: PreprocessingConfig,
+    shards_root: Path,
+    mapper: Mapper | None = None,
+) -> ShardSet:
     """Build (or reuse) the shard set of ``data_cfg`` preprocessed by ``cfg`` in ``shards_root``.
 
     Concurrent callers with one digest are safe (:mod:`crnn.data.publish`): one builds, the others
-    wait and reuse; the set's folder appears complete or not at all.
+    wait and reuse; the set's folder appears complete or not at all. ``mapper``: runs the per-chunk
+    work (:mod:`crnn.data.prepared`) on a cluster's workers; the shard set is the same.
     """
     source = open_source(data_cfg)
     info = source.info()
@@ -100,7 +106,8 @@ def preprocess(data_cfg: SourceConfig, cfg: PreprocessingConfig, shards_root: Pa
             return found
         staging = staging_dir(shards_root, root.name)
         try:
-            _build(source, info, cfg, digest, staging, shards_root / REJECTED / root.name)
+            rejected = shards_root / REJECTED / root.name
+            _build(source, info, cfg, digest, (staging, rejected), mapper)
             publish(staging, root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # a failed build leaves nothing behind
@@ -112,11 +119,13 @@ def _build(
     info: SourceInfo,
     cfg: PreprocessingConfig,
     digest: str,
-    root: Path,
-    rejected: Path,
+    folders: tuple[Path, Path],
+    mapper: Mapper | None = None,
 ) -> Path:
-    """Write the shards and, last, the manifest of ``source`` into the empty folder ``root``.
-    A build that fails on its quarantine keeps the quarantined records in ``rejected``."""
+    """Write the shards and, last, the manifest of ``source`` into the empty folder ``root``
+    (``folders``: root, rejected). A build that fails on its quarantine keeps the quarantined
+    records in ``rejected``."""
+    root, rejected = folders
     fit = fit_train_statistics(source, info, cfg.normalization)
     normalizer, task, train_rows = fit.normalizer, fit.task, fit.rows
     writer = ShardWriter(
@@ -127,7 +136,7 @@ def _build(
         shuffled={"train": train_rows * (1 + cfg.augmentation.copies)},  # order never leaks
         seed=cfg.shuffle_seed,
     )
-    counts, quarantined = _write_splits(source, info, cfg, (normalizer, task), writer)
+    counts, quarantined = _write_splits(source, info, cfg, (normalizer, task), writer, mapper)
     written = sum(c["original"] for c in counts.values())
     quarantine_path, records_in = _check_quarantine(root, quarantined, written, info, cfg, rejected)
     manifest = Manifest(
@@ -159,36 +168,40 @@ def _write_splits(
     cfg: PreprocessingConfig,
     fitted: tuple[Normalizer, Task],
     writer: ShardWriter,
+    mapper: Mapper | None = None,
 ) -> tuple[dict[str, dict[str, int]], list[Quarantined]]:
-    """Every split, chunk by chunk: validate, normalize, write, and augment the training split.
+    """Every split, chunk by chunk: validated, normalized and augmented (:class:`ChunkPrep`, by
+    ``mapper``: here, or on a cluster's workers), then written here in the source's order.
     Returns the row counts per split and the quarantined records."""
     normalizer, task = fitted
     counts = {s: {"rows": 0, "original": 0, "augmented": 0} for s in SPLITS}
     quarantined: list[Quarantined] = []
-    augment = AUGMENTERS.get(info.modality)
     seen: set[int] = set()  # the classes the training split holds (SPLITS: train comes first)
-    for split in SPLITS:
-        for index, raw_chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
-            interrupt.check(f"preprocessing ({split} split)")  # nothing is published half-built
-            chunk, bad = validate_chunk(raw_chunk, task)
-            if split == "train" and chunk.labels is not None:
-                seen.update(int(v) for v in np.unique(chunk.labels))
-            elif split != "train":
-                chunk, unseen = drop_unseen_labels(chunk, seen, info.target.classes)
-                bad += unseen
-            quarantined += raw_chunk.quarantined + bad
-            if not len(chunk):
-                continue
-            normalized = normalizer.transform(chunk.inputs)
-            _write_chunk(writer, chunk, task, 0, normalized)
-            counts[split]["original"] += len(chunk)
-            copies = cfg.augmentation.copies if split == "train" else 0
-            for copy in range(1, copies + 1):
-                gen = generator_for(cfg.augmentation.seed, index, copy)
-                augmented = augment(normalized, cfg.augmentation, gen)
-                _write_chunk(writer, chunk, task, copy, augmented)
-                counts[split]["augmented"] += len(chunk)
-            counts[split]["rows"] = counts[split]["original"] + counts[split]["augmented"]
+    prep = ChunkPrep(normalizer, task, cfg.augmentation, info.modality)
+    placed = (
+        Placed(i, c) for split in SPLITS for i, c in enumerate(source.chunks(split, CHUNK_ROWS))
+    )
+    for done in (mapper or map)(prep, placed):
+        interrupt.check(f"preprocessing ({done.chunk.split} split)")  # nothing published half-built
+        chunk, normalized, split = done.chunk, done.normalized, done.chunk.split
+        quarantined += done.quarantined
+        if normalized is None:
+            continue
+        if split == "train" and chunk.labels is not None:
+            seen.update(int(v) for v in np.unique(chunk.labels))
+        elif split != "train" and chunk.labels is not None:
+            keep = np.isin(np.asarray(chunk.labels), list(seen))
+            chunk, unseen = drop_unseen_labels(chunk, seen, info.target.classes)
+            quarantined += unseen
+            normalized = normalized[keep]
+        if not len(chunk):
+            continue
+        _write_chunk(writer, chunk, task, 0, normalized)
+        counts[split]["original"] += len(chunk)
+        for copy, augmented in enumerate(done.copies, 1):
+            _write_chunk(writer, chunk, task, copy, augmented)
+            counts[split]["augmented"] += len(chunk)
+        counts[split]["rows"] = counts[split]["original"] + counts[split]["augmented"]
     return counts, quarantined
 
 
