@@ -209,3 +209,22 @@ def test_a_pipeline_preprocesses_where_flag_env_and_config_say(tiny_config, monk
     with pytest.raises(UserError, match="no Dask scheduler answered"):
         preprocess_task.fn(cfg, workspace)
     assert not list(workspace.shards.rglob("*.parquet"))
+
+
+def test_doctor_checks_the_cluster_it_is_given(cluster, tmp_path, monkeypatch) -> None:
+    from crnn.cluster import ENV
+    from flows.runtime.doctor import _check_clusters
+
+    address, workers = cluster
+    monkeypatch.setenv(ENV, address)
+    [check] = _check_clusters(tmp_path / "pipelines.yaml")
+    live = sum(w.poll() is None for w in workers)  # the kill test took one
+    assert check.status == "ok" and f"{live} worker(s)" in check.detail, check
+    import crnn
+
+    monkeypatch.setattr(crnn, "__version__", "0.0.1")  # this machine upgraded, the workers not
+    [check] = _check_clusters(tmp_path / "pipelines.yaml")
+    assert check.status == "fail" and "crnn-pipelines" in check.detail and "0.0.1" in check.detail
+    monkeypatch.setenv(ENV, f"tcp://127.0.0.1:{_free_port()}")
+    [check] = _check_clusters(tmp_path / "pipelines.yaml")
+    assert check.status == "fail" and "no Dask scheduler answered" in check.detail

@@ -105,7 +105,7 @@ def test_auth_config_has_the_native_keys() -> None:
 def test_project_image_and_kubernetes_template() -> None:
     dockerfile = (INFRA / "Dockerfile").read_text()
     assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in dockerfile
-    assert "pip install ." in dockerfile and '"--pool", "crnn"' in dockerfile
+    assert "pip install '.[dask]'" in dockerfile and '"--pool", "crnn"' in dockerfile
     template = json.loads((INFRA / "k8s" / "base-job-template.json").read_text())
     container = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
     assert container["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "{{ gpus }}"
@@ -133,3 +133,18 @@ def test_docker_compose_config_where_docker_is(tmp_path: Path) -> None:
         text=True,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_dask_cluster_runs_the_project_image_and_the_worker_uses_it() -> None:
+    services = compose()
+    scheduler, worker = services["dask-scheduler"], services["dask-worker"]
+    assert scheduler["image"] == worker["image"] == services["worker"]["image"]
+    assert scheduler["command"][:2] == ["dask", "scheduler"] and "8786" in scheduler["command"]
+    address = services["worker"]["environment"]["CRNN_CLUSTER"]
+    assert address == "tcp://dask-scheduler:8786" and worker["command"][:3] == [
+        "dask",
+        "worker",
+        address,
+    ]
+    assert "workspace:/workspace" in worker["volumes"]  # the parts and the job's model: shared
+    assert "'.[dask]'" in (INFRA / "Dockerfile").read_text()

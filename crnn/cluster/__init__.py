@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from crnn.errors import UserError
+from crnn.types.records import Check
 
 ENV = "CRNN_CLUSTER"
 CONNECT_SECONDS = 10
@@ -114,3 +115,54 @@ class DaskMapper:
     @property
     def workers(self) -> int:
         return len(self.client.scheduler_info().get("workers", {}))
+
+
+def versions() -> dict[str, str]:
+    """What a process runs that must match across the cluster: the package and what it reads
+    and computes with."""
+    import platform
+
+    import numpy
+    import pyarrow
+    import torch
+
+    import crnn
+
+    return {
+        "crnn-pipelines": crnn.__version__,
+        "torch": torch.__version__,
+        "pyarrow": pyarrow.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def check_cluster(address: str) -> Check:
+    """`crnn doctor`'s verdict on the cluster at ``address``: reachable, how many workers, and
+    whether each runs the versions this machine runs."""
+    if LOCAL.fullmatch(address):
+        return Check("cluster", "ok", f"{address}: worker processes started here for each job")
+    try:
+        client = _client(address)
+    except UserError as exc:
+        return Check("cluster", "fail", str(exc), "start the scheduler or fix the address")
+    with client:
+        theirs: dict[str, dict[str, str]] = client.run(versions)
+    if not theirs:
+        return Check(
+            "cluster", "fail", f"{address}: no worker", "start workers: dask worker ADDRESS"
+        )
+    mine = versions()
+    differ = sorted(
+        f"{worker}: {name} {value} (here {mine[name]})"
+        for worker, found in theirs.items()
+        for name, value in found.items()
+        if mine.get(name) != value
+    )
+    if differ:
+        return Check(
+            "cluster", "fail", f"{address}: {'; '.join(differ[:3])}", "install the same versions"
+        )
+    return Check(
+        "cluster", "ok", f"{address}: {len(theirs)} worker(s), versions match this machine"
+    )

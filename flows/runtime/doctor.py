@@ -39,7 +39,24 @@ def run_checks(config_path: Path, pool: str, fix: bool = False) -> list[Check]:
         checks.append(_check_disk(workspace))
     checks += _check_prefect(pool)
     checks.append(_check_gpu())
-    return checks
+    return checks + _check_clusters(config_path)
+
+
+def _check_clusters(config_path: Path) -> list[Check]:
+    """The cluster CRNN_CLUSTER names, else those the pipelines' execution.cluster name."""
+    from crnn.cluster import check_cluster, cluster_address
+
+    address = cluster_address(None)
+    if address is None:
+        from crnn.config import load_config
+
+        try:
+            pipelines = load_config(config_path).pipelines.values()
+        except UserError:
+            return []  # the config check says why
+        named = {p.execution.cluster for p in pipelines if p.execution.cluster}
+        return [check_cluster(a) for a in sorted(named)]
+    return [check_cluster(address)]
 
 
 def _check_config(path: Path, checks: list[Check]) -> tuple[Path, Any] | None:
