@@ -19,6 +19,10 @@ class Workspace:
         """Checkpoints and evaluation outputs of one pipeline run."""
         return self.root / "runs" / run_id
 
+    def node_spec(self, pipeline: str) -> Path:
+        """Where a training on several machines tells the others how to join (`crnn join`)."""
+        return self.root / "distributed" / f"{pipeline}.json"
+
 
 def resolve_workspace(configured: str, config_path: Path) -> Workspace:
     """CRNN_WORKSPACE if set, else ``configured`` relative to the config file's folder."""

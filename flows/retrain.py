@@ -95,9 +95,10 @@ def train_task(
     cfg: PipelineConfig, shards: ShardSet, ref: TrackingRef, workspace: Workspace, progress: bool
 ) -> TrainResult:
     """Train on the shard set; checkpoints go to the run's folder in the workspace. With
-    ``training.devices > 1`` the training runs under torchrun, rank 0 logging into this run."""
+    ``training.devices > 1`` the training runs under torchrun, rank 0 logging into this run; with
+    ``training.distributed``, on several machines (the others run `crnn join`)."""
     checkpoints = workspace.run_dir(ref.run_id) / "checkpoints"
-    if cfg.training.devices > 1:
+    if cfg.training.devices > 1 or cfg.training.distributed is not None:
         from crnn.distributed import launch
 
         tracking = {
@@ -115,6 +116,7 @@ def train_task(
             resume=ref.resumed,
             tracking=tracking,
             progress=progress,
+            node_spec=workspace.node_spec(cfg.name),  # where `crnn join` finds it
         )
     from crnn.tracking import MlflowCallback
 

@@ -148,3 +148,20 @@ def test_the_dask_cluster_runs_the_project_image_and_the_worker_uses_it() -> Non
     ]
     assert "workspace:/workspace" in worker["volumes"]  # the parts and the job's model: shared
     assert "'.[dask]'" in (INFRA / "Dockerfile").read_text()
+
+
+def test_the_kubernetes_form_of_training_on_several_machines() -> None:
+    """An Indexed Job: pod 0 runs the pipeline with a rendezvous at its own stable name, the
+    others join; the node counts agree; every pod shares the workspace."""
+    service, job = yaml.safe_load_all((INFRA / "k8s" / "distributed-training.yaml").read_text())
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"]
+    pod = spec["template"]["spec"]
+    script = pod["containers"][0]["args"][0]
+    assert f"training.distributed.nodes={spec['completions']}" in script
+    name = f"{job['metadata']['name']}-0.{service['metadata']['name']}"
+    assert pod["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"  # headless: pod 0 has a stable name
+    assert f"rdzv_endpoint={name}:{service['spec']['ports'][0]['port']}" in script
+    assert " run text-lines" in script and " join text-lines" in script
+    assert {"name": "workspace", "mountPath": "/workspace"} in pod["containers"][0]["volumeMounts"]

@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_run_command(sub)
     add_score_command(sub)
+    add_join_command(sub)
     add_sweep_command(sub)
 
     lst = sub.add_parser("list", help="list pipelines and registered architectures")
@@ -125,6 +126,30 @@ def add_run_command(sub: Any) -> None:
         "processes here (default: CRNN_CLUSTER, else execution.cluster, else this process)",
     )
     run.set_defaults(handler=cmd_run)
+
+
+def add_join_command(sub: Any) -> None:
+    join = sub.add_parser(
+        "join", help="train on this machine with a pipeline another machine is training"
+    )
+    join.add_argument("pipeline", nargs="?", help="pipeline name (default: default_pipeline)")
+    join.add_argument(
+        "--wait", type=float, default=600.0, help="seconds to wait for that run to start [600]"
+    )
+    join.set_defaults(handler=cmd_join)
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    """This machine's ranks of a `training.distributed` run: it reads the node spec the launching
+    machine wrote in the shared workspace, which holds the rendezvous (crnn.distributed.join)."""
+    from crnn.config import load_pipeline
+    from crnn.workspace import resolve_workspace
+
+    config_file, cfg = load_pipeline(args.config, args.pipeline, ())
+    workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    from crnn.distributed import join
+
+    return join(workspace.node_spec(cfg.name), args.wait)
 
 
 def add_score_command(sub: Any) -> None:

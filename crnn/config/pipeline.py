@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from crnn.config.base import NAME_PATTERN, Frozen
 from crnn.config.data import DataConfig
 from crnn.config.evaluation import EvaluationConfig
-from crnn.config.execution import ExecutionConfig
+from crnn.config.execution import DistributedConfig, ExecutionConfig
 from crnn.config.schedule import RetrainSchedule, ScoringJob
 from crnn.config.sweep import SweepConfig, resolve_sweep
 from crnn.metric_names import product_name
@@ -195,6 +195,9 @@ class TrainingConfig(Frozen):
     )
     log_every_steps: int = Field(
         50, ge=1, description="Read the loss back from the device (progress, logs) this often."
+    )
+    distributed: DistributedConfig | None = Field(
+        None, description="Several machines (torchrun, c10d); in place of devices. Null: one."
     )
 
 
