@@ -42,12 +42,13 @@ def main(argv: list[str] | None = None) -> int:
 
     install()  # nothing this process prints carries a password, key or token
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(given)
     try:
         result: int = args.handler(args)
         return result
     except Interrupted as stopped:  # Ctrl-C / SIGTERM, stopped at a safe point
-        print(f"crnn: {stopped}", file=sys.stderr)
+        print(f"crnn: {stopped}{how_to_continue(args.command, given)}", file=sys.stderr)
         return stopped.exit_status
     except UserError as exc:
         print(f"crnn: error: {exc}", file=sys.stderr)
@@ -59,6 +60,21 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
         return 141
+
+
+def how_to_continue(command: str, argv: list[str], argv0: str | None = None) -> str:
+    """What continues the work of ``command`` (run with arguments ``argv``) that a signal
+    stopped: the same command, with the same flags (a resume takes only the config the run
+    started with), plus --resume for a run."""
+    from crnn.cli.invocation import repeated
+
+    if command == "run":
+        return f"; continue with `{repeated(argv, '--resume', argv0=argv0)}`"
+    if command == "score":
+        return f"; the parts written are kept: `{repeated(argv, argv0=argv0)}` continues"
+    if command == "sweep":
+        return f"; `{repeated(argv, argv0=argv0)}` continues the study"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
