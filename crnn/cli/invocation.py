@@ -10,13 +10,16 @@ import shutil
 import sys
 from pathlib import Path
 
+DEFAULT_CONFIG = "pipelines.yaml"
+
 
 def program(argv0: str | None = None, executable: str | None = None) -> str:
-    """How this `crnn` was started, as a shell would take it from the current folder."""
+    """How this `crnn` was started, as a shell would take it from the current folder (plain
+    ``crnn`` when that is unknown: main() called from other Python code)."""
     argv0 = sys.argv[0] if argv0 is None else argv0
     if Path(argv0).name == "__main__.py":  # python -m crnn.cli
         return f"{_as_typed(sys.executable if executable is None else executable)} -m crnn.cli"
-    return _as_typed(argv0)
+    return _as_typed(argv0) if Path(argv0).is_file() else "crnn"
 
 
 def _as_typed(path: str) -> str:
@@ -34,10 +37,11 @@ def _as_typed(path: str) -> str:
     return shlex.quote(shown if "/" in shown else f"./{shown}")
 
 
-def command_line(*words: str, config: str | None = None, argv0: str | None = None) -> str:
-    """``PROGRAM [--config CONFIG] WORDS...``, quoted for a shell."""
-    given = ["--config", config] if config else []
-    return " ".join([program(argv0), shlex.join([*given, *words])])
+def crnn_for(config: str, argv0: str | None = None) -> str:
+    """The `crnn` a hint starts with: :func:`program`, plus ``--config CONFIG`` when ``config``
+    is not the file `crnn` reads by default here."""
+    default = os.environ.get("CRNN_CONFIG", DEFAULT_CONFIG)
+    return program(argv0) + ("" if config == default else f" --config {shlex.quote(config)}")
 
 
 def repeated(argv: list[str], *flags: str, argv0: str | None = None) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import crnn
+from crnn.cli.invocation import DEFAULT_CONFIG, crnn_for
 from crnn.cli.models import add_registry_commands
 from crnn.cli.ops import add_operations
 from crnn.cli.services import check_services, flow_command, start_prefect
@@ -21,7 +22,6 @@ from crnn.interrupt import Interrupted
 if TYPE_CHECKING:
     from flows.summaries import RunSummary, SkippedSummary
 
-DEFAULT_CONFIG = "pipelines.yaml"
 CONFIG_HELP = "pipelines file (default: ./pipelines.yaml or $CRNN_CONFIG)"
 
 
@@ -183,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        print_summary(summary)
+        print_summary(summary, crnn_for(args.config))
     return 0
 
 
@@ -280,8 +280,11 @@ def number(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.4f}"
 
 
-def print_summary(summary: RunSummary | SkippedSummary) -> None:
+def print_summary(summary: RunSummary | SkippedSummary, crnn: str = "crnn") -> None:
+    """The run's summary table; ``crnn``: the command the UI hint starts with (:func:`crnn_for`:
+    after `make run`, `crnn` is not on PATH)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -309,4 +312,7 @@ def print_summary(summary: RunSummary | SkippedSummary) -> None:
     table.add_row("mlflow run", f"{ml['run_id']} in experiment {ml['experiment']}{resumed}")
     table.add_row("workspace", summary["workspace"])
     console.print(table)
-    console.print(f"Open the MLflow UI: [bold]{ml['ui']}[/bold]")
+    ui = ml["ui"]
+    if ui.startswith("crnn ui"):  # a local store, served by `crnn ui`: as this user starts it
+        ui = f"{crnn} ui{ui.removeprefix('crnn ui')}"
+    console.print(f"Open the MLflow UI: [bold]{escape(ui)}[/bold]", soft_wrap=True)  # one line

@@ -46,3 +46,42 @@ def test_score_and_sweep_hints_are_the_same_command(project: Path) -> None:
     sweep = ["sweep", "tiny", "--set", "sweep.trials=4"]
     assert _command(how_to_continue("sweep", sweep, argv0=".venv/bin/crnn"))[1:] == sweep
     assert how_to_continue("models", ["models"]) == ""  # nothing to continue
+
+
+RUN_SUMMARY = {
+    "pipeline": "p",
+    "workspace": "/ws",
+    "shards": {"digest": "a" * 64, "reused": True},
+    "training": {"epochs_run": 1, "best_epoch": 1, "seconds": 1.0},
+    "metrics": {"test_cer": 0.5},
+    "registry": {
+        "model_name": "crnn-p",
+        "version": "1",
+        "decision": "promoted to champion",
+        "reason": "the first version",
+        "champion_version": "1",
+    },
+    "mlflow": {"run_id": "r", "experiment": "p", "ui": "crnn ui  (serves this store on ...)"},
+}
+
+
+def test_after_make_run_the_ui_hint_names_the_virtualenvs_crnn(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crnn.cli.invocation import crnn_for, program
+    from crnn.cli.main import print_summary
+
+    monkeypatch.delenv("CRNN_CONFIG", raising=False)
+    crnn = crnn_for("pipelines.yaml", argv0=".venv/bin/crnn")  # what `make run` starts
+    assert crnn == ".venv/bin/crnn"
+    print_summary(RUN_SUMMARY, crnn)  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "Open the MLflow UI: .venv/bin/crnn ui  (serves this store on ...)\n" in out
+    assert crnn_for("other.yaml", argv0=".venv/bin/crnn") == ".venv/bin/crnn --config other.yaml"
+    # an activated virtualenv: PATH finds this very crnn, so the hint may say `crnn`
+    monkeypatch.setenv("PATH", str(project / ".venv" / "bin"))
+    assert crnn_for("pipelines.yaml", argv0=str(project / ".venv" / "bin" / "crnn")) == "crnn"
+    # python -m crnn.cli: the interpreter that ran it (not on PATH here)
+    python = str(project / "py" / "bin" / "python")
+    assert program("/site/crnn/cli/__main__.py", python) == "py/bin/python -m crnn.cli"
+    assert program("-c") == "crnn"  # main() called from `python -c`: no path to give
