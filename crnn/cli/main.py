@@ -188,6 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from crnn import interrupt
     from crnn.cli.models import check_model_named, store_of
     from crnn.config import TrackingConfig
 
@@ -211,7 +212,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         server.join()
 
     quiet_user_errors(args.verbose)
-    with local_flow_runs():
+    with local_flow_runs(), interrupt.graceful():  # Ctrl-C: stop after the part being written
         summary = score_flow(
             model=args.model,
             out=str(Path(args.out).expanduser().resolve()),
