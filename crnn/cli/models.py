@@ -154,6 +154,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if uri.startswith(("http://", "https://")):
         print(f"the tracking server has its own UI: open {redact(uri)}")
         return 0
+    from flows.runtime.server_process import port_in_use
+
+    if port_in_use(args.port):  # else MLflow's server would fail to bind, and exit 0
+        raise UserError(f"port {args.port} on 127.0.0.1 is in use; pass --port with a free one")
     # the UI opens in its GenAI mode unless told: this link opens it on model training (runs)
     site = f"http://127.0.0.1:{args.port}/#/experiments"
     print(f"MLflow UI on {redact(uri)}: {site}?workflowType=machine_learning  (Ctrl-C stops it)")

@@ -35,8 +35,16 @@ def free_port() -> int:
 
 
 def port_in_use(port: int) -> bool:
+    """Whether a server could not bind 127.0.0.1:``port`` now: something listens there, or holds
+    it bound without listening (which a connect would miss). A port left in TIME_WAIT is free,
+    as for the servers (they set SO_REUSEADDR too)."""
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
 
 
 def healthy(api_url: str) -> bool:
