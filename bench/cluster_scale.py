@@ -30,7 +30,7 @@ LIMIT = 1.5  # speedup of 2 workers over this process
 
 def shard_bytes(root: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.parquet")) + [root / "manifest.json"]:
+    for path in [*sorted(root.rglob("*.parquet")), root / "manifest.json"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

@@ -21,12 +21,12 @@ _depth = 0  # graceful() blocks entered: the outermost one forgets the request a
 
 
 class Interrupted(UserError):
-    """The work stopped at a safe point because a signal asked it to."""
+    """The work stopped at a safe point because a signal asked it to (how to continue it is
+    the command's to say: the `crnn` command adds it, with the flags the work started with)."""
 
     def __init__(self, signum: int, where: str = "") -> None:
         self.signum, self.where = signum, where
-        at = f" at {where}" if where else ""
-        super().__init__(f"interrupted{at}; continue with `crnn run --resume`")
+        super().__init__(f"interrupted at {where}" if where else "interrupted")
 
     @property
     def exit_status(self) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import crnn
+from crnn.cli.invocation import DEFAULT_CONFIG, crnn_for
 from crnn.cli.models import add_registry_commands
 from crnn.cli.ops import add_operations
 from crnn.cli.services import check_services, flow_command, start_prefect
@@ -21,7 +22,6 @@ from crnn.interrupt import Interrupted
 if TYPE_CHECKING:
     from flows.summaries import RunSummary, SkippedSummary
 
-DEFAULT_CONFIG = "pipelines.yaml"
 CONFIG_HELP = "pipelines file (default: ./pipelines.yaml or $CRNN_CONFIG)"
 
 
@@ -42,12 +42,13 @@ def main(argv: list[str] | None = None) -> int:
 
     install()  # nothing this process prints carries a password, key or token
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(given)
     try:
         result: int = args.handler(args)
         return result
     except Interrupted as stopped:  # Ctrl-C / SIGTERM, stopped at a safe point
-        print(f"crnn: {stopped}", file=sys.stderr)
+        print(f"crnn: {stopped}{how_to_continue(args.command, given)}", file=sys.stderr)
         return stopped.exit_status
     except UserError as exc:
         print(f"crnn: error: {exc}", file=sys.stderr)
@@ -59,6 +60,21 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
         return 141
+
+
+def how_to_continue(command: str, argv: list[str], argv0: str | None = None) -> str:
+    """What continues the work of ``command`` (run with arguments ``argv``) that a signal
+    stopped: the same command, with the same flags (a resume takes only the config the run
+    started with), plus --resume for a run."""
+    from crnn.cli.invocation import repeated
+
+    if command == "run":
+        return f"; continue with `{repeated(argv, '--resume', argv0=argv0)}`"
+    if command == "score":
+        return f"; the parts written are kept: `{repeated(argv, argv0=argv0)}` continues"
+    if command == "sweep":
+        return f"; `{repeated(argv, argv0=argv0)}` continues the study"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,11 +222,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        print_summary(summary)
+        print_summary(summary, crnn_for(args.config))
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from crnn import interrupt
     from crnn.cli.models import check_model_named, store_of
     from crnn.config import TrackingConfig
 
@@ -235,7 +252,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         server.join()
 
     quiet_user_errors(args.verbose)
-    with local_flow_runs():
+    with local_flow_runs(), interrupt.graceful():  # Ctrl-C: stop after the part being written
         summary = score_flow(
             model=args.model,
             out=str(Path(args.out).expanduser().resolve()),
@@ -305,8 +322,11 @@ def number(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.4f}"
 
 
-def print_summary(summary: RunSummary | SkippedSummary) -> None:
+def print_summary(summary: RunSummary | SkippedSummary, crnn: str = "crnn") -> None:
+    """The run's summary table; ``crnn``: the command the UI hint starts with (:func:`crnn_for`:
+    after `make run`, `crnn` is not on PATH)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -334,4 +354,7 @@ def print_summary(summary: RunSummary | SkippedSummary) -> None:
     table.add_row("mlflow run", f"{ml['run_id']} in experiment {ml['experiment']}{resumed}")
     table.add_row("workspace", summary["workspace"])
     console.print(table)
-    console.print(f"Open the MLflow UI: [bold]{ml['ui']}[/bold]")
+    ui = ml["ui"]
+    if ui.startswith("crnn ui"):  # a local store, served by `crnn ui`: as this user starts it
+        ui = f"{crnn} ui{ui.removeprefix('crnn ui')}"
+    console.print(f"Open the MLflow UI: [bold]{escape(ui)}[/bold]", soft_wrap=True)  # one line

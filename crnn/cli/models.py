@@ -17,6 +17,9 @@ from typing import Any
 from crnn.errors import UserError
 
 TRACKING_HELP = "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else the project's store)"
+# MLflow's server imports a module Starlette deprecated: a warning from each of its worker
+# processes that no user of `crnn ui` can act on. That one only (message, module)
+UI_WARNINGS = "ignore:starlette.middleware.wsgi is deprecated::mlflow.server.fastapi_app"
 
 
 def add_registry_commands(sub: Any) -> None:
@@ -180,6 +183,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if uri.startswith(("http://", "https://")):
         print(f"the tracking server has its own UI: open {redact(uri)}")
         return 0
+    from flows.runtime.server_process import port_in_use
+
+    if port_in_use(args.port):  # else MLflow's server would fail to bind, and exit 0
+        raise UserError(f"port {args.port} on 127.0.0.1 is in use; pass --port with a free one")
     # the UI opens in its GenAI mode unless told: this link opens it on model training (runs)
     site = f"http://127.0.0.1:{args.port}/#/experiments"
     print(f"MLflow UI on {redact(uri)}: {site}?workflowType=machine_learning  (Ctrl-C stops it)")
@@ -191,6 +198,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     command += ["--host", "127.0.0.1", "--port", str(args.port)]
     # no GenAI job runners: MLflow would start several worker processes no pipeline uses
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # ahead of the user's own filters, so that theirs win
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [UI_WARNINGS, os.environ.get("PYTHONWARNINGS")]))
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:

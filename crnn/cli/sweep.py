@@ -52,7 +52,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        print_sweep(summary)
+        from crnn.cli.invocation import crnn_for
+
+        print_sweep(summary, crnn_for(args.config))
     return 0
 
 
@@ -66,9 +68,11 @@ def _headers(paths: list[str]) -> list[str]:
     return [leaf if leaves.count(leaf) == 1 else p for p, leaf in zip(paths, leaves, strict=True)]
 
 
-def print_sweep(summary: SweepSummary) -> None:
-    """The top trials, the gain over the pipeline as it is, what the gate said."""
+def print_sweep(summary: SweepSummary, crnn: str = "crnn") -> None:
+    """The top trials, the gain over the pipeline as it is, what the gate said; ``crnn``: the
+    command the closing hint starts with (:func:`crnn.cli.invocation.crnn_for`)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console, metric = Console(), summary["metric"]
@@ -108,6 +112,7 @@ def print_sweep(summary: SweepSummary) -> None:
     ml = summary["mlflow"]
     console.print(f"mlflow parent run: {ml['parent_run_id']} in experiment {ml['experiment']}")
     console.print(
-        f"train with these values: crnn run {summary['pipeline']} --from-sweep "
-        f"{ml['parent_run_id']}"
+        f"train with these values: {escape(crnn)} run {summary['pipeline']} --from-sweep "
+        f"{ml['parent_run_id']}",
+        soft_wrap=True,  # one line, to copy
     )

@@ -56,7 +56,7 @@ def connect(address: str) -> Iterator[DaskMapper]:
             if workers < 1:
                 raise UserError(f"--cluster {address}: local:N needs at least one worker")
             cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
             )
             client = Client(cluster)
         else:

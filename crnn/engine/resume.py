@@ -95,8 +95,20 @@ def check_resumable(saved: dict[str, str] | None, current: dict[str, str], where
     if changed:
         shown = ", ".join(f"{k} {saved.get(k, '-')} -> {current.get(k, '-')}" for k in changed[:3])
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        allowed = ", ".join(sorted(f"training.{k}" for k in MAY_CHANGE if "." not in k))
         raise UserError(
-            f"{where} belongs to another training setup ({shown}{more}); a resume may change "
-            f"only {allowed} and loader / early-stopping patience settings; {fix}"
+            f"{where} belongs to another training setup ({shown}{more}); {may_change(current)}; "
+            f"resume with the setup the run started with (its pipelines file and --set flags) "
+            f"or {fix}"
         )
+
+
+def may_change(current: dict[str, str]) -> str:
+    """What a resume may change, for a run whose identity is ``current``: only what is not in
+    it (``training.epochs`` is, under a schedule that spans the whole run)."""
+    free = sorted(f"training.{k}" for k in MAY_CHANGE if f"training.{k}" not in current)
+    allowed = ", ".join(k for k in free if k.count(".") == 1)
+    said = f"a resume may change only {allowed} and loader / early-stopping patience settings"
+    if "training.epochs" in current:
+        schedule = current.get("training.schedule", "")
+        said += f" (not training.epochs: schedule {schedule} spans the whole run)"
+    return said

@@ -10,10 +10,11 @@ id, prediction, confidence (per character too, for a line model), the truth wher
 one, and the model name, version and run id on every row: the folder reads as one Parquet dataset
 (``pd.read_parquet(DIR)``, ``pyarrow.dataset``), because everything else has a name those readers
 skip. ``_job.json`` pins the job (model version, input); a re-run skips the parts already there,
-so a crashed job finishes with exactly one row per valid input row. Rejected records go to
-``_quarantine/part-*.parquet`` with a reason; ``_summary.json`` holds the totals and the metrics
-against the truths (:mod:`crnn.inference.review`); ``_review.csv``, when asked, the rows under a
-confidence threshold. Needs torch, numpy and pyarrow only; MLflow (resolving ``NAME@ALIAS``, the
+so a crashed or stopped job (Ctrl-C, SIGTERM: after the part being written) finishes with
+exactly one row per valid input row. Rejected records go to ``_quarantine/part-*.parquet`` with a
+reason; ``_summary.json`` holds the totals and the metrics against the truths
+(:mod:`crnn.inference.review`); ``_review.csv``, when asked, the rows under a confidence
+threshold. Needs torch, numpy and pyarrow only; MLflow (resolving ``NAME@ALIAS``, the
 scoring run) lives in :mod:`crnn.tracking` and the ``score`` flow.
 """
 
@@ -31,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from crnn import interrupt
 from crnn.atomic import atomic_path, atomic_write_text
 from crnn.data.loader import input_views, load_manifest
 from crnn.data.shards import verified_path
@@ -204,6 +206,7 @@ def score(
 
     def parts() -> Iterator[Part]:
         for chunk_id, chunk in chunks:
+            interrupt.check(f"scoring part {chunk_id}")  # Ctrl-C: the parts written are kept
             seen["rows_in"] += len(chunk) + len(chunk.quarantined)  # from the input, every time
             if (out_dir / f"part-{chunk_id}.parquet").is_file():
                 summary.chunks_skipped += 1

@@ -3,17 +3,22 @@ artifact and read it back, is its registry usable, which experiments' runs table
 project's view.
 
 The artifact check writes one small artifact into a run of its own experiment
-(:data:`DOCTOR_EXPERIMENT`), reads it back and deletes that run; the rest only reads. Remote
-checks use the one retry policy (:mod:`crnn.retry`), so a dead URL costs seconds.
+(:data:`DOCTOR_EXPERIMENT`), reads it back and deletes that run and the experiment (MLflow keeps
+both, deleted, out of the UI: no API deletes them for good; the next check restores the
+experiment), and a local store's probe files; the rest only reads. Remote checks use the one
+retry policy (:mod:`crnn.retry`), so a dead URL costs seconds.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from mlflow import MlflowClient
 
@@ -53,21 +58,23 @@ def check_tracking(tracking: Any, workspace: Path) -> list[Check]:
 
 
 def _check_artifacts(client: Any, workspace: Path, uri: str) -> Check:
-    """Write a small artifact to a run of the doctor's experiment, read it back, delete the run."""
+    """Write a small artifact to a run of the doctor's experiment and read it back; the run and
+    the experiment are deleted after (a local store's probe files too)."""
     try:
-        exp = client.get_experiment_by_name(DOCTOR_EXPERIMENT)
-        location = None
-        if uri.startswith(("sqlite:", "file:")):
-            location = (workspace / "mlartifacts" / DOCTOR_EXPERIMENT).as_uri()
-        exp_id = exp.experiment_id if exp else client.create_experiment(DOCTOR_EXPERIMENT, location)
-        run = client.create_run(exp_id, run_name="doctor")
-        with tempfile.TemporaryDirectory(prefix="crnn-doctor-") as tmp:
-            probe = Path(tmp) / "probe.txt"
-            probe.write_text(run.info.run_id)
-            client.log_artifact(run.info.run_id, str(probe))
-            back = Path(client.download_artifacts(run.info.run_id, "probe.txt", tmp + "/back"))
-            same = back.read_text() == run.info.run_id
-        client.delete_run(run.info.run_id)
+        exp_id = _probe_experiment(client, workspace, uri)
+        try:
+            run = client.create_run(exp_id, run_name="doctor")
+            with tempfile.TemporaryDirectory(prefix="crnn-doctor-") as tmp:
+                probe = Path(tmp) / "probe.txt"
+                probe.write_text(run.info.run_id)
+                client.log_artifact(run.info.run_id, str(probe))
+                back = Path(client.download_artifacts(run.info.run_id, "probe.txt", tmp + "/back"))
+                same = back.read_text() == run.info.run_id
+            client.delete_run(run.info.run_id)
+        finally:
+            client.delete_experiment(exp_id)  # out of the UI's list: it shows active ones
+        if run.info.artifact_uri.startswith("file:"):
+            shutil.rmtree(local_path(run.info.artifact_uri).parent, ignore_errors=True)
     except Exception as exc:
         return Check(
             "artifacts",
@@ -80,6 +87,25 @@ def _check_artifacts(client: Any, workspace: Path, uri: str) -> Check:
     return Check(
         "artifacts", "ok", f"wrote and read back an artifact at {redact(run.info.artifact_uri)}"
     )
+
+
+def _probe_experiment(client: Any, workspace: Path, uri: str) -> str:
+    """The doctor's experiment, active: created the first time (a local store's artifacts in
+    the workspace), restored from the deleted state each earlier check left it in."""
+    exp = client.get_experiment_by_name(DOCTOR_EXPERIMENT)
+    if exp is None:
+        location = None
+        if uri.startswith(("sqlite:", "file:")):
+            location = (workspace / "mlartifacts" / DOCTOR_EXPERIMENT).as_uri()
+        return str(client.create_experiment(DOCTOR_EXPERIMENT, location))
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return str(exp.experiment_id)
+
+
+def local_path(file_uri: str) -> Path:
+    """The folder a ``file:`` URI names."""
+    return Path(url2pathname(urlparse(file_uri).path))
 
 
 def runs_table_links(uri: str, site: str) -> list[tuple[str, str]]:

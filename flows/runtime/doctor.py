@@ -3,7 +3,8 @@ and a failing one says in one line what to do.
 
 It changes nothing the pipelines own (``--fix`` marks runs whose process died FAILED, which
 the next `crnn run` would do too): the tracking check writes one small artifact into a run of
-its own experiment (``crnn-doctor``), reads it back and deletes that run; the rest only reads.
+its own experiment (``crnn-doctor``), reads it back and deletes that run and the experiment, which
+the UI then does not list; the rest only reads.
 Remote checks use the one retry policy (:mod:`crnn.retry`), so a dead URL costs seconds.
 """
 

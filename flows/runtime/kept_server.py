@@ -28,6 +28,7 @@ from flows.runtime.server_process import (
     QUIET,
     healthy,
     port_in_use,
+    quiet_prefect_sdk,
     server_command,
     wait_until_healthy,
 )
@@ -145,4 +146,5 @@ def use_service(workspace: Path) -> Service | None:
         return None  # (Prefect imported already reads its settings no more)
     os.environ["PREFECT_API_URL"] = service.api_url
     os.environ.setdefault("PREFECT_HOME", str(home_of(workspace)))
+    quiet_prefect_sdk()
     return service

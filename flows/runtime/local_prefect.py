@@ -7,7 +7,9 @@ server-side task-run recorder (killed mid-write when the server stops at exit). 
 a 2-core machine: tracebacks in 29 of 35 runs with them, in 0 of 54 without. Locally both are off;
 flow and task states, results and logs are unaffected (only task-run rows in the local Prefect
 database are not kept). A cold start of the server took up to ~20 s there, the default startup
-timeout, so it gets more room. A real Prefect server (PREFECT_API_URL) is left as configured.
+timeout, so it gets more room. With analytics off, Prefect's client sends nothing either, and is
+told so (DO_NOT_TRACK), or its first import in a terminal prints a notice that it collects usage
+data. A real Prefect server (PREFECT_API_URL) is left as configured.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def prepare_local_prefect(workspace: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)  # Prefect makes only the last level
     for key, value in EPHEMERAL_SETTINGS.items():
         os.environ.setdefault(key, value)
+    from flows.runtime.server_process import quiet_prefect_sdk
+
+    quiet_prefect_sdk()  # its server's analytics are off (above): no notice that they are on
 
 
 class UserErrorWithoutTraceback(logging.Filter):

@@ -18,7 +18,7 @@ from typing import Any
 
 from flows.runtime.deployment_plan import COLLISION, Planned, describe
 from flows.runtime.kept_server import SERVER_HOME  # the served schedules and their runs
-from flows.runtime.server_process import local_server
+from flows.runtime.server_process import local_server, quiet_prefect_sdk
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ def serve_schedules(
     say(f"starting a local Prefect server on 127.0.0.1:{port} (state in {home})")
     with local_server(home, port, home / "server.log") as api_url:
         os.environ["PREFECT_API_URL"] = api_url  # read by Prefect when it is first imported
+        quiet_prefect_sdk()
         say(f"Prefect UI: http://127.0.0.1:{port}")
         _run(planned, api_url, pause_on_shutdown, say)
     return Served(len(planned), api_url, pause_on_shutdown, own_server=True)

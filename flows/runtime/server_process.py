@@ -28,6 +28,15 @@ QUIET = {
 }
 
 
+def quiet_prefect_sdk() -> None:
+    """Tell Prefect's client (before it is imported) that it collects nothing here: call where
+    this process uses a Prefect server crnn started, whose analytics are off (:data:`QUIET`,
+    the temporary one's settings). Its client then sends no usage events already, yet at its
+    first import in a terminal it printed a notice that it collects them; DO_NOT_TRACK is the
+    client's own opt-out (a value the user set is kept)."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -35,8 +44,16 @@ def free_port() -> int:
 
 
 def port_in_use(port: int) -> bool:
+    """Whether a server could not bind 127.0.0.1:``port`` now: something listens there, or holds
+    it bound without listening (which a connect would miss). A port left in TIME_WAIT is free,
+    as for the servers (they set SO_REUSEADDR too)."""
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
 
 
 def healthy(api_url: str) -> bool:

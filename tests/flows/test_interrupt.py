@@ -1,5 +1,6 @@
-"""Ctrl-C in a terminal, as a user presses it: `crnn run` in a pseudo-terminal, SIGINT to its
-process group (what the terminal sends), then SIGTERM to the resumed run."""
+"""Ctrl-C in a terminal, as a user presses it: `crnn run --set ...` in a pseudo-terminal, SIGINT
+to its process group (what the terminal sends), the command it says to continue with typed as
+given, then SIGTERM to that resumed run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -85,22 +87,26 @@ def test_ctrl_c_stops_in_seconds_and_resume_continues_from_there(tmp_path: Path)
     config = write_config(tmp_path / "pipelines.yaml", mapping)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
     env["TERM"] = "xterm"
+    # an override a resume must find again (`crnn run --resume` alone is refused)
     run = [sys.executable, "-m", "crnn.cli", "--config", str(config), "run"]
+    run += ["--set", "training.lr=0.004"]
 
     term = Terminal(run, env)
     term.wait_for(r"epoch 2/40")  # training is under way
     status, seconds = term.stop(signal.SIGINT, group=True)
     assert status == 130 and seconds < 10, (status, seconds, term.text[-1500:])
     lines = re.findall(
-        r"crnn: interrupted at epoch (\d+) step (\d+); continue with .*--resume", term.text
+        r"crnn: interrupted at epoch (\d+) step (\d+); continue with `([^`]+)`", term.text
     )
     assert len(lines) == 1, term.text[-1500:]
     assert "Traceback" not in term.text and "Error logging to API" not in term.text
     assert _status(tmp_path / "ws") == ["KILLED"]
     assert list((tmp_path / "ws" / "runs").glob("*/checkpoints/last.pt"))
-    epoch, step = (int(v) for v in lines[0])
+    epoch, step = int(lines[0][0]), int(lines[0][1])
+    hint = shlex.split(lines[0][2])
+    assert hint[-3:] == ["--set", "training.lr=0.004", "--resume"], hint
 
-    again = Terminal([*run, "--resume"], env)
+    again = Terminal(hint, env)  # the command as the hint says it
     said = again.wait_for(r"resumed from last\.pt: epoch (\d+), after batch (\d+)")
     assert (int(said[1]), int(said[2])) == (epoch, step)  # where the first run stopped
     status, seconds = again.stop(signal.SIGTERM, group=False)

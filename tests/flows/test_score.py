@@ -164,6 +164,40 @@ def _on_a_cluster(root: Path, config: Path, shards: str, here: Path, capsys) -> 
     assert not (root / "never").exists()
 
 
+def test_ctrl_c_stops_scoring_in_one_line_that_says_the_command_to_continue(registered) -> None:
+    """Ctrl-C at the terminal (SIGINT to the command's process group) while `crnn score` writes
+    its parts: one line, no Prefect crash report, exit 130, the parts written kept, and the
+    command that continues them is the one that was run."""
+    import os
+    import re
+    import shlex
+    import signal
+
+    from tests.conftest import start_cli
+
+    root, config, _, _ = registered
+    out = root / "stopped"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    args = ["--config", str(config), "score", "crnn-tiny/1", "--out", str(out)]
+    args += ["--chunk-rows", "1", "--batch-size", "1"]  # a part per row: a job long enough
+    proc = start_cli(args, env)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("part-*.parquet"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    said = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 130, said
+    lines = said.strip().splitlines()
+    assert len(lines) == 1, said  # (it was three Prefect "Crash detected!" lines and one more)
+    found = re.fullmatch(
+        r"crnn: interrupted at scoring part \S+; the parts written are kept: `(.+)` continues",
+        lines[0],
+    )
+    assert found and shlex.split(found[1])[-len(args) :] == args, said
+    assert 2 <= len(list(out.glob("part-*.parquet"))) < ROWS
+
+
 def test_line_image_files_score_like_the_pyfunc_reads_them(registered, capsys) -> None:
     """`crnn score --input DIR` on line images as users have them (any width, 8-bit, either
     polarity, PNG / JPEG) and the registered pyfunc on the same files agree row by row."""

@@ -185,3 +185,24 @@ def test_a_checkpoint_torn_by_a_kill_during_its_save_leaves_the_previous_one(
     two = one.model_copy(update={"epochs": 2})
     resumed = train_on_shards(shards.manifest_path, cfg.model, two, ckpt, resume=True)
     assert resumed.epochs_run == 2 and len(resumed.history) == 2  # it continued from epoch 1
+
+
+def test_a_refusal_never_lists_what_it_refused_as_allowed() -> None:
+    """Under a schedule that spans the run, training.epochs is part of the identity: a refusal
+    naming it as changed says it may not change; under a constant schedule it may."""
+    from crnn.engine.resume import check_resumable
+
+    saved = {"data.shard_digest": "d", "training.schedule": "onecycle", "training.epochs": "1"}
+    current = {**saved, "training.epochs": "40"}
+    with pytest.raises(UserError) as refused:
+        check_resumable(saved, current, Path("last.pt"))
+    said = str(refused.value)
+    allowed = said.split("a resume may change only ")[1].split(" and loader")[0]
+    assert "training.epochs 1 -> 40" in said and "training.device" in allowed
+    assert "training.epochs" not in allowed, said
+    assert "(not training.epochs: schedule onecycle spans the whole run)" in said
+    constant = {"data.shard_digest": "d", "training.schedule": "constant", "training.lr": "0.1"}
+    with pytest.raises(UserError) as refused:
+        check_resumable(constant, {**constant, "training.lr": "0.2"}, Path("last.pt"))
+    allowed = str(refused.value).split("a resume may change only ")[1].split(" and loader")[0]
+    assert "training.epochs" in allowed and "--set flags" in str(refused.value)
