@@ -9,8 +9,8 @@ agreeing with the evaluation on every test line. Exits 1 when a limit is missed,
 
 Then the decoders, in the same run on the same model: greedy, a beam of 10, and the beam held to a
 word list, on the test lines and on lines rendered from a 300-word vocabulary (the set a word list
-fits): CER and decoding time per line (the model's forward pass once, outside the timing), the
-beam's cost as a multiple of greedy's.
+fits, blurred and noisy so the model errs): CER and decoding time per line (the model's forward pass
+once, outside the timing), the beam's cost as a multiple of greedy's.
 
     python bench/line_images_accuracy.py [--lines 3000] [--set KEY=VALUE ...] [--out FILE]
 """
@@ -106,6 +106,20 @@ def decoder_figures(
     return figures
 
 
+def degrade(folder: Path) -> None:
+    """Every line of ``folder`` blurred, shrunk and enlarged again, with pixel noise."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(1)
+    for path in sorted(folder.glob("*.png")):
+        image = Image.open(path).convert("L").filter(ImageFilter.GaussianBlur(1.3))
+        small = image.resize((image.width // 2, image.height // 2), Image.Resampling.BILINEAR)
+        pixels = np.asarray(small.resize(image.size, Image.Resampling.BILINEAR), np.float32)
+        noisy = np.clip(pixels + rng.normal(0, 25, pixels.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=3000)
@@ -123,6 +137,7 @@ def main() -> int:
         vocabulary = sorted({random_word(random.Random(i)) for i in range(300)})
         friendly = Path(tmp) / "vocabulary_lines"
         truths = render_lines(friendly, 400, seed=1, vocabulary=vocabulary)
+        degrade(friendly)  # blurred and noisy: the model errs, a word list can put it right
         sets = {
             "test": (test_paths, list(evaluated["truth"]), []),
             "vocabulary": ([str(p) for p in sorted(friendly.glob("*.png"))], truths, vocabulary),
