@@ -6,7 +6,8 @@ Prefect's temporary server and on a `crnn server` kept running between commands.
     python bench/startup_bench.py [--python PATH] [--runs 3]
 
 ``--python`` runs another install's `crnn` (e.g. an older checkout's .venv/bin/python), for a
-before / after figure on the same machine. Limit: a mistyped model name fails in under 2 s;
+before / after figure on the same machine. Limit: a mistyped model name, an unset data.path and an
+empty data folder each fail in under 2 s;
 exits 1 when it does not, and says what bounds it. A local store answers it without MLflow;
 importing the MLflow client, which a store it cannot read directly needs, is shown beside it.
 """
@@ -82,7 +83,13 @@ def measure(python: str, runs: int) -> dict[str, float]:
         root = Path(tmp)
         config = root / "pipelines.yaml"
         mapping = {"version": 1, "workspace": "ws", "default_pipeline": "b"}
-        config.write_text(yaml.safe_dump({**mapping, "pipelines": {"b": PIPELINE}}))
+        (root / "empty").mkdir()
+        pipelines = {
+            "b": PIPELINE,
+            "nopath": {**PIPELINE, "data": {"source": "line_images", "path": None}},
+            "empty": {**PIPELINE, "data": {"source": "line_images", "path": str(root / "empty")}},
+        }
+        config.write_text(yaml.safe_dump({**mapping, "pipelines": pipelines}))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
         env["CRNN_WORKSPACE"] = str(root / "ws")
         run = crnn(python, config, ["run"], env)
@@ -96,7 +103,11 @@ def measure(python: str, runs: int) -> dict[str, float]:
             seconds_to([*server, "stop"], env, None)
         typo = crnn(python, config, ["score", "crnn-bb@champion", "--out", str(root / "o")], env)
         typos = [seconds_to(typo, env, None) for _ in range(runs)]
+        unset = [seconds_to(crnn(python, config, ["run", "nopath"], env), env, None)]
+        empty = [seconds_to(crnn(python, config, ["run", "empty"], env), env, None)]
     return {
+        "unset_path_s": statistics.median(unset),
+        "empty_folder_s": statistics.median(empty),
         "first_epoch_s": statistics.median(first),
         "first_epoch_with_server_s": statistics.median(served),
         "typo_s": statistics.median(typos),
@@ -129,6 +140,12 @@ def main() -> int:
     print(f"{'  (importing the MLflow client alone)':<40} {figures['mlflow_import_s']:>8.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"python": args.python, **figures}, indent=2) + "\n")
+    for key, what in (("unset_path_s", "unset data.path"), ("empty_folder_s", "empty data.path")):
+        print(f"{'crnn run: an ' + what:<40} {figures[key]:>8.2f}   (limit {TYPO_LIMIT_S:.1f})")
+    slow = [k for k in ("unset_path_s", "empty_folder_s") if figures[k] > TYPO_LIMIT_S]
+    if slow:
+        print(f"SHORT: {', '.join(slow)} over {TYPO_LIMIT_S} s; bounded by the interpreter's start")
+        return 1
     if figures["typo_s"] > TYPO_LIMIT_S:
         print(
             f"SHORT: a mistyped model name took {figures['typo_s']:.2f} s > {TYPO_LIMIT_S} s; "

@@ -10,13 +10,18 @@ from pathlib import Path
 from typing import Any
 
 
-def check_data(cfg: Any, config: str) -> None:
-    """The pipeline's data is there and readable, or one line naming it."""
-    from crnn.data.catalog import check_source
+def check_data(cfg: Any, config: str, quick: bool = False) -> None:
+    """The pipeline's data is there and readable, or one line naming it. ``quick``: only what
+    can be said without reading it or importing a reader (milliseconds)."""
+    from crnn.data.files import check_path_now
     from crnn.errors import DataError
 
     try:
-        check_source(cfg.data)
+        check_path_now(cfg.data)
+        if not quick:
+            from crnn.data.catalog import check_source
+
+            check_source(cfg.data)
     except DataError as exc:
         raise DataError(
             f"pipeline {cfg.name!r}: {exc} (in {config} or with --set data.path=DIR)"
@@ -64,6 +69,7 @@ def flow_command(
 
     from crnn import interrupt
 
+    check_data(cfg, config, quick=True)  # an unset or empty data.path: said at once
     server = start_prefect(workspace, quiet)  # it takes seconds: it starts first
     check_data(cfg, config)
     from flows.runtime.local_prefect import local_flow_runs, quiet_user_errors

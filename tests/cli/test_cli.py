@@ -64,3 +64,29 @@ def test_a_closed_pipe_ends_quietly() -> None:
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_an_unset_or_empty_data_path_is_said_before_anything_starts(tmp_path: Path) -> None:
+    """Before Prefect starts (its home in the workspace is never made) and before any reader is
+    imported: one line naming the key (bench/startup_bench.py times it)."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".hidden").write_text("")  # hidden files are not data
+    config = tiny_pipelines(tmp_path / "ws")
+    tiny = config["pipelines"]["tiny"]
+    config["pipelines"] = {
+        "nopath": {**tiny, "data": {"source": "line_images", "path": None}},
+        "empty": {**tiny, "data": {"source": "line_images", "path": str(tmp_path / "empty")}},
+    }
+    path = write_config(tmp_path / "pipelines.yaml", {**config, "default_pipeline": "nopath"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    for name, said in (("nopath", "data.path is not set"), ("empty", "holds no files")):
+        done = subprocess.run(
+            [sys.executable, "-m", "crnn.cli", "--config", str(path), "run", name],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+        assert done.stderr.strip().count("\n") == 0 and "--set data.path=DIR" in done.stderr
+        assert not (tmp_path / "ws" / "prefect").exists()  # Prefect never started
