@@ -40,7 +40,7 @@ if kind == "digit_strings":
     prep = PreprocessingConfig(augmentation={"copies": 1, "rotation_degrees": 2, "noise_std": 0.03})
 elif kind == "line_images":
     data = LineImagesData(path=table, height=32, width=256)
-    prep = PreprocessingConfig(  # text-lines' shards: 2048 lines of 32x256 (64 MiB)
+    prep = PreprocessingConfig(  # shards of 2048 lines of 32x256 (64 MiB)
         augmentation={"copies": 1, "shear_degrees": 8, "blur_sigma": 0.8}, shard_rows=2048
     )
 else:
