@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,7 +21,7 @@ import crnn
 from crnn import interrupt
 from crnn.config import PreprocessingConfig, SourceConfig
 from crnn.data.catalog import open_source
-from crnn.data.prepared import ChunkPrep, Mapper, Placed
+from crnn.data.prepared import ChunkPrep, Mapper, Placed, Prepared
 from crnn.data.publish import build_lock, publish, staging_dir
 from crnn.data.quarantine import (
     count_quarantined,
@@ -178,31 +179,51 @@ def _write_splits(
     quarantined: list[Quarantined] = []
     seen: set[int] = set()  # the classes the training split holds (SPLITS: train comes first)
     prep = ChunkPrep(normalizer, task, cfg.augmentation, info.modality)
-    placed = (
-        Placed(i, c) for split in SPLITS for i, c in enumerate(source.chunks(split, CHUNK_ROWS))
-    )
-    for done in (mapper or map)(prep, placed):
+    for done in (mapper or map)(prep, _placed(source)):
         interrupt.check(f"preprocessing ({done.chunk.split} split)")  # nothing published half-built
-        chunk, normalized, split = done.chunk, done.normalized, done.chunk.split
-        quarantined += done.quarantined
-        if normalized is None:
-            continue
-        if split == "train" and chunk.labels is not None:
-            seen.update(int(v) for v in np.unique(chunk.labels))
-        elif split != "train" and chunk.labels is not None:
-            keep = np.isin(np.asarray(chunk.labels), list(seen))
-            chunk, unseen = drop_unseen_labels(chunk, seen, info.target.classes)
-            quarantined += unseen
-            normalized = normalized[keep]
-        if not len(chunk):
-            continue
-        _write_chunk(writer, chunk, task, 0, normalized)
-        counts[split]["original"] += len(chunk)
-        for copy, augmented in enumerate(done.copies, 1):
-            _write_chunk(writer, chunk, task, copy, augmented)
-            counts[split]["augmented"] += len(chunk)
-        counts[split]["rows"] = counts[split]["original"] + counts[split]["augmented"]
+        quarantined += _write_prepared(done, writer, task, seen, info, counts)
+        del done  # one chunk alive at a time: not this one while the next is read
     return counts, quarantined
+
+
+def _placed(source: Source) -> Iterator[Placed]:
+    """Every split's chunks with their places, a chunk let go before the next is read."""
+    for split in SPLITS:
+        for index, chunk in enumerate(source.chunks(split, CHUNK_ROWS)):
+            yield Placed(index, chunk)
+            del chunk
+
+
+def _write_prepared(
+    done: Prepared,
+    writer: ShardWriter,
+    task: Task,
+    seen: set[int],
+    info: SourceInfo,
+    counts: dict[str, dict[str, int]],
+) -> list[Quarantined]:
+    """One prepared chunk into the shards (a validation or test row of a class no training row
+    has set aside); counts updated; returns what it set aside."""
+    chunk, normalized, split = done.chunk, done.normalized, done.chunk.split
+    quarantined = list(done.quarantined)
+    if normalized is None:
+        return quarantined
+    if split == "train" and chunk.labels is not None:
+        seen.update(int(v) for v in np.unique(chunk.labels))
+    elif split != "train" and chunk.labels is not None:
+        keep = np.isin(np.asarray(chunk.labels), list(seen))
+        chunk, unseen = drop_unseen_labels(chunk, seen, info.target.classes)
+        quarantined += unseen
+        normalized = normalized[keep]
+    if not len(chunk):
+        return quarantined
+    _write_chunk(writer, chunk, task, 0, normalized)
+    counts[split]["original"] += len(chunk)
+    for copy, augmented in enumerate(done.copies, 1):
+        _write_chunk(writer, chunk, task, copy, augmented)
+        counts[split]["augmented"] += len(chunk)
+    counts[split]["rows"] = counts[split]["original"] + counts[split]["augmented"]
+    return quarantined
 
 
 def _complete_set(root: Path, digest: str, quiet: bool = False) -> ShardSet | None:
