@@ -112,10 +112,6 @@ class DaskMapper:
             if pending:
                 self.client.cancel(list(pending))
 
-    @property
-    def workers(self) -> int:
-        return len(self.client.scheduler_info().get("workers", {}))
-
 
 def versions() -> dict[str, str]:
     """What a process runs that must match across the cluster: the package and what it reads
