@@ -179,7 +179,12 @@ def add_score_command(sub: Any) -> None:
     )
     src.add_argument("--shards", help="an existing shard set (its folder or manifest.json)")
     sc.add_argument("--out", required=True, help="output folder (Parquet parts; re-run resumes)")
-    sc.add_argument("--chunk-rows", type=int, default=4096, help="rows per output part [4096]")
+    sc.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=None,
+        help="rows per output part [a re-run: the job's own; else 4096]",
+    )
     sc.add_argument("--batch-size", type=int, default=256)
     sc.add_argument(
         "--cluster",
@@ -242,6 +247,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     server = start_prefect(state, args.json)  # in the background, while the store is read
     ctx = check_services(TrackingConfig(tracking_uri=uri, experiment="scoring"), state)
     from crnn.cluster import cluster_address
+    from crnn.inference.scoring import planned_chunk_rows
     from crnn.tracking.scoring import resolve_model
 
     resolve_model(ctx, args.model)  # a wrong name or alias fails now, before the flow
@@ -252,14 +258,16 @@ def cmd_score(args: argparse.Namespace) -> int:
         server.join()
 
     quiet_user_errors(args.verbose)
+    out = Path(args.out).expanduser().resolve()
+    chunk_rows = planned_chunk_rows(out, args.chunk_rows)
     with local_flow_runs(), interrupt.graceful():  # Ctrl-C: stop after the part being written
         summary = score_flow(
             model=args.model,
-            out=str(Path(args.out).expanduser().resolve()),
+            out=str(out),
             config_path=str(args.config),  # the store is resolved in the flow: no URI in params
             input_path=str(Path(args.input).expanduser()) if args.input else None,
             shards=args.shards,
-            chunk_rows=args.chunk_rows,
+            chunk_rows=chunk_rows,
             batch_size=args.batch_size,
             review_below=args.review_below,
             cluster=cluster_address(args.cluster),

@@ -257,6 +257,22 @@ def check_accounted(out_dir: Path, summary: ScoreSummary) -> None:
         )
 
 
+CHUNK_ROWS = 4096  # rows a part when a job is cut into chunks and neither flag nor plan says
+
+
+def planned_chunk_rows(out_dir: Path, given: int | None) -> int:
+    """Rows a part: ``given`` (``--chunk-rows``), else what the job in ``out_dir`` recorded when
+    it was first cut (so a re-run without the flag resumes it), else :data:`CHUNK_ROWS`."""
+    if given is not None:
+        return given
+    path = Path(out_dir) / JOB_FILE
+    if path.is_file():
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("plan") or {}
+        if isinstance(recorded.get("chunk_rows"), int):
+            return int(recorded["chunk_rows"])
+    return CHUNK_ROWS
+
+
 def job_plan(shards: str | None, chunk_rows: int) -> dict[str, Any]:
     """What decides which rows each part holds: a shard per part, or ``chunk_rows`` a part."""
     return {"parts": "one per shard"} if shards else {"parts": "chunks", "chunk_rows": chunk_rows}

@@ -173,6 +173,7 @@ def test_ctrl_c_stops_scoring_in_one_line_that_says_the_command_to_continue(regi
     import shlex
     import signal
 
+    from crnn.cli import main
     from tests.conftest import start_cli
 
     root, config, _, _ = registered
@@ -196,6 +197,9 @@ def test_ctrl_c_stops_scoring_in_one_line_that_says_the_command_to_continue(regi
     )
     assert found and shlex.split(found[1])[-len(args) :] == args, said
     assert 2 <= len(list(out.glob("part-*.parquet"))) < ROWS
+    # re-run without --chunk-rows: the job's recorded plan (a row a part) is kept, not refused
+    assert main(["--config", str(config), "score", "crnn-tiny/1", "--out", str(out)]) == 0
+    assert len(list(out.glob("part-*.parquet"))) == ROWS
 
 
 def test_line_image_files_score_like_the_pyfunc_reads_them(registered, capsys) -> None:
