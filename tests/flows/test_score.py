@@ -64,6 +64,17 @@ def test_scoring_raw_source_matches_the_evaluation_and_is_logged(registered) -> 
     assert client.get_experiment(run.info.experiment_id).name == "scoring"
     assert run.data.metrics["scoring/rows_scored"] == ROWS
     assert run.data.params["model_version"] == str(champion.version)
+    # drift: the champion's profile came with it; its own lines (all splits) compared with it
+    drift = summary["drift"]
+    assert drift["reference"] and drift["rows"] == ROWS and len(drift["tests"]) == 8
+    assert run.data.metrics["drift/detected"] == float(drift["detected"])
+    assert "drift.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    model_files = client.list_artifacts(champion.run_id, "model/artifacts")
+    assert "model/artifacts/reference_profile.json" in {a.path for a in model_files}
+    from prefect.artifacts import Artifact
+
+    table = Artifact.get("drift")
+    assert table is not None and table.description.startswith("drift: ")
 
 
 class Killed(Exception):
