@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/score_memory.py || status=1; \
 	$(BIN)/python bench/redact_bench.py || status=1; \
 	$(BIN)/python bench/cluster_scale.py || status=1; \
+	$(BIN)/python bench/drift_bench.py || status=1; \
 	exit $$status
 
 # The GPU check runs on a bare GPU image: python3 from PATH, no virtualenv, no package index (the

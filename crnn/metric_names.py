@@ -1,5 +1,6 @@
 """How a metric is named in MLflow: grouped by what it measures, so the UI puts each group in a
-section of its own (``train/``, ``val/``, ``test/``, ``data/``; MLflow's ``system/``).
+section of its own (``train/``, ``val/``, ``test/``, ``data/``, ``scoring/``, ``drift/``;
+MLflow's ``system/``).
 
 The product names a metric ``val_cer``, ``test_sequence_accuracy``, ``data_train_rows`` (in the
 console, ``test_metrics.json`` and the pipelines file); MLflow holds ``val/cer``,
@@ -10,7 +11,7 @@ the product names: :func:`mlflow_keys` lists both, so the gate still finds a cha
 
 from __future__ import annotations
 
-GROUPS = ("train", "val", "test", "data", "scoring", "baseline")
+GROUPS = ("train", "val", "test", "data", "scoring", "drift", "baseline")
 TRAINING = {  # names of training's figures without a group of their own
     "lr": "train/lr",
     "best_epoch": "train/best_epoch",

@@ -62,6 +62,7 @@ def score_task(
     cluster: str | None = None,
 ) -> ScoreSummary:
     from crnn.engine.checkpoint import load_checkpoint
+    from crnn.inference.monitor import profile_beside
     from crnn.inference.predictor import Predictor
     from crnn.tracking.scoring import download_checkpoint
 
@@ -72,7 +73,7 @@ def score_task(
         chunks = input_chunks(ckpt, ref, input_path, shards, chunk_rows)
         plan = job_plan(shards, chunk_rows)
         fan_out = None if mapper is None else (mapper, checkpoint)
-        args = (on_chunk, plan, review_below, fan_out)
+        args = (on_chunk, plan, review_below, fan_out, profile_beside(checkpoint))
         return score(predictor, ref, chunks, Path(out), spec, batch_size, *args)
 
 
@@ -142,8 +143,24 @@ def score_flow(
         review_below,
         cluster,
     )
+    drift_artifact(summary.drift)
     run_id = log_task(summary, tracking_uri, workspace, experiment)
     return {**summary.to_dict(), "mlflow_run_id": run_id}
+
+
+def drift_artifact(drift: dict[str, Any]) -> None:
+    """The job's drift as a table artifact of the flow run (a row per test; none without a
+    reference), described by its one-line verdict. A notification or an event on detected drift
+    hooks in here."""
+    from prefect.artifacts import create_table_artifact
+
+    from crnn.monitoring import drift_line
+
+    rows = [
+        {k: t[k] for k in ("feature", "test", "statistic", "p_value", "moved")}
+        for t in drift.get("tests", [])
+    ]
+    create_table_artifact(table=rows, key="drift", description=drift_line(drift))
 
 
 def run_folder(out: str, timezone: str) -> str:

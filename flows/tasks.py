@@ -87,16 +87,19 @@ def evaluate_task(
 def log_model_task(
     cfg: PipelineConfig, shards: ShardSet, trained: TrainResult, ref: TrackingRef
 ) -> str:
-    """Log the best checkpoint as the run's pyfunc model, with a raw input example; returns its
-    URI. It needs only the checkpoint, so the flow runs it beside evaluation."""
+    """Log the best checkpoint as the run's pyfunc model, with a raw input example and the
+    reference profile drift monitoring compares scoring jobs with; returns its URI. It needs
+    only the checkpoint, so the flow runs it beside evaluation."""
     from crnn.data.raw import raw_example
     from crnn.inference.decoder import decoder_record, with_decoder
+    from crnn.inference.monitor import build_reference
     from crnn.tracking import log_pyfunc_model
 
     example = raw_example(shards.manifest_path)
     best = trained.best_checkpoint  # with the evaluation's decoder, when it has its own
     model = with_decoder(best, decoder_record(cfg.evaluation.decoder), best.with_name("model.pt"))
-    return log_pyfunc_model(ref.context(), ref.run_id, model, example, cfg.task_kind)
+    profile = build_reference(model, shards.manifest_path, cfg.monitoring, cfg.training.seed)
+    return log_pyfunc_model(ref.context(), ref.run_id, model, example, cfg.task_kind, profile)
 
 
 @task(

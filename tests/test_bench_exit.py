@@ -42,6 +42,7 @@ def fake_python(tmp_path: Path, failing: str | None) -> Path:
         "score_memory",
         "redact_bench",
         "cluster_scale",
+        "drift_bench",
         None,
     ],
 )
@@ -54,7 +55,7 @@ def test_make_bench_fails_when_any_bench_fails(tmp_path: Path, failing: str | No
         capture_output=True,
         text=True,
     )
-    assert done.stdout.count("ran bench/") == 8  # every bench runs, whatever failed before
+    assert done.stdout.count("ran bench/") == 9  # every bench runs, whatever failed before
     assert (done.returncode != 0) == (failing is not None), done.stdout + done.stderr
 
 

@@ -19,6 +19,7 @@ CASES = [
     ("data_train_rows", "data/train_rows"),
     ("data_quarantined_label_out_of_range", "data/quarantined_label_out_of_range"),
     ("scoring_rows_in", "scoring/rows_in"),
+    ("drift_input_std", "drift/input_std"),
 ]
 
 

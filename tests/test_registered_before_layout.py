@@ -87,3 +87,29 @@ def test_a_version_registered_before_the_move_lists_predicts_and_loads(tmp_path:
     )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert json.loads(loaded.stdout.strip().splitlines()[-1]) == [row["prediction"]]
+
+
+@pytest.mark.integration
+def test_a_version_registered_before_drift_profiles_scores_with_no_reference(
+    tmp_path: Path,
+) -> None:
+    """Its model artifacts hold no reference profile: the job scores as before and its drift
+    says "no reference" in one line."""
+    from crnn.cli.main import score_report
+    from flows.score import _ctx, input_spec, score_task
+
+    workspace = unpack_store(tmp_path)
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
+    from crnn.tracking.scoring import resolve_model
+
+    ref = resolve_model(_ctx(uri, None, str(workspace)), f"{MODEL}@champion")
+    out = tmp_path / "scored"
+    summary = score_task.fn(
+        ref, uri, str(workspace), None, None, str(out), input_spec(None, None), 64, 64
+    )
+    assert summary.rows_scored == summary.rows_in == 96 + 32 + 32
+    assert summary.drift["reference"] is False and not summary.drift["detected"]
+    report = score_report({**summary.to_dict(), "mlflow_run_id": "r"})
+    drift_lines = [line for line in report.splitlines() if line.startswith("drift:")]
+    assert len(drift_lines) == 1 and drift_lines[0].startswith("drift: no reference")
+    assert not (out / "_profile").exists()

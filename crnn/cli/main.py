@@ -293,6 +293,10 @@ def score_report(summary: dict[str, Any]) -> str:
         lines.append(f"against the {rows} given transcriptions/labels: {shown}")
     if summary.get("review_file"):
         lines.append(f"{summary['rows_for_review']} rows to review: {summary['review_file']}")
+    if summary.get("drift"):
+        from crnn.monitoring import drift_line
+
+        lines.append(drift_line(summary["drift"]))
     lines.append(
         f"output: {summary['output']}  mlflow run: {summary['mlflow_run_id']} (experiment scoring)"
     )

@@ -44,6 +44,7 @@ from crnn.config.data import (
 )
 from crnn.config.evaluation import DecoderConfig, EvaluationConfig
 from crnn.config.execution import ExecutionConfig
+from crnn.config.monitoring import MonitoringConfig
 from crnn.config.pipeline import (
     AugmentationConfig,
     EarlyStoppingConfig,
@@ -82,6 +83,7 @@ __all__ = [
     "LoaderConfig",
     "MnistIdxData",
     "ModelConfig",
+    "MonitoringConfig",
     "MovingDigitsData",
     "PipelineConfig",
     "PipelinesFile",

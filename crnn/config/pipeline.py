@@ -13,6 +13,7 @@ from crnn.config.base import NAME_PATTERN, Frozen
 from crnn.config.data import DataConfig
 from crnn.config.evaluation import EvaluationConfig
 from crnn.config.execution import DistributedConfig, ExecutionConfig
+from crnn.config.monitoring import MonitoringConfig
 from crnn.config.schedule import RetrainSchedule, ScoringJob
 from crnn.config.sweep import SweepConfig, resolve_sweep
 from crnn.metric_names import product_name
@@ -253,6 +254,7 @@ class PipelineConfig(Frozen):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     schedule: RetrainSchedule | None = Field(
         None, description="Scheduled retraining (`crnn deploy`, `crnn serve`); none: by hand."
     )

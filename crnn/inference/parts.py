@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +18,9 @@ import pyarrow.parquet as pq
 from crnn.atomic import atomic_path
 from crnn.inference.predictor import Predictions, Predictor
 from crnn.types.records import Chunk, ModelVersionRef
+
+if TYPE_CHECKING:
+    from crnn.monitoring import Profile
 
 QUARANTINE_DIR = "_quarantine"
 T = TypeVar("T")
@@ -97,9 +100,10 @@ class PartScorer:
         batch_size: int,
         predictor: Predictor | None,
         checkpoint: Path | None = None,
+        reference: Profile | None = None,
     ) -> None:
         self.model, self.out_dir, self.batch_size = model, out_dir, batch_size
-        self.predictor, self.checkpoint = predictor, checkpoint
+        self.predictor, self.checkpoint, self.reference = predictor, checkpoint, reference
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "predictor": None}
@@ -123,9 +127,15 @@ class PartScorer:
         ]
         ids = [s for s, k in zip(chunk.sample_ids, keep, strict=True) if k]
         widths = None if chunk.widths is None else chunk.widths[keep]
-        preds = predictor.predict_normalized(inputs, self.batch_size, widths)
+        embed = self.reference is not None
+        preds = predictor.predict_normalized(inputs, self.batch_size, widths, embed)
         truth = None if chunk.truth is None else [chunk.truth[i] for i in np.flatnonzero(keep)]
         table = scored_table(predictor, self.model, ids, preds, truth)
+        if self.reference is not None:  # before the part: a part on disk has its profile
+            from crnn.inference.monitor import row_features, write_part_profile
+
+            columns = row_features(predictor, inputs, preds, self.reference)
+            write_part_profile(self.out_dir, part.chunk_id, columns)
         write_part(self.out_dir, part.chunk_id, table, bad)
         return part.chunk_id, len(ids)
 

@@ -19,7 +19,7 @@ from crnn.data.user_images import as_image_list, fit_images
 from crnn.engine.checkpoint import Checkpoint, load_checkpoint
 from crnn.engine.device import resolve_device
 from crnn.errors import DataError
-from crnn.models import create_model
+from crnn.models import create_model, penultimate
 from crnn.normalization import NormalizationStats, Normalizer
 from crnn.tasks import task_for
 
@@ -30,6 +30,8 @@ class Predictions:
     confidence: np.ndarray  # (N,) probability of the output; NaN where the task has none
     # per character of each line (a line model), else None
     char_confidence: list[list[float]] | None = None
+    # (N, D) penultimate-layer embeddings, when asked for (drift monitoring), else None
+    embeddings: np.ndarray | None = None
 
 
 class Predictor:
@@ -114,10 +116,24 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_normalized(
-        self, x: torch.Tensor, batch_size: int = 256, widths: np.ndarray | None = None
+        self,
+        x: torch.Tensor,
+        batch_size: int = 256,
+        widths: np.ndarray | None = None,
+        embed: bool = False,
     ) -> Predictions:
         """Predict on already-normalized inputs (N, C, H, W), e.g. a shard split. ``widths``:
-        each row's real width when rows are right-padded (line models decode only its frames)."""
+        each row's real width when rows are right-padded (line models decode only its frames).
+        ``embed``: keep each row's penultimate-layer embedding too."""
+        if not embed:
+            return self._predict(x, batch_size, widths)
+        with penultimate(self.model) as kept:
+            preds = self._predict(x, batch_size, widths)
+        if kept:
+            preds.embeddings = torch.cat(kept).numpy()
+        return preds
+
+    def _predict(self, x: torch.Tensor, batch_size: int, widths: np.ndarray | None) -> Predictions:
         outputs: list[Any] = []
         confidence: list[np.ndarray] = []
         chars: list[list[float]] | None = []  # None: the task's outputs have no parts

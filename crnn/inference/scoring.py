@@ -38,6 +38,7 @@ from crnn.data.loader import input_views, load_manifest
 from crnn.data.shards import verified_path
 from crnn.engine.checkpoint import Checkpoint
 from crnn.errors import UserError
+from crnn.inference.monitor import job_drift
 from crnn.inference.parts import (
     QUARANTINE_DIR,
     QUARANTINE_SCHEMA,
@@ -52,6 +53,7 @@ from crnn.inference.parts import (
 )
 from crnn.inference.predictor import Predictor
 from crnn.inference.review import REVIEW_FILE, against_truth, write_review
+from crnn.monitoring import Profile
 from crnn.types.records import Chunk, ModelVersionRef, SourceFeatures
 
 SPLITS = ("train", "val", "test")
@@ -90,6 +92,8 @@ class ScoreSummary:
     review_file: str | None = None
     # metrics over the rows the input gave a truth for (``rows``: how many); empty: none did
     against_truth: dict[str, float] = field(default_factory=dict)
+    # what was scored against the model's reference profile (crnn.monitoring.Drift.to_dict)
+    drift: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,6 +191,7 @@ def score(
     plan: dict[str, Any] | None = None,
     review_below: float | None = None,
     fan_out: tuple[Mapper, Path] | None = None,
+    reference: Profile | None = None,
 ) -> ScoreSummary:
     """Score every chunk not already in ``out_dir``; see the module docstring.
 
@@ -195,6 +200,8 @@ def score(
     ``fan_out``: (a mapper over a cluster's workers, the model's checkpoint file): the parts are
     scored there (:mod:`crnn.cluster`) with the copy of the model the job keeps in its folder,
     and read and accounted for here.
+    ``reference``: the model's reference profile; the job's drift against it is in the summary
+    and ``_drift.json`` (none: "no reference").
     """
     out_dir = Path(out_dir)
     pin_job(out_dir, model, input_spec, plan or {})
@@ -214,7 +221,8 @@ def score(
             yield Part(chunk_id, chunk)
 
     mapper, checkpoint = fan_out or (in_process, None)
-    scorer = PartScorer(model, out_dir, batch_size, None if fan_out else predictor, checkpoint)
+    here = None if fan_out else predictor
+    scorer = PartScorer(model, out_dir, batch_size, here, checkpoint, reference)
     scored_now = 0
     for chunk_id, rows in mapper(scorer, parts()):
         summary.chunks_scored += 1
@@ -231,6 +239,7 @@ def score(
     if review_below is not None:
         summary.rows_for_review = write_review(out_dir, scores, review_below)
         summary.review_file = str(out_dir / REVIEW_FILE)
+    summary.drift = job_drift(out_dir, reference).to_dict()
     atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary.to_dict(), indent=2))
     check_accounted(out_dir, summary)
     return summary

@@ -8,6 +8,8 @@ walks the image left to right, as in Shi et al. (2015).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +166,26 @@ class RegressionHead(nn.Module):
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         return self.proj(seq.mean(dim=1)).squeeze(-1)  # (B, T, D) -> (B,)
+
+
+@contextmanager
+def penultimate(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """The penultimate layer of every forward pass of ``model`` inside the block, one (B, D)
+    float tensor on the CPU per pass: what the head reads (the recurrent output, averaged over
+    time). Nothing is kept for a model without a :class:`RecurrentHead`."""
+    kept: list[torch.Tensor] = []
+    heads = [m.head for m in model.modules() if isinstance(m, RecurrentHead)]
+
+    def keep(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        seq = args[0]
+        kept.append((seq.mean(dim=1) if seq.dim() == 3 else seq).detach().float().cpu())
+
+    handles = [head.register_forward_pre_hook(keep) for head in heads[-1:]]
+    try:
+        yield kept
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 # by ``model.head``: the head of each task kind (crnn.types.kinds names them)

@@ -95,6 +95,12 @@ class Task(ABC):
         where the kind's outputs have no parts."""
         return None
 
+    def output_features(self, outputs: list[Any], confidence: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-sample statistics of predictions that drift monitoring compares with the
+        training reference (:mod:`crnn.monitoring`): float arrays are numbers (compared by their
+        distribution), integer arrays categories (by their frequencies)."""
+        return {"output_confidence": np.asarray(confidence, np.float32)}
+
     # ------------------------------------------------------------------------------ metrics
 
     @abstractmethod

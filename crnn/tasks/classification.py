@@ -56,6 +56,12 @@ class ClassificationTask(Task):
         classes = self.spec.classes
         return [classes[i] for i in best.indices.tolist()], best.values.cpu().numpy()
 
+    def output_features(self, outputs: list[Any], confidence: np.ndarray) -> dict[str, np.ndarray]:
+        """The confidence, and the predicted class (a category: class frequencies)."""
+        index = {c: i for i, c in enumerate(self.spec.classes)}
+        classes = np.array([index[o] for o in outputs], dtype=np.int64)
+        return {**super().output_features(outputs, confidence), "output_class": classes}
+
     def truths(self, data: SplitData) -> list[Any]:
         assert data.labels is not None
         return [self.spec.classes[i] for i in data.labels.tolist()]

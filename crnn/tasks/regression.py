@@ -77,6 +77,10 @@ class RegressionTask(Task):
         values = out.float().reshape(-1) * self.spec.std + self.spec.mean
         return values.cpu().tolist(), np.full(len(values), np.nan, dtype=np.float32)
 
+    def output_features(self, outputs: list[Any], confidence: np.ndarray) -> dict[str, np.ndarray]:
+        """The predicted number (a regression has no confidence)."""
+        return {"output_value": np.asarray(outputs, dtype=np.float32)}
+
     def truths(self, data: SplitData) -> list[Any]:
         assert data.values is not None
         return data.values.double().tolist()

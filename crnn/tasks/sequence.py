@@ -121,6 +121,11 @@ class SequenceTask(Task):
             for lp, text in zip(log_probs, outputs, strict=True)
         ]
 
+    def output_features(self, outputs: list[Any], confidence: np.ndarray) -> dict[str, np.ndarray]:
+        """The confidence, and the predicted text's length in characters."""
+        lengths = np.array([len(o) for o in outputs], dtype=np.float32)
+        return {**super().output_features(outputs, confidence), "output_length": lengths}
+
     def truths(self, data: SplitData) -> list[Any]:
         assert data.texts is not None
         return list(data.texts)

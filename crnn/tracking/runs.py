@@ -335,9 +335,11 @@ def log_pyfunc_model(
     checkpoint: Path,
     input_example: np.ndarray | pd.DataFrame,
     kind: TaskKind,
+    profile: Path | None = None,
 ) -> str:
     """Log the model as a pyfunc built from code: raw inputs in (see :func:`input_schema`),
-    what the task kind predicts out (strings, labels or numbers).
+    what the task kind predicts out (strings, labels or numbers). ``profile``: its reference
+    profile (:mod:`crnn.monitoring`), logged beside the checkpoint.
 
     Weights travel as a state_dict checkpoint (loaded with weights_only=True); the crnn package is
     bundled as code, so nothing pickled is ever loaded. Returns the model URI.
@@ -356,7 +358,10 @@ def log_pyfunc_model(
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
-            artifacts={"checkpoint": str(checkpoint)},
+            artifacts={
+                "checkpoint": str(checkpoint),
+                **({"profile": str(profile)} if profile else {}),
+            },
             signature=signature,
             input_example=input_example,
             pip_requirements=model_requirements(),

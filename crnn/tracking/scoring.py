@@ -11,6 +11,7 @@ from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from crnn.errors import UserError
+from crnn.monitoring import drift_metrics
 from crnn.tracking.model_ref import no_such_alias, no_such_model, parse_spec
 from crnn.tracking.runs import TrackingContext, _now, as_metrics
 from crnn.types.records import ModelVersionRef
@@ -97,9 +98,10 @@ def log_scoring_run(ctx: TrackingContext, summary: ScoreSummary) -> str:
         "input": summary.input[:6000],
         "output": summary.output[:6000],
     }
+    scoring = {f"scoring_{k}": v for k, v in metrics.items()}
     client.log_batch(
         run_id,
-        metrics=as_metrics({f"scoring_{k}": v for k, v in metrics.items()}, ts),
+        metrics=as_metrics({**scoring, **drift_metrics(summary.drift)}, ts),
         params=[Param(k, v) for k, v in params.items()],
         tags=[RunTag("mlflow.runName", f"score-{m.name}-v{m.version}")],
     )
@@ -110,5 +112,7 @@ def log_scoring_run(ctx: TrackingContext, summary: ScoreSummary) -> str:
     for kept in [summary_file, *review]:
         if kept.is_file():
             client.log_artifact(run_id, str(kept))
+    if summary.drift:
+        client.log_dict(run_id, summary.drift, "drift.json")
     client.set_terminated(run_id, "FINISHED")
     return run_id

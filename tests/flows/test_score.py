@@ -64,6 +64,44 @@ def test_scoring_raw_source_matches_the_evaluation_and_is_logged(registered) -> 
     assert client.get_experiment(run.info.experiment_id).name == "scoring"
     assert run.data.metrics["scoring/rows_scored"] == ROWS
     assert run.data.params["model_version"] == str(champion.version)
+    # drift: the champion's profile came with it; its own lines (all splits) compared with it
+    drift = summary["drift"]
+    assert drift["reference"] and drift["rows"] == ROWS and len(drift["tests"]) == 8
+    assert run.data.metrics["drift/detected"] == float(drift["detected"])
+    assert "drift.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    model_files = client.list_artifacts(champion.run_id, "model/artifacts")
+    assert "model/artifacts/reference_profile.json" in {a.path for a in model_files}
+    from prefect.artifacts import Artifact
+
+    table = Artifact.get("drift")
+    assert table is not None and table.description.startswith("drift: ")
+    _own_test_shards_show_no_drift(root, first, client, champion)
+
+
+def _own_test_shards_show_no_drift(root: Path, first, client, champion) -> None:
+    """The champion's own test shards, scored with the profile logged with it: no drift."""
+    import dataclasses
+
+    from crnn.engine.checkpoint import load_checkpoint
+    from crnn.inference.monitor import profile_beside
+    from crnn.inference.predictor import Predictor
+    from crnn.inference.scoring import shard_chunks
+    from crnn.tracking.scoring import download_checkpoint
+    from crnn.types.records import ModelVersionRef
+    from flows.score import _ctx
+
+    ref = ModelVersionRef("crnn-tiny", str(champion.version), champion.run_id)
+    ctx = _ctx(first["mlflow"]["tracking_uri"], None, str(root / "ws"))
+    checkpoint = download_checkpoint(ctx, ref, root / "champion")
+    reference = profile_beside(checkpoint)
+    assert reference is not None and reference.rows == 48  # the val split
+    predictor = Predictor(load_checkpoint(checkpoint), device="cpu")
+    test = [(k, c) for k, c in shard_chunks(Path(first["shards"]["manifest"])) if c.split == "test"]
+    own = score(predictor, ref, iter(test), root / "own-test", "t", reference=reference)
+    assert own.drift["reference"] and not own.drift["detected"], own.drift
+    dim = [(k, dataclasses.replace(c, inputs=c.inputs * 0.3)) for k, c in test]  # low contrast
+    dimmed = score(predictor, ref, iter(dim), root / "dim-test", "t", reference=reference)
+    assert dimmed.drift["detected"] and "input_std" in {t["feature"] for t in dimmed.drift["moved"]}
 
 
 class Killed(Exception):
