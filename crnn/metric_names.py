@@ -18,6 +18,14 @@ TRAINING = {  # names of training's figures without a group of their own
     "epochs_run": "train/epochs_run",
 }
 TRIVIAL = "trivial_test_"  # the trivial predictor's test scores sit beside the model's
+# classical baselines scored beside the model (crnn.inference.baselines): baseline_<name>_<metric>
+BASELINES = ("svc", "tfidf", "mfcc")
+
+
+def baseline_metric(baseline: str, metric: str) -> str:
+    """The product name of a baseline's score on ``metric`` (``tfidf``, ``test_accuracy`` ->
+    ``baseline_tfidf_test_accuracy``; in MLflow ``baseline/tfidf_test_accuracy``)."""
+    return f"baseline_{baseline}_{product_name(metric)}"
 
 
 def tracked(name: str) -> str:

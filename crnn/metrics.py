@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from crnn.metric_names import GROUPS, TRIVIAL, product_name
+from crnn.metric_names import BASELINES, GROUPS, TRIVIAL, product_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,10 +52,11 @@ METRICS: dict[str, Metric] = {
 
 def metric_of(name: str, where: str = "metric") -> Metric:
     """The declared metric behind a product or MLflow name (``val_cer``, ``test/accuracy``,
-    ``trivial_test_cer``, ``baseline_svc_test_accuracy``); a ValueError saying so at ``where``
+    ``trivial_test_cer``, ``baseline_tfidf_test_accuracy``); a ValueError saying so at ``where``
     (the config key that named it) and listing the declared ones."""
     base = product_name(name)
-    for prefix in (TRIVIAL, "baseline_svc_test_", *(f"{group}_" for group in GROUPS)):
+    scored = (f"baseline_{b}_{split}_" for b in BASELINES for split in ("val", "test"))
+    for prefix in (TRIVIAL, *scored, *(f"{group}_" for group in GROUPS)):
         if base.startswith(prefix):
             base = base[len(prefix) :]
             break

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypedDict, final
+from typing import TYPE_CHECKING, NotRequired, TypedDict, final
 
 from crnn.config import PipelineConfig
 from crnn.data.loader import load_manifest
@@ -43,6 +43,15 @@ class StageTimings(TypedDict):
     evaluate: float
 
 
+class BaselineSummary(TypedDict):
+    """The model beside the classical baseline fit in the same run, on one test metric."""
+
+    name: str  # svc, tfidf, mfcc
+    metric: str  # the gate metric where the baseline scores it, else test_accuracy
+    model: float
+    baseline: float
+
+
 class RunPlace(TypedDict):
     tracking_uri: str
     experiment: str
@@ -61,6 +70,7 @@ class RunSummary(TypedDict):
     training: TrainingSummary
     timings: StageTimings
     metrics: dict[str, float]
+    baseline: NotRequired[BaselineSummary]  # classification runs with evaluation.baseline
     mlflow: RunPlace
     registry: RegistrationSummary
 
@@ -106,7 +116,7 @@ def run_summary(
 ) -> RunSummary:
     from crnn.tracking.runs import run_url_hint
 
-    return {
+    summary: RunSummary = {
         "pipeline": cfg.name,
         "workspace": str(workspace.root),
         "shards": shards_summary(shards),
@@ -133,6 +143,30 @@ def run_summary(
         },
         "registry": registration.summary(),
     }
+    side = baseline_summary(cfg, report.metrics)
+    if side is not None:
+        summary["baseline"] = side
+    return summary
+
+
+def baseline_summary(cfg: PipelineConfig, metrics: dict[str, float]) -> BaselineSummary | None:
+    """The model and its classical baseline on the gate metric (test_accuracy where the gate
+    metric is one the baseline does not score); None without a baseline in ``metrics``."""
+    from crnn.metric_names import baseline_metric
+
+    name = cfg.evaluation.baseline
+    if not name:
+        return None
+    for metric in (str(cfg.registry.metric), "test_accuracy"):
+        key = baseline_metric(name, metric)
+        if key in metrics and metric in metrics:
+            return {
+                "name": name,
+                "metric": metric,
+                "model": metrics[metric],
+                "baseline": metrics[key],
+            }
+    return None
 
 
 def skipped_summary(

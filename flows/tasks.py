@@ -71,10 +71,12 @@ def evaluate_task(
         workspace.run_dir(ref.run_id) / "evaluation",
         cfg.evaluation,
     )
-    if cfg.evaluation.baseline == "svc":
-        from crnn.inference.baselines import svc_baseline
+    if cfg.evaluation.baseline:  # resolved: svc, tfidf or mfcc, scored on the same split
+        from crnn.inference.baselines import classical_baseline
 
-        report.metrics.update(svc_baseline(shards.manifest_path, cfg.training.seed))
+        baseline = cfg.evaluation.baseline
+        seed = cfg.training.seed
+        report.metrics.update(classical_baseline(baseline, shards.manifest_path, cfg.data, seed))
     report.seconds = time.perf_counter() - started
     log_evaluation(ref.context(), ref.run_id, report)
     return report
@@ -116,10 +118,15 @@ def register_task(
 ) -> RegistrationResult:
     """Register the logged model as challenger, and let the gate decide on champion;
     ``lineage``: more version tags (the sweep it came from)."""
+    from crnn.metric_names import baseline_metric
     from crnn.tracking import register_with_gate
     from crnn.tracking.registry import PIPELINE_TAG, TRAINING_TAG, TestSet
 
     assert cfg.registry.metric is not None
+    baseline = None
+    if cfg.registry.beat_baseline and cfg.evaluation.baseline:  # NaN: no baseline could be fit
+        key = baseline_metric(cfg.evaluation.baseline, cfg.registry.metric)
+        baseline = report.metrics.get(key, float("nan"))
     return register_with_gate(
         ref.context(),
         ref.run_id,
@@ -130,4 +137,5 @@ def register_task(
         TestSet.of(shards.manifest_path),
         lineage={PIPELINE_TAG: cfg.name, TRAINING_TAG: cfg.training_digest(), **(lineage or {})},
         trivial=report.metrics.get(f"trivial_{cfg.registry.metric}"),
+        baseline=baseline,
     )

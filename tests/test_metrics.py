@@ -41,6 +41,7 @@ def test_every_metric_the_project_computes_is_declared() -> None:
         ("test_sequence_accuracy", "maximize"),
         ("trivial_test_cer", "minimize"),
         ("baseline_svc_test_accuracy", "maximize"),
+        ("baseline/tfidf_test_f1_macro", "maximize"),
         ("test_r2", "maximize"),
         ("val_rmse", "minimize"),
         # declared, not guessed: a suffix alone decides nothing

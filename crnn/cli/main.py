@@ -357,6 +357,14 @@ def print_summary(summary: RunSummary | SkippedSummary, crnn: str = "crnn") -> N
     table.add_row("training", f"{t['epochs_run']} epochs, best {t['best_epoch']}, {t['seconds']} s")
     for key, value in summary["metrics"].items():
         table.add_row(key, number(value))
+    side = summary.get("baseline")
+    if side:  # the model beside the classical baseline fit in the same run
+        gain = side["model"] - side["baseline"]
+        table.add_row(
+            "vs baseline",
+            f"{side['metric']}: model {side['model']:.4f}, {side['name']} baseline "
+            f"{side['baseline']:.4f} ({gain:+.4f})",
+        )
     reg = summary["registry"]
     table.add_row("model", f"{reg['model_name']} version {reg['version']} (challenger)")
     table.add_row("gate", f"{reg['decision']} ({reg['reason']})")

@@ -53,10 +53,10 @@ from crnn.config.pipeline import (
     PipelineConfig,
     PipelinesFile,
     PreprocessingConfig,
-    RegistryConfig,
     TrackingConfig,
     TrainingConfig,
 )
+from crnn.config.registry import RegistryConfig
 from crnn.config.schedule import RetrainSchedule, ScheduleBase, ScoringJob
 from crnn.config.sweep import SweepConfig, SweepParam
 from crnn.errors import ConfigError

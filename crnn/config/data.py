@@ -199,6 +199,7 @@ class AudioFolderData(Recordings):
     """
 
     targets: ClassVar[tuple[str, ...]] = ("class", "value")
+    classical_baseline: ClassVar[str] = "mfcc"  # what evaluation.baseline auto fits
     source: Literal["audio_folder"] = "audio_folder"
     target: TargetKind = Field(
         "class",
@@ -268,6 +269,7 @@ class TextTableData(FileSourceBase):
     targets: ClassVar[tuple[str, ...]] = ("class", "value")
     # the only preprocessing.normalization it allows, and why
     fixed_normalization: ClassVar[tuple[str, str]] = ("none", "inputs are token ids")
+    classical_baseline: ClassVar[str] = "tfidf"  # what evaluation.baseline auto fits
     source: Literal["text_table"] = "text_table"
     target: TargetKind = Field(
         "class",

@@ -40,8 +40,12 @@ class DecoderConfig(Frozen):
 
 class EvaluationConfig(Frozen):
     sample_predictions: int = Field(24, ge=0, le=512, description="Test samples shown with images.")
-    baseline: Literal["svc"] | None = Field(
-        None, description="A classical baseline scored on the same split (classification only)."
+    baseline: Literal["auto", "svc", "tfidf", "mfcc"] | None = Field(
+        "auto",
+        description="A classical baseline fit on the same split and logged beside the model "
+        "(classification only): svc (flattened inputs), tfidf (texts: word and character "
+        "n-grams + logistic regression), mfcc (audio: MFCC statistics + logistic regression); "
+        "auto: the source's own; null: none.",
     )
     decoder: DecoderConfig = Field(
         default_factory=DecoderConfig, description="CTC decoding: greedy or beam (head: ctc)."

@@ -14,6 +14,7 @@ from crnn.config.data import DataConfig
 from crnn.config.evaluation import EvaluationConfig
 from crnn.config.execution import DistributedConfig, ExecutionConfig
 from crnn.config.monitoring import MonitoringConfig
+from crnn.config.registry import RegistryConfig, resolve_baseline
 from crnn.config.schedule import RetrainSchedule, ScoringJob
 from crnn.config.sweep import SweepConfig, resolve_sweep
 from crnn.metric_names import product_name
@@ -202,31 +203,6 @@ class TrainingConfig(Frozen):
     )
 
 
-class RegistryConfig(Frozen):
-    model_name: str | None = Field(None, description="Registered model; default crnn-<pipeline>.")
-    metric: str | None = Field(
-        None,
-        description="Gate metric; default test_sequence_accuracy (ctc), test_accuracy or "
-        "test_rmse (regression).",
-    )
-    direction: Literal["maximize", "minimize"] | None = Field(
-        None, description="Default follows the metric: minimize errors and losses."
-    )
-    min_delta: float = Field(0.0, ge=0, description="Required improvement over the champion.")
-    min_relative: float = Field(
-        0.0, ge=0, description="Required relative improvement (0.01: 1 % of the champion's score)."
-    )
-    first_champion_margin: float | None = Field(
-        0.1,
-        ge=0,
-        description="A first champion must beat the trivial predictor (the most common label or "
-        "string, the training mean) on the gate metric by this share of its score; null: off.",
-    )
-    min_score: float | None = Field(
-        None, description="A first champion must also beat this gate-metric score."
-    )
-
-
 class TrackingConfig(Frozen):
     experiment: str | None = Field(None, description="MLflow experiment; default the pipeline.")
     tracking_uri: str | None = Field(
@@ -301,9 +277,11 @@ class PipelineConfig(Frozen):
         if "target" in type(data).model_fields:  # sources of labels or numbers: the head says
             data = data.model_copy(update={"target": kind.target})
         # frozen: assemble the resolved copy rather than mutating
+        evaluation = resolve_baseline(self.evaluation, registry, kind, type(data))
         return self.model_copy(
             update={
                 "data": data,
+                "evaluation": evaluation,
                 "training": training,
                 "registry": registry,
                 "tracking": tracking,
@@ -346,8 +324,6 @@ class PipelineConfig(Frozen):
             raise ValueError("evaluation.decoder reads CTC outputs: it needs model.head: ctc")
         if (decoding.lexicon or decoding.regex) and decoding.kind != "beam":
             raise ValueError("evaluation.decoder.lexicon and regex need kind: beam")
-        if self.evaluation.baseline and not kind.baseline:
-            raise ValueError("evaluation.baseline needs a classification pipeline; remove it")
         if self.training.loss and self.training.loss not in kind.losses:
             raise ValueError(
                 f"training.loss {self.training.loss!r} does not fit model.head "

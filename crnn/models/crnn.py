@@ -66,14 +66,18 @@ class RecurrentHead(nn.Module):
 
     autocast_rnn = True  # False where the stack has no low-precision RNN (see crnn.engine.train)
 
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) -> the RNN's (B, T, D) outputs after dropout, before the head."""
         kind = seq.device.type
         if not self.autocast_rnn and torch.is_autocast_enabled(kind):
             with torch.autocast(kind, enabled=False):
                 out, _ = self.rnn(seq.float())
         else:
             out, _ = self.rnn(seq)  # (B, T, D)
-        return self.head(self.dropout(out))  # ctc: (B, T, K); classification: (B, K); (B,)
+        return self.dropout(out)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encode(seq))  # ctc: (B, T, K); classification: (B, K); (B,)
 
 
 class CRNN(nn.Module):

@@ -49,6 +49,8 @@ class TextCRNN(nn.Module):
         dropout: float = 0.1,
         vocab_size: int = 20002,
         embedding_dim: int = 64,
+        embedding_dropout: float = 0.0,
+        pooling: str = "mean",
     ) -> None:
         super().__init__()
         (length,) = input_shape
@@ -56,6 +58,12 @@ class TextCRNN(nn.Module):
             raise ValueError(f"vocab_size {vocab_size} < 2: it counts <pad> and <unk>")
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        # whole embedding channels dropped per text ("spatial" dropout): no single word feature
+        # can carry a prediction alone
+        self.embedding_dropout = nn.Dropout1d(embedding_dropout)
+        if pooling not in ("mean", "max_mean"):
+            raise ValueError(f"unknown pooling {pooling!r}; known: mean, max_mean")
+        self.pooling = pooling
         blocks, c_in, steps = [], embedding_dim, length
         for c_out, p in zip(conv_channels, pool, strict=True):
             blocks.append(ConvBlock1d(c_in, c_out, int(p[1])))
@@ -67,21 +75,60 @@ class TextCRNN(nn.Module):
         self.sequence = RecurrentHead(
             c_in, num_classes, head, rnn, rnn_hidden, rnn_layers, bidirectional, dropout
         )
+        self.pooled: MaxMeanHead | None = None
+        if pooling == "max_mean" and head == "classification":
+            self.pooled = MaxMeanHead(rnn_hidden * (2 if bidirectional else 1), num_classes)
+            self.sequence.head = nn.Identity()  # the pooled head reads the RNN's outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ids = x.long()  # (B, L)
         # an id the embedding does not have (another tokenizer's) reads as <unk>, not a crash
         ids = ids.masked_fill((ids < 0) | (ids >= self.vocab_size), UNK_ID)
-        emb = self.embedding(ids)  # (B, L, E)
-        f = self.features(emb.transpose(1, 2))  # (B, C', T)
+        emb = self.embedding_dropout(self.embedding(ids).transpose(1, 2))  # (B, E, L)
+        f = self.features(emb)  # (B, C', T)
+        if self.pooled is not None:  # the real steps of each text, pooled
+            out = self.sequence.encode(f.transpose(1, 2))
+            return self.pooled(out, _pooled_mask(ids != PAD_ID, f.shape[-1]))
         return self.sequence(f.transpose(1, 2))  # classification: (B, K); ctc: (B, T, K)
+
+
+def _pooled_mask(tokens: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, L) real-token mask -> (B, T): a step is real when any token pooled into it is."""
+    mask = tokens.float().unsqueeze(1)
+    if mask.shape[-1] != steps:
+        mask = nn.functional.adaptive_max_pool1d(mask, steps)
+    return mask.squeeze(1) > 0
+
+
+class MaxMeanHead(nn.Module):
+    """Max and mean over the real (non-padding) steps, concatenated, then a linear layer: the
+    strongest cue anywhere in a text and its overall tone; padding never dilutes either."""
+
+    def __init__(self, width: int, num_classes: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(2 * width, num_classes)
+
+    def forward(self, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) outputs and (B, T) real steps -> (B, K) scores."""
+        mask = mask.clone()
+        mask[:, 0] |= ~mask.any(1)  # an all-padding row keeps its first step
+        m = mask.unsqueeze(-1).to(seq.dtype)
+        mean = (seq * m).sum(1) / m.sum(1)
+        top = seq.masked_fill(~mask.unsqueeze(-1), torch.finfo(seq.dtype).min).amax(1)
+        return self.proj(torch.cat([top, mean], dim=-1))
 
 
 ARCHITECTURES.register("text_crnn")(
     Architecture(
         TextCRNN,
-        {"conv_channels": (64, 128), "pool": ((1, 2), (1, 2)), "rnn_layers": 1},
-        "text: embedding -> 1-D convs -> RNN",
+        {
+            "conv_channels": (64, 128),
+            "pool": ((1, 2), (1, 2)),
+            "rnn_layers": 1,
+            "embedding_dropout": 0.2,
+            "pooling": "max_mean",
+        },
+        "text: embedding (channel dropout) -> 1-D convs -> RNN -> max + mean over real tokens",
         example_input=(32,),
     )
 )

@@ -38,6 +38,7 @@ def decide_promotion(
     min_delta: float,
     min_relative: float = 0.0,
     floor: float | None = None,
+    baseline: float | None = None,
 ) -> GateDecision:
     """Promote when there is no champion yet and the challenger beats ``floor`` (see
     :func:`first_champion_floor`), or the challenger beats the champion by more than
@@ -48,11 +49,23 @@ def decide_promotion(
         min_delta: the absolute improvement the challenger must exceed; a tie never promotes.
         min_relative: the relative improvement it must exceed (0.01: 1 %).
         floor: the score a first champion must beat (strictly); None: any finite score.
+        baseline: the classical baseline's score in the challenger's own run, which every
+            challenger must beat (strictly; NaN: no baseline, never beaten); None: no such rule.
     """
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be maximize or minimize, got {direction!r}")
     if not math.isfinite(challenger):
         return GateDecision(False, challenger, champion, f"challenger score is {challenger}")
+    if baseline is not None and not (
+        challenger > baseline if direction == "maximize" else challenger < baseline
+    ):  # a comparison with NaN is False: a missing baseline is not beaten
+        return GateDecision(
+            False,
+            challenger,
+            champion,
+            f"{challenger:.4f} does not beat the classical baseline's {baseline:.4f} "
+            "(registry.beat_baseline)",
+        )
     if champion is None:
         beats = floor is None or (
             challenger > floor if direction == "maximize" else challenger < floor

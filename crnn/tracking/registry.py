@@ -81,6 +81,7 @@ def register_with_gate(
     test_set: TestSet | None = None,
     lineage: dict[str, str] | None = None,
     trivial: float | None = None,
+    baseline: float | None = None,
 ) -> RegistrationResult:
     """Register ``model_uri``; alias it challenger; make it champion only if it beats the champion
     on the same frozen test set.
@@ -91,6 +92,8 @@ def register_with_gate(
     anywhere leaves the champion where it was. ``lineage``: more version tags (the pipeline, its
     training digest: what :func:`unchanged_since` compares). ``trivial``: the trivial predictor's
     score on the gate metric, which a first champion must beat (:func:`first_champion_floor`).
+    ``baseline``: the classical baseline's score on it in the same run, which every challenger
+    must beat (``registry.beat_baseline``); None: not required.
     """
     assert cfg.model_name and cfg.metric and cfg.direction, "PipelineConfig resolves defaults"
     name, metric = cfg.model_name, cfg.metric
@@ -106,7 +109,7 @@ def register_with_gate(
     )
     floor = first_champion_floor(cfg.direction, trivial, cfg.first_champion_margin, cfg.min_score)
     decision = decide_promotion(
-        score, champion_score, cfg.direction, cfg.min_delta, cfg.min_relative, floor
+        score, champion_score, cfg.direction, cfg.min_delta, cfg.min_relative, floor, baseline
     )
     gate = {
         "gate.metric": metric,
@@ -119,6 +122,7 @@ def register_with_gate(
         "gate.champion_scored_on": scored_on,
         "gate.champion_version": previous or "none",
         "gate.first_champion_floor": "none" if floor is None else f"{floor:.6f}",
+        "gate.baseline_score": "none" if baseline is None else f"{baseline:.6f}",
         "gate.decision": "promoted" if decision.promote else "rejected",
         "gate.reason": decision.reason,
     }

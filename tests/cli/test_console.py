@@ -60,3 +60,26 @@ def test_the_summary_says_the_decision_once_the_quarantine_and_crnn_ui(capsys) -
     assert out.count("champion yet") == 1
     assert "48 " in out and "48.0000" not in out
     assert "crnn ui" in out and "mlflow ui" not in out
+
+
+def test_the_summary_shows_the_model_beside_its_baseline(capsys) -> None:
+    summary = {
+        "pipeline": "p",
+        "workspace": "/ws",
+        "shards": {"digest": "a" * 64, "reused": True},
+        "training": {"epochs_run": 2, "best_epoch": 2, "seconds": 3.0},
+        "metrics": {"test_accuracy": 0.8, "baseline_tfidf_test_accuracy": 0.77},
+        "baseline": {"name": "tfidf", "metric": "test_accuracy", "model": 0.8, "baseline": 0.77},
+        "registry": {
+            "model_name": "m",
+            "version": "1",
+            "decision": "kept",
+            "reason": "r",
+            "champion_version": "1",
+        },
+        "mlflow": {"run_id": "r", "experiment": "p", "ui": "crnn ui"},
+    }
+    print_summary(summary)  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "vs baseline" in out and "test_accuracy: model 0.8000, tfidf baseline" in out
+    assert "0.7700 (+0.0300)" in out  # the cell wraps at the console's width

@@ -457,3 +457,29 @@ def test_sentiment_task_learns_end_to_end(tmp_path: Path, one_thread: None) -> N
     truth = [manifest.target.classes[i] for i in test.labels.tolist()]
     accuracy = np.mean([p == t for p, t in zip(predicted, truth, strict=True)])
     assert len(truth) == 24 and accuracy >= 0.9
+
+
+def test_max_mean_pooling_reads_real_tokens_only_and_old_checkpoints_still_build() -> None:
+    from crnn.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(
+        "text_crnn",
+        (8,),
+        2,
+        vocab_size=20,
+        embedding_dim=8,
+        rnn_hidden=8,
+        pooling="max_mean",
+        embedding_dropout=0.2,
+        pool=((1, 1),),
+        conv_channels=(4,),
+        bidirectional=False,
+    ).eval()
+    short = torch.tensor([[5.0, 6.0, 7.0, 0, 0, 0, 0, 0]])
+    # one conv and a forward RNN: steps 0-2 see no padding (a <pad> embeds as the conv's own
+    # zero padding), so only the pooling could tell the padded text from the bare one
+    torch.testing.assert_close(model(short), model(short[:, :3]))
+    assert model(torch.zeros(1, 8)).isfinite().all()  # an all-padding row still scores
+    old = create_model("text_crnn", (8,), 2, vocab_size=20, embedding_dim=8, rnn_hidden=8)
+    assert old.pooled is None and old(short).shape == (1, 2)  # kwargs of old checkpoints: mean

@@ -71,6 +71,7 @@ def tiny_overrides(name: str, tmp_path: Path) -> list[str]:
 OWN_TESTS = {"digit-strings", "digit-value"}  # tests/flows/test_retrain.py, test_regression.py
 SHIPPED = [n for n in load_config(REPO / "pipelines.yaml").pipelines if n not in OWN_TESTS]
 SEQUENCE = {"spoken-digit-strings", "text-lines"}
+BASELINES = {"sentiment": "tfidf", "spoken-digits": "mfcc"}  # the others: svc
 
 
 def test_every_shipped_pipeline_is_covered() -> None:
@@ -110,6 +111,11 @@ def test_shipped_pipeline_through_the_retrain_flow(
     assert 0.0 <= summary["metrics"][metric] <= 1.0
     if name == "digits":  # the SVC baseline is scored on the same split, in the same run
         assert summary["metrics"]["baseline_svc_test_accuracy"] > 0.9
+    if name not in SEQUENCE:  # every classification run: its classical baseline beside it
+        baseline = BASELINES.get(name, "svc")
+        assert summary["baseline"]["name"] == baseline
+        assert summary["baseline"]["model"] == summary["metrics"]["test_accuracy"]
+        assert 0.0 <= summary["metrics"][f"baseline_{baseline}_test_accuracy"] <= 1.0
     uri = summary["mlflow"]["tracking_uri"]
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

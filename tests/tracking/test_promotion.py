@@ -56,3 +56,11 @@ def test_first_champion_floor() -> None:
     assert decide_promotion(0.56, None, "maximize", 0.0, floor=0.55).promote
     assert decide_promotion(1.7, None, "minimize", 0.0, floor=1.8).promote
     assert not decide_promotion(1.9, None, "minimize", 0.0, floor=1.8).promote
+
+
+def test_beat_baseline_holds_every_challenger_to_the_classical_baseline() -> None:
+    below = decide_promotion(0.74, None, "maximize", 0.0, baseline=0.77)
+    assert not below.promote and "classical baseline" in below.reason
+    assert decide_promotion(0.80, 0.70, "maximize", 0.0, baseline=0.77).promote
+    assert not decide_promotion(0.80, 0.70, "maximize", 0.0, baseline=float("nan")).promote
+    assert decide_promotion(0.1, None, "minimize", 0.0, baseline=0.2).promote  # an error rate
