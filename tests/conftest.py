@@ -13,6 +13,9 @@ import yaml
 
 from crnn.config import PipelineConfig, PipelinesFile, load_pipeline
 
+# fixtures shared across folders: the scoring model (inference, reliability, cluster tests)
+pytest_plugins = ["tests.scoring_model"]
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -116,3 +119,39 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def registry(tiny_config, tmp_path):
+    """A tiny trained checkpoint and a function registering it with a given test score (the
+    registry tests, in tests/tracking and tests/reliability)."""
+    from crnn.data.loader import load_split
+    from crnn.data.preprocess import preprocess
+    from crnn.data.raw import squeeze_channel
+    from crnn.engine.train import train_on_shards
+    from crnn.inference.predictor import Predictor
+    from crnn.tracking import log_pyfunc_model, open_tracking, register_with_gate, start_run
+    from crnn.tracking.registry import TestSet
+    from crnn.types.kinds import SEQUENCE
+
+    config_file, cfg = tiny_config
+    workspace = Path(config_file.workspace)
+    shards = preprocess(cfg.data, cfg.preprocessing, workspace / "shards")
+    training = cfg.training.model_copy(update={"epochs": 1})
+    trained = train_on_shards(shards.manifest_path, cfg.model, training, tmp_path / "ckpt")
+    ctx = open_tracking(cfg.tracking, workspace)
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint)
+    example = load_split(shards.manifest_path, "test").inputs[:2].numpy()
+    raw = squeeze_channel(predictor.normalizer.inverse_transform(example), predictor.input_shape)
+    test_set = TestSet.of(shards.manifest_path)
+
+    def register(score: float, gate=None, test=test_set, log_score=True, trivial=None, key="test/"):
+        run_id = start_run(ctx, cfg, "tiny")
+        if log_score:  # key: under the MLflow group (test/), or the name runs had before it
+            ctx.client().log_metric(run_id, key + "sequence_accuracy", score)
+        uri = log_pyfunc_model(ctx, run_id, trained.best_checkpoint, raw, SEQUENCE)
+        return register_with_gate(
+            ctx, run_id, uri, gate or cfg.registry, score, "d", test, trivial=trivial
+        )
+
+    return ctx, cfg, register, trained

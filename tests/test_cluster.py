@@ -20,7 +20,7 @@ from crnn.cluster import connect
 from crnn.errors import UserError
 from crnn.inference.scoring import job_plan, read_scores, score, source_chunks
 from tests.conftest import REPO, TINY_LINES
-from tests.inference.test_scoring import REF, model_and_shards  # noqa: F401  (the fixture)
+from tests.inference.test_scoring import REF
 
 pytestmark = pytest.mark.integration
 DASK = str(Path(sys.executable).with_name("dask"))
@@ -89,7 +89,7 @@ def _wait_for_workers(address: str, count: int, within: float = 60.0) -> None:
 
 def test_scoring_on_the_cluster_equals_scoring_here(
     cluster,
-    model_and_shards,  # noqa: F811
+    model_and_shards,
     tmp_path,
 ) -> None:
     address, _ = cluster
@@ -117,7 +117,7 @@ def test_scoring_on_the_cluster_equals_scoring_here(
 
 def test_a_worker_killed_half_way_loses_nothing(
     cluster,
-    model_and_shards,  # noqa: F811
+    model_and_shards,
     tmp_path,
 ) -> None:
     address, workers = cluster

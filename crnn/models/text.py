@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from crnn.models.crnn import ARCHITECTURES, Architecture, RecurrentHead
+from crnn.models.crnn import ARCHITECTURES, HEADS, Architecture, ClassificationHead, RecurrentHead
 
 PAD_ID, UNK_ID = 0, 1  # as in crnn.data.tokenizer (not imported: models do not depend on data code)
 
@@ -76,7 +76,7 @@ class TextCRNN(nn.Module):
             c_in, num_classes, head, rnn, rnn_hidden, rnn_layers, bidirectional, dropout
         )
         self.pooled: MaxMeanHead | None = None
-        if pooling == "max_mean" and head == "classification":
+        if pooling == "max_mean" and HEADS[head] is ClassificationHead:  # one class a text
             self.pooled = MaxMeanHead(rnn_hidden * (2 if bidirectional else 1), num_classes)
             self.sequence.head = nn.Identity()  # the pooled head reads the RNN's outputs
 

@@ -8,9 +8,9 @@ import contextlib
 import difflib
 import re
 import sqlite3
-from pathlib import Path
 
 from crnn.secrets import redact
+from crnn.tracking.locks import local_store_path
 
 SPEC = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
@@ -48,10 +48,8 @@ def absent_from_local_store(uri: str, spec: str) -> str | None:
     may be there, or the store is not a local SQLite file MLflow laid out as expected: MLflow
     then decides. It never answers that something exists."""
     m = parse_spec(spec)
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
-    if not path.is_file():
+    path = local_store_path(uri)
+    if path is None or not path.is_file():
         return None
     with (
         contextlib.suppress(sqlite3.Error),

@@ -22,6 +22,7 @@ from crnn.config import RegistryConfig
 from crnn.errors import UserError
 from crnn.metric_names import mlflow_keys
 from crnn.secrets import redact
+from crnn.tracking.locks import registration_lock
 from crnn.tracking.promotion import GateDecision, decide_promotion, first_champion_floor
 from crnn.tracking.runs import TrackingContext
 
@@ -83,8 +84,8 @@ def register_with_gate(
     trivial: float | None = None,
     baseline: float | None = None,
 ) -> RegistrationResult:
-    """Register ``model_uri``; alias it challenger; make it champion only if it beats the champion
-    on the same frozen test set.
+    """Register ``model_uri``; make it champion only if it beats the champion on the same frozen
+    test set; one registration of a model at a time in a local store (:mod:`.locks`).
 
     The champion's score is read from its own run when it was evaluated on the same test set
     (same digest); otherwise the champion is evaluated again, here, on the challenger's test set.
@@ -96,11 +97,31 @@ def register_with_gate(
     must beat (``registry.beat_baseline``); None: not required.
     """
     assert cfg.model_name and cfg.metric and cfg.direction, "PipelineConfig resolves defaults"
-    name, metric = cfg.model_name, cfg.metric
     tags = {SHARD_TAG: shard_digest, **(lineage or {})}
     if test_set is not None:
         tags[TEST_SET_TAG] = test_set.digest
-    mv = register_challenger(ctx, model_uri, name, tags)
+    with registration_lock(ctx.registry_uri, cfg.model_name):
+        return gate_new_version(ctx, model_uri, cfg, score, tags, test_set, trivial, baseline)
+
+
+def gate_new_version(
+    ctx: TrackingContext,
+    model_uri: str,
+    cfg: RegistryConfig,
+    score: float,
+    tags: dict[str, str],
+    test_set: TestSet | None,
+    trivial: float | None,
+    baseline: float | None,
+) -> RegistrationResult:
+    """:func:`register_with_gate`, its lock held: the new version with ``tags``, the gate's tags,
+    then its ``challenger`` alias, then (promoted) the ``champion`` alias: an alias only on a
+    version whose every tag is written."""
+    assert cfg.model_name and cfg.metric and cfg.direction
+    name, metric = cfg.model_name, cfg.metric
+    shard_digest = tags[SHARD_TAG]
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered..."
+        mv = mlflow.register_model(model_uri, name, tags=tags)
 
     champ = current_champion(ctx, name)
     previous = None if champ is None else str(champ.version)
@@ -128,8 +149,9 @@ def register_with_gate(
     }
     if decision.promote and previous:
         gate["previous_champion"] = previous
-    pipeline = (lineage or {}).get(PIPELINE_TAG, name)
+    pipeline = tags.get(PIPELINE_TAG, name)
     record_gate(ctx, mv, gate, f"{pipeline} on shard set {shard_digest[:16]}: {metric}", decision)
+    ctx.client().set_registered_model_alias(name, CHALLENGER, mv.version)  # every tag written
     if decision.promote:  # the last step: every check and record above succeeded
         move_champion(ctx, name, str(mv.version), "promote", "gate: " + decision.reason, "gate")
     champion_now = str(mv.version) if decision.promote else (previous or "none")
@@ -146,16 +168,6 @@ def record_gate(
     words = "promoted to champion" if d.promote else "not promoted"
     text = f"{what} {d.challenger:.4f}. Gate: {words} ({d.reason})."
     ctx.client().update_model_version(mv.name, mv.version, description=text)
-
-
-def register_challenger(
-    ctx: TrackingContext, model_uri: str, name: str, tags: dict[str, str]
-) -> ModelVersion:
-    """A new version of ``name`` with ``tags``, aliased challenger."""
-    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered..."
-        mv = mlflow.register_model(model_uri, name, tags=tags)
-    ctx.client().set_registered_model_alias(name, CHALLENGER, mv.version)
-    return mv
 
 
 def champion_score_on(
@@ -311,11 +323,18 @@ def promote(ctx: TrackingContext, name: str, version: str, why: str) -> str | No
         raise UserError(
             f"model {name!r} has no version {version!r}; see the Models page of the MLflow UI"
         ) from None
-    return move_champion(ctx, name, version, "promote", why)
+    with registration_lock(ctx.registry_uri, name):
+        return move_champion(ctx, name, version, "promote", why)
 
 
 def rollback(ctx: TrackingContext, name: str, why: str) -> tuple[str, str]:
     """Move ``champion`` back to the version it replaced. Returns (from, to)."""
+    with registration_lock(ctx.registry_uri, name):
+        return roll_back(ctx, name, why)
+
+
+def roll_back(ctx: TrackingContext, name: str, why: str) -> tuple[str, str]:
+    """:func:`rollback`, its lock held."""
     champ = current_champion(ctx, name)
     if champ is None:
         raise UserError(f"model {name!r} has no champion to roll back")

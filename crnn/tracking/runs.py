@@ -31,6 +31,7 @@ from crnn.plots import display_image
 from crnn.retry import apply_defaults, service_error
 from crnn.secrets import redact
 from crnn.tracking import uri as store_uri  # its USER_* read at call time
+from crnn.tracking.locks import local_store_path
 from crnn.tracking.uri import resolve_tracking_uri, without_credentials
 from crnn.types.kinds import TaskKind
 
@@ -110,12 +111,12 @@ def first_use_lock(uri: str) -> Iterator[None]:
     fresh store at once would race in MLflow's migrations (Alembic). A file lock beside the
     database makes them take turns; other stores migrate on their server. A new store is a copy
     of the first empty one this MLflow version made, when there is one (:mod:`.sqlite_store`)."""
-    if not uri.startswith("sqlite:///"):
+    db = local_store_path(uri)
+    if db is None:
         yield
         return
     from filelock import FileLock
 
-    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
     db.parent.mkdir(parents=True, exist_ok=True)
     from crnn.tracking import sqlite_store
 

@@ -8,7 +8,7 @@ import pytest
 
 from crnn.errors import UserError
 from crnn.inference.scoring import job_plan, read_scores, score, source_chunks
-from tests.inference.test_scoring import REF, model_and_shards  # noqa: F401  (the fixture)
+from tests.inference.test_scoring import REF
 
 ROWS = 192 + 48 + 48  # TINY_LINES: every split is scored
 
@@ -29,7 +29,7 @@ def _crash_after(parts: int):
 
 
 def test_a_rerun_cut_otherwise_is_refused_and_the_same_one_loses_nothing(
-    model_and_shards,  # noqa: F811
+    model_and_shards,
     tmp_path,
 ) -> None:
     predictor, _, data = model_and_shards
@@ -49,7 +49,7 @@ def test_a_rerun_cut_otherwise_is_refused_and_the_same_one_loses_nothing(
 
 
 def test_rows_in_are_counted_from_the_input_not_the_output(
-    model_and_shards,  # noqa: F811
+    model_and_shards,
     tmp_path,
 ) -> None:
     """A part that is not this input's (copied in, or left by another cut) is not counted as
@@ -65,7 +65,7 @@ def test_rows_in_are_counted_from_the_input_not_the_output(
         score(predictor, REF, source_chunks(data, 50), out, "raw", plan=job_plan(None, 50))
 
 
-def test_ten_times_the_rows_gives_as_many_output_rows(model_and_shards, tmp_path) -> None:  # noqa: F811
+def test_ten_times_the_rows_gives_as_many_output_rows(model_and_shards, tmp_path) -> None:
     """At volume (10x the tiny set, in parts of 256), output rows = input rows, each once (its
     flat memory is measured in bench/score_bench.py)."""
     from crnn.config import DigitStringsData

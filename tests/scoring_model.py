@@ -1,4 +1,5 @@
-"""A scoring model shared by the inference tests (built once a session)."""
+"""A scoring model shared by the inference, reliability and cluster tests (built once a session;
+a plugin of tests/conftest.py)."""
 
 from __future__ import annotations
 
