@@ -145,13 +145,19 @@ def registry(tiny_config, tmp_path):
     raw = squeeze_channel(predictor.normalizer.inverse_transform(example), predictor.input_shape)
     test_set = TestSet.of(shards.manifest_path)
 
-    def register(score: float, gate=None, test=test_set, log_score=True, trivial=None, key="test/"):
+    def logged(score: float, log_score=True, key="test/") -> tuple[str, str]:
+        """A run that scored ``score`` and logged the model: (its id, the model's URI)."""
         run_id = start_run(ctx, cfg, "tiny")
         if log_score:  # key: under the MLflow group (test/), or the name runs had before it
             ctx.client().log_metric(run_id, key + "sequence_accuracy", score)
-        uri = log_pyfunc_model(ctx, run_id, trained.best_checkpoint, raw, SEQUENCE)
+        return run_id, log_pyfunc_model(ctx, run_id, trained.best_checkpoint, raw, SEQUENCE)
+
+    def register(score: float, gate=None, test=test_set, log_score=True, trivial=None, key="test/"):
+        run_id, uri = logged(score, log_score, key)
         return register_with_gate(
             ctx, run_id, uri, gate or cfg.registry, score, "d", test, trivial=trivial
         )
+
+    register.logged = logged  # type: ignore[attr-defined]  # a run to register elsewhere
 
     return ctx, cfg, register, trained
