@@ -229,11 +229,22 @@ def score(
         scored_now += rows
         if on_chunk is not None:
             on_chunk(chunk_id, rows)
-    rows_in = seen["rows_in"]
     summary.seconds = time.perf_counter() - started
     summary.rows_per_s = scored_now / max(summary.seconds, 1e-9)
     count_output(out_dir, summary)
-    summary.rows_in = rows_in
+    summary.rows_in = seen["rows_in"]
+    return finish_job(out_dir, summary, predictor, review_below, reference)
+
+
+def finish_job(
+    out_dir: Path,
+    summary: ScoreSummary,
+    predictor: Predictor,
+    review_below: float | None,
+    reference: Profile | None,
+) -> ScoreSummary:
+    """What is said of the job's whole output: against the truth given, the rows to review, its
+    drift, ``_summary.json``; then every input row is checked to be accounted for."""
     scores = read_scores(out_dir)
     summary.against_truth = against_truth(scores, predictor.task)
     if review_below is not None:

@@ -54,48 +54,46 @@ def decide_promotion(
     """
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be maximize or minimize, got {direction!r}")
-    if not math.isfinite(challenger):
-        return GateDecision(False, challenger, champion, f"challenger score is {challenger}")
-    if baseline is not None and not (
-        challenger > baseline if direction == "maximize" else challenger < baseline
-    ):  # a comparison with NaN is False: a missing baseline is not beaten
-        return GateDecision(
-            False,
-            challenger,
-            champion,
-            f"{challenger:.4f} does not beat the classical baseline's {baseline:.4f} "
-            "(registry.beat_baseline)",
-        )
+    why_not = refusal(challenger, champion, direction, floor, baseline)
+    if why_not:
+        return GateDecision(False, challenger, champion, why_not)
     if champion is None:
-        beats = floor is None or (
-            challenger > floor if direction == "maximize" else challenger < floor
-        )
-        if not beats:
-            return GateDecision(
-                False,
-                challenger,
-                champion,
-                f"no champion yet, and {challenger:.4f} does not beat the first-champion floor "
-                f"{floor:.4f} (the trivial predictor by registry.first_champion_margin, or "
-                f"registry.min_score)",
-            )
         return GateDecision(True, challenger, champion, "the first version, no champion yet")
-    if not math.isfinite(champion):  # a champion whose score is unknown is not beaten by default
-        return GateDecision(
-            False,
-            challenger,
-            champion,
-            "the champion's score is unknown (`crnn promote` decides by hand)",
-        )
     gain = challenger - champion if direction == "maximize" else champion - challenger
     needed = max(min_delta, min_relative * abs(champion))
     if gain > needed and gain > min_delta:
         return GateDecision(
             True, challenger, champion, f"beats champion by {gain:+.4f} (> {needed:g})"
         )
-    return GateDecision(
-        False,
-        challenger,
-        champion,
-        f"improvement {gain:+.4f} is not > {needed:g}",
-    )
+    return GateDecision(False, challenger, champion, f"improvement {gain:+.4f} is not > {needed:g}")
+
+
+def beats(a: float, b: float, direction: str) -> bool:
+    """``a`` strictly better than ``b`` (a comparison with NaN is False: never beaten)."""
+    return a > b if direction == "maximize" else a < b
+
+
+def refusal(
+    challenger: float,
+    champion: float | None,
+    direction: str,
+    floor: float | None,
+    baseline: float | None,
+) -> str | None:
+    """Why the gate refuses before comparing with the champion's score; None: it does not."""
+    if not math.isfinite(challenger):
+        return f"challenger score is {challenger}"
+    if baseline is not None and not beats(challenger, baseline, direction):
+        return (
+            f"{challenger:.4f} does not beat the classical baseline's {baseline:.4f} "
+            "(registry.beat_baseline)"
+        )
+    if champion is None and floor is not None and not beats(challenger, floor, direction):
+        return (
+            f"no champion yet, and {challenger:.4f} does not beat the first-champion floor "
+            f"{floor:.4f} (the trivial predictor by registry.first_champion_margin, or "
+            "registry.min_score)"
+        )
+    if champion is not None and not math.isfinite(champion):  # unknown: not beaten by default
+        return "the champion's score is unknown (`crnn promote` decides by hand)"
+    return None
