@@ -131,3 +131,20 @@ def test_the_top_of_crnn_is_a_short_list() -> None:
     """Packages for the floors; at the top only the leaves every floor may use (at most 15)."""
     modules = sorted(p.name for p in (REPO / "crnn").glob("*.py"))
     assert len(modules) <= 15, modules
+
+
+def test_rooms_stay_small() -> None:
+    """No module of crnn/ or flows/ over 450 lines, no function over 60: a room a reader takes in
+    at once (the merge of two features once made a 63- and a 68-line function)."""
+    long_modules, long_functions = [], []
+    for path in sorted((REPO / "crnn").rglob("*.py")) + sorted((REPO / "flows").rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        rel = path.relative_to(REPO)
+        if len(source.splitlines()) > 450:
+            long_modules.append(f"{rel}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 60:
+                    long_functions.append(f"{rel}:{node.lineno} {node.name}: {length} lines")
+    assert not long_modules and not long_functions, long_modules + long_functions
