@@ -26,10 +26,32 @@ def test_the_bar_moves_every_step_and_counts_are_integers() -> None:
         progress.on_step(1, step)  # no loss read back: the bar still moves
     assert progress.progress is not None
     task = progress.progress.tasks[0]
-    assert task.completed == 12 and task.fields["loss"] == 2.5
+    assert task.completed == 12 and task.fields["loss"] == "2.5000"
     progress.on_epoch_end(1, {"train_loss": 1.23456, "train_samples": 384.0, "lr": 0.1})
     line = out.getvalue().splitlines()[-1]
     assert "train_samples 384 " in f"{line} " and "train_loss 1.2346" in line and "lr" not in line
+
+
+def test_a_log_file_hears_from_training_before_the_first_epoch_ends() -> None:
+    """Where stderr is a file no bar is drawn: a line when training starts, then one every
+    ``heartbeat_s`` with the batch and the loss (never a made-up 0.0000 before the first)."""
+    console, out = _console()
+    progress = ConsoleProgress(console, heartbeat_s=0.0)
+    progress.on_train_start(epochs=2, steps_per_epoch=40)
+    progress.on_step(1, 1)  # no loss read back yet
+    progress.on_batch_end(1, 5, 0.75)
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "training: 2 epochs of 40 batches",
+        "epoch 1/2: batch 1 of 40, loss …",
+        "epoch 1/2: batch 5 of 40, loss 0.7500",
+    ], lines
+    quiet, said = _console()
+    progress = ConsoleProgress(quiet)  # every 30 s: not at every batch
+    progress.on_train_start(epochs=2, steps_per_epoch=40)
+    for step in range(1, 40):
+        progress.on_batch_end(1, step, 0.5)
+    assert said.getvalue().splitlines() == ["training: 2 epochs of 40 batches"]
 
 
 def test_the_summary_says_the_decision_once_the_quarantine_and_crnn_ui(capsys) -> None:
