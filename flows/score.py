@@ -117,16 +117,17 @@ def score_flow(
     """Score ``input_path`` (new data in the model's source format; none: the source's own data)
     or a shard set with ``model``; returns the job summary and the scoring run id.
 
-    ``out`` may be a template ({date}, {datetime}, {flow_run_id}, {flow_run_name}): each run
-    then writes its own folder, dated by its scheduled start in ``timezone``. Without
-    ``tracking_uri`` / ``workspace`` they are resolved where the run runs, from ``config_path``
-    and ``pipeline`` (MLFLOW_TRACKING_URI wins): no store address is kept in a deployment.
+    ``out`` (a relative one: under the workspace) may be a template ({date}, {datetime},
+    {flow_run_id}, {flow_run_name}): each run then writes its own folder, dated by its scheduled
+    start in ``timezone``. Without ``tracking_uri`` / ``workspace`` they are resolved where the
+    run runs, from ``config_path`` and ``pipeline`` (MLFLOW_TRACKING_URI wins): no store address
+    is kept in a deployment.
     ``review_below``: list the rows less confident than this in the output's ``_review.csv``.
     ``cluster``: score the parts on this Dask cluster (``tcp://HOST:PORT`` or ``local:N``).
     """
     if tracking_uri is None or workspace is None:
         tracking_uri, workspace = _store_of(config_path, pipeline)
-    out = run_folder(out, timezone)
+    out = job_folder(run_folder(out, timezone), workspace)
     spec = input_spec(input_path, shards)
     ref = resolve_task(model, tracking_uri, workspace, out, spec)
     summary = score_task(
@@ -161,6 +162,13 @@ def drift_artifact(drift: dict[str, Any]) -> None:
         for t in drift.get("tests", [])
     ]
     create_table_artifact(table=rows, key="drift", description=drift_line(drift))
+
+
+def job_folder(out: str, workspace: str) -> str:
+    """Where the job writes: ``out``, a relative one under ``workspace`` (on a team, the shared
+    workspace every worker mounts; never the checkout a worker happens to run in)."""
+    expanded = Path(out).expanduser()
+    return str(expanded if expanded.is_absolute() else Path(workspace) / expanded)
 
 
 def run_folder(out: str, timezone: str) -> str:

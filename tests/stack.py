@@ -55,14 +55,17 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
 JOBS_OFF = ("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # as crnn ui runs it
 
 
-def mlflow_command(
-    port: int, backend_uri: str, artifacts: str, host: str = "127.0.0.1"
-) -> list[str]:
-    """How the tracking server is started, here and in infra/compose.yaml."""
+def mlflow_command(port: int, artifacts: str, host: str = "127.0.0.1") -> list[str]:
+    """How the tracking server is started, here and in infra/compose.yaml; its store's URI (a
+    database password in it) comes in :data:`MLFLOW_BACKEND_ENV`, not on the command line that
+    `ps` shows every user."""
     return [
         *("mlflow", "server", "--host", host, "--port", str(port), "--workers", "1"),
-        *("--backend-store-uri", backend_uri, "--artifacts-destination", artifacts),
+        *("--artifacts-destination", artifacts),
     ]
+
+
+MLFLOW_BACKEND_ENV = "MLFLOW_BACKEND_STORE_URI"  # mlflow server's --backend-store-uri
 
 
 def moto_command(port: int, host: str = "127.0.0.1") -> list[str]:
@@ -100,9 +103,10 @@ def mlflow_server(
     port = free_port()
     backend = backend_uri or f"sqlite:///{home / 'mlflow.db'}"
     destination = artifacts or (home / "artifacts").as_uri()
-    command = [sys.executable, "-m", *mlflow_command(port, backend, destination), *(extra or [])]
+    command = [sys.executable, "-m", *mlflow_command(port, destination), *(extra or [])]
     log = home / "mlflow-server.log"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    child_env[MLFLOW_BACKEND_ENV] = backend
     child_env[JOBS_OFF[0]] = JOBS_OFF[1]  # no GenAI job runners (several processes each)
     proc = spawn(command, log, {**child_env, **(env or {})}, cwd=home)
     try:

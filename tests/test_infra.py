@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.stack import (
     AUTH_ARGS,
     AUTH_INI_KEYS,
     MLFLOW_AUTH_ENV,
+    MLFLOW_BACKEND_ENV,
     MLFLOW_S3_ENV,
     PREFECT_DB_ENV,
     S3_ENV,
@@ -44,18 +46,26 @@ def options(command: list[str]) -> list[str]:
 
 def test_compose_runs_the_native_commands() -> None:
     services = compose()
-    native_mlflow = [*mlflow_command(5000, "db", "s3://b"), *AUTH_ARGS]
+    native_mlflow = [*mlflow_command(5000, "s3://b"), *AUTH_ARGS]
     assert services["mlflow"]["command"][:2] == native_mlflow[:2] == ["mlflow", "server"]
     assert options(services["mlflow"]["command"]) == options(native_mlflow)
     prefect_cmd = services["prefect"]["command"]
     assert options(prefect_cmd) == options(server_command("0.0.0.0", 4200))
     assert prefect_cmd[:3] == server_command("0.0.0.0", 4200)[:3]
     assert options(services["s3"]["command"]) == options(moto_command(9000))
-    backend = services["mlflow"]["command"][
-        services["mlflow"]["command"].index("--backend-store-uri") + 1
-    ]
+    backend = services["mlflow"]["environment"][MLFLOW_BACKEND_ENV]
     assert backend.startswith("postgresql+psycopg://")  # the pinned driver, as natively
     assert services["prefect"]["environment"][PREFECT_DB_ENV].startswith("postgresql+asyncpg://")
+
+
+def test_no_secret_on_a_command_line() -> None:
+    """A password or key given to a service comes in its environment (from infra/.env), never
+    in its command, which `ps` shows to every user of the host."""
+    for name, service in compose().items():
+        command = service.get("command") or []
+        words = command if isinstance(command, list) else [command]
+        secret = [w for w in words if re.search(r"PASSWORD|SECRET|KEY|TOKEN", str(w))]
+        assert not secret, (name, secret)
 
 
 def test_compose_sets_the_native_environment_and_ports() -> None:

@@ -76,10 +76,10 @@ def test_plan_resolves_defaults_and_relative_paths(tmp_path: Path) -> None:
         "if_changed": False,  # force: retrain even when nothing changed
     }
     assert score.full_name == "score/tiny-nightly" and score.collision == "enqueue"
-    assert score.parameters["out"] == "s/nightly/{date}"  # relative to where the worker starts
+    assert score.parameters["out"] == "s/nightly/{date}"  # under the workspace where it runs
     assert score.parameters["input_path"] == "new"
     served = plan(config, path)  # no workdir (crnn serve): absolute paths
-    assert served[1].parameters["out"] == str(tmp_path / "s" / "nightly" / "{date}")
+    assert served[1].parameters["out"] == "s/nightly/{date}"  # the workspace: the same here
     after = datetime(2027, 3, 12, tzinfo=UTC)  # UTC 03:00 every day, computed by Prefect
     assert [d.isoformat() for d in retrain.next_runs(2, after)] == [
         "2027-03-12T03:00:00+00:00",

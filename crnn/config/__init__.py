@@ -124,8 +124,9 @@ def load_config(path: str | Path) -> PipelinesFile:
 
 
 def _resolve_data_paths(raw: dict[str, Any], path: Path) -> None:
-    """Relative paths (``data.path``, ``evaluation.decoder.lexicon``, a scoring job's ``input`` and
-    ``out``) are relative to the config file's folder."""
+    """Relative paths (``data.path``, ``evaluation.decoder.lexicon``, a scoring job's ``input``)
+    are relative to the config file's folder. A scoring job's relative ``out`` stays relative: it
+    is under the workspace wherever the job runs (a team's shared one, not a worker's checkout)."""
     pipelines = raw.get("pipelines")
     base = path.resolve().parent
     for pipeline in pipelines.values() if isinstance(pipelines, dict) else ():
@@ -138,7 +139,7 @@ def _resolve_data_paths(raw: dict[str, Any], path: Path) -> None:
         places = [(data, "path"), (decoder, "lexicon")] + [
             (job, key)
             for job in (jobs.values() if isinstance(jobs, dict) else ())
-            for key in ("input", "out")
+            for key in ("input",)
         ]
         for node, key in places:
             if isinstance(node, dict) and isinstance(node.get(key), str):

@@ -179,7 +179,8 @@ class ScoringJob(ScheduleBase):
         "default: the source's own data, for embedded sources.",
     )
     out: str = Field(
-        description="Output folder (relative to this file), templated per run with {date}, "
+        description="Output folder (relative: under the workspace where the job runs, a "
+        "team's shared one), templated per run with {date}, "
         "{datetime}, {flow_run_id} or {flow_run_name} (also {pipeline}, {job}), "
         "e.g. scores/{pipeline}/{date}: a run never resumes an earlier run's job."
     )

@@ -111,7 +111,7 @@ def plan(config: PipelinesFile, config_path: Path, workdir: Path | None = None) 
                     collision=job.collision,
                     parameters={
                         "model": job.model,
-                        "out": _relative(fill(job.out, pipeline=name, job=job_name), workdir),
+                        "out": _under_workspace(fill(job.out, pipeline=name, job=job_name)),
                         "input_path": job.input and _relative(job.input, workdir),
                         "config_path": shown,
                         "pipeline": name,
@@ -123,6 +123,13 @@ def plan(config: PipelinesFile, config_path: Path, workdir: Path | None = None) 
                 )
             )
     return planned
+
+
+def _under_workspace(out: str) -> str:
+    """A scoring job's output folder as the run resolves it: relative stays relative (under the
+    workspace where the run runs, :func:`flows.score.job_folder`), ``~`` expanded."""
+    expanded = os.path.expanduser(out)
+    return str(Path(expanded).resolve()) if os.path.isabs(expanded) else out
 
 
 def _relative(path: str, workdir: Path | None) -> str:

@@ -147,7 +147,9 @@ def test_score_deployment_scores_with_the_champion(stack: dict[str, Any]) -> Non
     champion = mlflow_client(stack["project"]).get_model_version_by_alias("crnn-shapes", "champion")
     [run] = run_deployment(stack["api"], "score/shapes-yearly")
     assert run.state.type.value == "COMPLETED", run.state.message
-    out = stack["project"] / "scores" / "shapes" / str(run.id)  # templated per run
+    # templated per run, under the workspace (a team's shared one), not the worker's checkout
+    out = stack["project"] / "ws" / "scores" / "shapes" / str(run.id)
+    assert not (stack["project"] / "scores").exists()
     assert out.is_dir()
     scores = read_scores(out).to_pandas()
     assert len(scores) == 61  # every image in data/, the new one too

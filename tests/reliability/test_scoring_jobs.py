@@ -79,3 +79,25 @@ def test_ten_times_the_rows_gives_as_many_output_rows(model_and_shards, tmp_path
     assert done.rows_in == done.rows_scored == 10 * ROWS
     ids = read_scores(out).column("sample_id").to_pylist()
     assert len(set(ids)) == len(ids) == 10 * ROWS
+
+
+def test_a_scheduled_jobs_relative_out_is_under_the_workspace_not_the_checkout(tmp_path) -> None:
+    """A scheduled job's relative ``out`` reaches the run relative, and the run puts it under the
+    workspace it resolves (a team's shared one): it once became a path in the folder of the
+    config, which on a worker is its own checkout, where no one else looks."""
+    from crnn.config import load_config
+    from flows.runtime.deployment_plan import plan
+    from flows.score import job_folder
+    from tests.conftest import tiny_pipelines, write_config
+
+    jobs = {"nightly": {"cron": "0 4 * * *", "out": "scores/{pipeline}/{flow_run_id}"}}
+    mapping = tiny_pipelines(tmp_path / "ws", scoring=jobs)
+    (tmp_path / "checkout").mkdir()
+    path = write_config(tmp_path / "checkout" / "p.yaml", mapping)
+    [job] = [p for p in plan(load_config(path), path, tmp_path / "checkout") if p.flow == "score"]
+    assert job.parameters["out"] == "scores/tiny/{flow_run_id}"
+    [served] = [p for p in plan(load_config(path), path) if p.flow == "score"]  # crnn serve
+    assert served.parameters["out"] == "scores/tiny/{flow_run_id}", served.parameters["out"]
+    shared = tmp_path / "shared-workspace"
+    assert job_folder("scores/tiny/r1", str(shared)) == str(shared / "scores/tiny/r1")
+    assert job_folder(str(tmp_path / "abs"), str(shared)) == str(tmp_path / "abs")
