@@ -23,7 +23,10 @@ from crnn.secrets import redact
 from crnn.types.records import Check
 
 MIN_FREE_GIB, LOW_FREE_GIB = 1.0, 10.0
-WORKER_SEEN_WITHIN = timedelta(minutes=5)
+# a worker is live while its last heartbeat is within this many of its heartbeat intervals
+# (Prefect's own rule for marking one OFFLINE): a SIGKILLed worker's old heartbeats do not count
+LIVE_HEARTBEATS = 3
+DEFAULT_HEARTBEAT_S = 30  # Prefect's PREFECT_WORKER_HEARTBEAT_SECONDS
 
 
 def run_checks(config_path: Path, pool: str, fix: bool = False) -> list[Check]:
@@ -137,19 +140,25 @@ def _check_pool(pool: str) -> Check:
             )
         workers = client.read_workers_for_work_pool(pool)
     now = datetime.now(UTC)
-    recent = [
-        w
-        for w in workers
-        if w.last_heartbeat_time and now - w.last_heartbeat_time < WORKER_SEEN_WITHIN
-    ]
-    if not recent:
+    alive = [w for w in workers if is_live(w, now)]
+    if not alive:
+        seen = f" ({len(workers)} seen before, none live now)" if workers else ""
         return Check(
             "work pool",
             "fail",
-            f"{pool!r} exists, but no worker polled it in the last 5 minutes",
+            f"{pool!r} exists, but no live worker polls it{seen}",
             f"start one where the project is: prefect worker start --pool {pool}",
         )
-    return Check("work pool", "ok", f"{pool!r}: {len(recent)} worker(s) seen in the last 5 minutes")
+    return Check("work pool", "ok", f"{pool!r}: {len(alive)} live worker(s)")
+
+
+def is_live(worker: Any, now: datetime) -> bool:
+    """A heartbeat within :data:`LIVE_HEARTBEATS` of the worker's own interval, and not marked
+    offline by the server."""
+    interval = worker.heartbeat_interval_seconds or DEFAULT_HEARTBEAT_S
+    last = worker.last_heartbeat_time
+    fresh = last is not None and now - last < timedelta(seconds=LIVE_HEARTBEATS * interval)
+    return fresh and str(getattr(worker.status, "value", worker.status)).upper() != "OFFLINE"
 
 
 def _check_gpu() -> Check:

@@ -97,7 +97,9 @@ def prefect_server(home: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def process_worker(api_url: str, pool: str, home: Path) -> Iterator[subprocess.Popen[bytes]]:
+def process_worker(
+    api_url: str, pool: str, home: Path, **extra_env: str
+) -> Iterator[subprocess.Popen[bytes]]:
     home.mkdir(parents=True, exist_ok=True)
     with open(home / "worker.log", "ab") as log:
         proc = subprocess.Popen(
@@ -112,7 +114,7 @@ def process_worker(api_url: str, pool: str, home: Path) -> Iterator[subprocess.P
                 "--type",
                 "process",
             ],
-            env=child_env(api_url, home),
+            env=child_env(api_url, home, **extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -214,18 +215,25 @@ def test_doctor_on_the_healthy_and_the_broken_stack(stack: dict[str, Any]) -> No
     s: TeamStack = stack["servers"]
     tracking = s.mlflow_auth.replace("http://", f"http://{ADMIN}:{SECRET}@")
     env = env_for(s, tracking, stack["root"] / "ws-doctor")
-    with process_worker(s.prefect_api, "crnn", stack["root"] / "worker"):
+    beat = {"PREFECT_WORKER_HEARTBEAT_SECONDS": "2"}  # live: a heartbeat in the last 6 s
+    with process_worker(s.prefect_api, "crnn", stack["root"] / "worker", **beat) as worker:
         deadline = time.monotonic() + 60
         heartbeat(s.prefect_api, "crnn", deadline)  # waited for here: a doctor is a process
         while (result := doctor(stack, env))[0] != 0 and time.monotonic() < deadline:
             time.sleep(2)  # until the worker's first heartbeat
-    rc, report = result
-    status = {c["name"]: c["status"] for c in report["checks"]}
-    assert rc == 0 and report["ok"], report
-    expected = ["config", "tracking", "artifacts", "registry", "disk", "prefect", "work pool"]
-    assert all(status[name] == "ok" for name in expected), status
-    assert status["gpu"] in ("ok", "warn")
-    print("doctor, healthy stack:", json.dumps(report["checks"], indent=1))
+        rc, report = result
+        status = {c["name"]: c["status"] for c in report["checks"]}
+        assert rc == 0 and report["ok"], report
+        expected = ["config", "tracking", "artifacts", "registry", "disk", "prefect", "work pool"]
+        assert all(status[name] == "ok" for name in expected), status
+        assert status["gpu"] in ("ok", "warn")
+        print("doctor, healthy stack:", json.dumps(report["checks"], indent=1))
+        os.killpg(worker.pid, signal.SIGKILL)  # the host is lost: no goodbye to the server
+        worker.wait()
+        time.sleep(7)
+        rc, report = doctor(stack, env)
+    pool = next(c for c in report["checks"] if c["name"] == "work pool")
+    assert rc == 1 and pool["status"] == "fail" and "none live now" in pool["detail"], pool
 
     dead = env_for(s, f"http://127.0.0.1:{free_port()}", stack["root"] / "ws-doctor")
     dead["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
