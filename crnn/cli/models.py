@@ -192,8 +192,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(f"MLflow UI on {redact(uri)}: {site}?workflowType=machine_learning  (Ctrl-C stops it)")
     from crnn.tracking.health import runs_table_links
 
-    for name, link in runs_table_links(uri, site):
+    links = runs_table_links(uri, site)
+    for name, link in links:
         print(f"  {name}: {link}")
+    if links:  # the UI shows a shared view under a banner until a user keeps it
+        print("  (each opens the pipeline's view; 'Override saved view' keeps it as your own)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", "127.0.0.1", "--port", str(args.port)]
     # no GenAI job runners: MLflow would start several worker processes no pipeline uses

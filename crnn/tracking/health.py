@@ -23,7 +23,7 @@ from urllib.request import url2pathname
 from mlflow import MlflowClient
 
 from crnn.secrets import redact
-from crnn.tracking.runs import RUNS_VIEW
+from crnn.tracking.runs_view import RUNS_VIEW, VIEW_TAG
 from crnn.types.records import Check
 
 DOCTOR_EXPERIMENT = "crnn-doctor"
@@ -110,7 +110,6 @@ def local_path(file_uri: str) -> Path:
 
 def runs_table_links(uri: str, site: str) -> list[tuple[str, str]]:
     """Each pipeline experiment's runs table, opened on its view of the metrics that matter."""
-    key = f"mlflow.sharedViewState.{RUNS_VIEW}"
-    found = MlflowClient(uri).search_experiments(filter_string=f"tags.`{key}` != ''")
+    found = MlflowClient(uri).search_experiments(filter_string=f"tags.`{VIEW_TAG}` != ''")
     query = f"viewStateShareKey={RUNS_VIEW}&workflowType=machine_learning"
     return [(e.name, f"{site}/{e.experiment_id}/runs?{query}") for e in found]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +31,7 @@ from crnn.retry import apply_defaults, service_error
 from crnn.secrets import redact
 from crnn.tracking import uri as store_uri  # its USER_* read at call time
 from crnn.tracking.locks import local_store_path
+from crnn.tracking.runs_view import VIEW_TAG, run_name, runs_view
 from crnn.tracking.uri import resolve_tracking_uri, without_credentials
 from crnn.types.kinds import TaskKind
 
@@ -142,20 +142,6 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-RUNS_VIEW = "crnn"  # the share key of the runs table's view (`crnn ui` links to it)
-
-
-def runs_view(cfg: PipelineConfig) -> str:
-    """The runs table as the MLflow UI's shared view (an experiment tag): the dataset, the
-    model and the metric columns that matter, the monitored metric and the gate's first."""
-    es = cfg.training.early_stopping
-    assert es.monitor and cfg.registry.metric, "PipelineConfig resolves both"
-    names = dict.fromkeys([es.monitor, cfg.registry.metric, "val_loss", "train_loss"])
-    columns = ["attributes.`Dataset`", "attributes.`Models`"]
-    columns += [f"metrics.`{tracked(n)}`" for n in names]
-    return json.dumps({"selectedColumns": columns})
-
-
 def start_run(
     ctx: TrackingContext,
     cfg: PipelineConfig,
@@ -170,8 +156,9 @@ def start_run(
     digest, the overrides), tags (and ``tags``), the settings the pipeline uses as params
     (``used``: which keys; default all), and the resolved config as an artifact."""
     client = ctx.client()
-    changed = " ".join(redact(o) for o in overrides)
-    name = " ".join(p for p in (name, cfg.name, shard_digest[:8], changed) if p)[:240]
+    changes = [redact(o) for o in overrides]
+    changed = " ".join(changes)
+    name = run_name(changes, name, cfg.name, shard_digest[:8])
     run = client.create_run(
         ctx.experiment_id,
         run_name=name,
@@ -186,9 +173,8 @@ def start_run(
         },
     )
     run_id: str = run.info.run_id
-    client.set_experiment_tag(
-        ctx.experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW}", runs_view(cfg)
-    )
+    view = client.get_experiment(ctx.experiment_id).tags.get(VIEW_TAG)
+    client.set_experiment_tag(ctx.experiment_id, VIEW_TAG, runs_view(cfg, view, changes))
     params = [
         Param(k, redact(v)[:6000])
         for k, v in flatten(cfg).items()

@@ -3,6 +3,7 @@ flow, a real SQLite MLflow store."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -287,12 +288,14 @@ def test_the_mlflow_ui_shows_what_matters(registered, tmp_path) -> None:
     a, b = (client.get_run(s["mlflow"]["run_id"]) for s in (first, second))
     digest = first["shards"]["digest"][:8]
     assert a.info.run_name == f"tiny {digest}"
-    assert b.info.run_name == f"tiny {digest} training.epochs=3"
+    assert b.info.run_name == f"epochs=3 tiny {digest}"  # what differs first: not cut off
     assert (
         b.data.tags["crnn.overrides"] == "training.epochs=3"
         and a.data.tags["crnn.overrides"] == "none"
     )
     params = set(b.data.params)
+    view = json.loads(exp.tags["mlflow.sharedViewState.crnn"])  # the view `crnn ui` opens
+    assert "params.`training.epochs`" in view["selectedColumns"] and "training.epochs" in params
     assert {
         "model.rnn_hidden",
         "training.lr",
