@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/redact_bench.py || status=1; \
 	$(BIN)/python bench/cluster_scale.py || status=1; \
 	$(BIN)/python bench/drift_bench.py || status=1; \
+	$(BIN)/python bench/typed_digits.py || status=1; \
 	exit $$status
 
 # The GPU check runs on a bare GPU image: python3 from PATH, no virtualenv, no package index (the

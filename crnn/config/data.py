@@ -49,6 +49,13 @@ class DigitStringsData(Frozen):
     digit_scale: int = Field(1, ge=1, le=4, description="Upscaling of each 8x8 digit.")
     max_gap: int = Field(3, ge=0, le=16, description="Largest gap between digits, in pixels.")
     margin: int = Field(2, ge=0, le=8, description="Blank border around a line, in pixels.")
+    typed_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of the lines typed in a TrueType font (Pillow's own) instead of "
+        "handwritten, so that typed digits read too (crnn.data.typed).",
+    )
 
     @model_validator(mode="after")
     def _digit_range(self) -> DigitStringsData:

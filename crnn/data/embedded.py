@@ -16,6 +16,7 @@ from sklearn.datasets import load_digits
 from crnn.config import DigitsData, DigitStringsData
 from crnn.data.sources import SOURCES
 from crnn.data.splits import SPLITS, split_indices
+from crnn.data.typed import typed_line
 from crnn.types.kinds import TargetSpec
 from crnn.types.records import Chunk, SourceInfo
 
@@ -37,7 +38,8 @@ class DigitStringsSource:
     """Text lines composed from scikit-learn's real handwritten digits (no download).
 
     Each split composes its lines only from the digit images of its own split, so no test digit
-    image ever appears in a training line. Deterministic for ``cfg.seed``.
+    image ever appears in a training line; ``cfg.typed_fraction`` of them are typed in a font
+    instead (:mod:`crnn.data.typed`). Deterministic for ``cfg.seed``.
     """
 
     def __init__(self, cfg: DigitStringsData) -> None:
@@ -83,6 +85,12 @@ class DigitStringsSource:
         for i in range(n):
             count = int(rng.integers(cfg.min_digits, cfg.max_digits + 1))
             chosen = rng.choice(pool, size=count)
+            if cfg.typed_fraction and rng.random() < cfg.typed_fraction:
+                text = "".join(str(int(self.labels[d])) for d in chosen)
+                lines[i] = typed_line(text, self.height, self.width, rng)
+                texts.append(text)
+                used.append(chosen[:0])  # no handwritten image in it
+                continue
             gaps = rng.integers(0, cfg.max_gap + 1, size=count - 1)
             span = count * size + int(gaps.sum())
             x = cfg.margin + int(rng.integers(0, self.width - 2 * cfg.margin - span + 1))
