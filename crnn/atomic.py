@@ -1,14 +1,12 @@
 """Atomic file writes: write to a temporary name in the same folder, fsync, rename."""
 
 import contextlib
-import errno
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from crnn.errors import UserError
+from crnn.errors import disk_full, no_space
 
 
 def _umask() -> int:
@@ -24,7 +22,8 @@ UMASK = _umask()
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
 
-    Readers never see a partial file: either the old content or the new one.
+    Readers never see a partial file: either the old content or the new one; the temporary
+    is removed whatever happens, and a full device is one line (:func:`crnn.errors.no_space`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,33 +37,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except OSError as exc:
-        if disk_full(exc):
-            raise no_space(path, tmp) from None
-        raise
+    except Exception as exc:
+        if disk_full(exc) is None:
+            raise
+        written = tmp.stat().st_size if tmp.exists() else 0
+        tmp.unlink(missing_ok=True)  # its room back before anyone is told (the run's end)
+        raise no_space(path, written) from None
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def disk_full(exc: BaseException) -> bool:
-    """ENOSPC (or a quota), as the OS or a library (pyarrow words it) reports it."""
-    errnos = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-    return getattr(exc, "errno", None) in errnos or "No space left on device" in str(exc)
-
-
-def no_space(path: Path, tmp: Path) -> Exception:
-    """The one line for a full disk: the folder, what the write needed, what is free."""
-    written = tmp.stat().st_size if tmp.exists() else 0
-    free = shutil.disk_usage(path.parent).free
-    return UserError(
-        f"{path.parent}: no space left on its device writing {path.name} (more than "
-        f"{_size(written)} needed, {_size(free)} free); free some space there, or point "
-        "CRNN_WORKSPACE (or --out) at a disk with room, and run the command again"
-    )
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

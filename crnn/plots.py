@@ -18,6 +18,14 @@ def _pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> None:
+    """``fig`` as a PNG at ``path``, written atomically (no partial image on a full disk)."""
+    from crnn.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+
+
 def plot_confusion_matrix(
     matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path
 ) -> Path:
@@ -35,7 +43,7 @@ def plot_confusion_matrix(
             ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
     ax.set_title("confusion matrix (test)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -55,7 +63,7 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: Path) -> Pat
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -92,7 +100,7 @@ def plot_samples(
         ax.imshow(display_image(img), cmap="gray_r" if gray else None)
         ax.set_title(f"{t} -> {p}", fontsize=8, color="black" if t == p else "red")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -110,6 +118,6 @@ def plot_regression(truths: Sequence[float], preds: Sequence[float], path: Path)
     ax.set_title("predicted vs true (test)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -32,6 +32,7 @@ from flows.tasks import (
     log_model_task,
     preprocess_task,
     reap_dead_runs_of,
+    reap_lost_runs_of,
     register_task,
 )
 
@@ -171,6 +172,7 @@ def retrain(
     overrides, tags = adopt_sweep(config_path, pipeline, from_sweep, list(overrides or ()))
     config_file, cfg = load_pipeline(config_path, pipeline, overrides)
     workspace = resolve_workspace(config_file.workspace, Path(config_path))
+    reap_lost_runs_of(cfg, workspace)  # a run a lost worker left RUNNING: Crashed, said so
     shards = preprocess_task(cfg, workspace)
     interrupt.check("the end of preprocessing")
     if if_changed and not resume:

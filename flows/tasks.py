@@ -54,6 +54,18 @@ def reap_dead_runs_of(ctx: Any, workspace: Workspace) -> None:
         print(f"marked run {run.run_id} FAILED: {run.reason}", file=sys.stderr)
 
 
+def reap_lost_runs_of(cfg: PipelineConfig, workspace: Workspace) -> list[str]:
+    """In a run of a deployment: the earlier runs of it a lost worker left RUNNING, Crashed,
+    and their MLflow runs FAILED (:mod:`flows.runtime.lost_runs`); their flow run ids."""
+    from flows.runtime.lost_runs import in_deployment, reap_lost_flow_runs
+
+    if not in_deployment()[1]:  # `crnn run`: no deployment, no slot to have lost
+        return []
+    from crnn.tracking import open_tracking
+
+    return reap_lost_flow_runs(open_tracking(cfg.tracking, workspace.root))
+
+
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(
     cfg: PipelineConfig,

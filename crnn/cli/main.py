@@ -16,7 +16,7 @@ from crnn.cli.models import add_registry_commands
 from crnn.cli.ops import add_operations
 from crnn.cli.services import check_services, flow_command, start_prefect
 from crnn.cli.sweep import add_sweep_command
-from crnn.errors import UserError
+from crnn.errors import UserError, as_user_error
 from crnn.interrupt import Interrupted
 
 if TYPE_CHECKING:
@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         return stopped.exit_status
     except UserError as exc:
         print(f"crnn: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a full disk anywhere is a user's to fix: one line too
+        told = as_user_error(exc)
+        if told is None:
+            raise
+        print(f"crnn: error: {told}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("crnn: interrupted", file=sys.stderr)

@@ -156,8 +156,10 @@ def save_checkpoint(path: Path, model: nn.Module, meta: Checkpoint, **fields: An
     atomically."""
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     ckpt = replace(meta, state_dict=weights, **fields)
-    with atomic_path(path) as tmp:
-        torch.save(ckpt.to_payload(), tmp)
+    # through a Python file: a failed write is torch's RuntimeError with the OSError (ENOSPC) as
+    # its context, and the file is closed (its room given back) when the block ends
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(ckpt.to_payload(), fh)
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

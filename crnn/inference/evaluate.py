@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from crnn.atomic import atomic_path, atomic_write_text
 from crnn.config import EvaluationConfig
 
 if TYPE_CHECKING:
@@ -59,8 +60,9 @@ def evaluate_checkpoint(
         }
     )
     predictions_path = out_dir / "test_predictions.parquet"
-    predictions.to_parquet(predictions_path, index=False)
-    (out_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
+    with atomic_path(predictions_path) as tmp:
+        predictions.to_parquet(tmp, index=False)
+    atomic_write_text(out_dir / "test_metrics.json", json.dumps(metrics, indent=2))
     artifacts = [out_dir / "test_metrics.json", *report_files]
     history_path = checkpoint.parent / "history.json"
     if history_path.is_file():

@@ -107,6 +107,8 @@ def plots(study: Any, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as views
 
+    from crnn.plots import save_figure
+
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, function in PLOTS.items():
@@ -116,7 +118,7 @@ def plots(study: Any, out: Path) -> list[Path]:
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             figure.set_size_inches(9, 5.5)
             figure.tight_layout()
-            figure.savefig(out / f"{name}.png", dpi=100)
+            save_figure(figure, out / f"{name}.png", dpi=100)
             plt.close(figure)
             written.append(out / f"{name}.png")
     return written

@@ -158,10 +158,11 @@ def label_report(
 
 def write_label_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     """classification_report.txt and confusion_matrix.png of a :func:`label_report`."""
+    from crnn.atomic import atomic_write_text
     from crnn.plots import plot_confusion_matrix  # matplotlib: only when a report is written
 
     text = out_dir / "classification_report.txt"
-    text.write_text(report["text"])
+    atomic_write_text(text, report["text"])
     figure = plot_confusion_matrix(
         report["confusion_matrix"], report["labels"], out_dir / "confusion_matrix.png"
     )

@@ -92,13 +92,14 @@ class RegressionTask(Task):
     def report(
         self, truths: Sequence[Any], preds: Sequence[Any], out_dir: Path
     ) -> tuple[dict[str, float], list[Path]]:
+        from crnn.atomic import atomic_write_text
         from crnn.plots import plot_regression  # matplotlib: only when a report is written
 
         scores = self.metrics(truths, preds)
         text = out_dir / "regression_report.txt"
         lines = [f"{k:>6}: {v:.6g}" for k, v in scores.items()]
         lines.append(f"target mean {self.spec.mean:.6g}, std {self.spec.std:.6g} (train split)")
-        text.write_text("\n".join(lines) + "\n")
+        atomic_write_text(text, "\n".join(lines) + "\n")
         return {}, [text, plot_regression(truths, preds, out_dir / "predicted_vs_true.png")]
 
     def errors(self, truths: Sequence[Any], preds: Sequence[Any]) -> np.ndarray:

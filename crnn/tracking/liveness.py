@@ -31,6 +31,7 @@ from crnn.interrupt import Interrupted
 from crnn.tracking.runs import TrackingContext, finish_run
 
 HOST_TAG, PID_TAG, STARTED_TAG = "crnn.host", "crnn.pid", "crnn.process_started"
+FLOW_RUN_TAG = "crnn.flow_run"  # the Prefect flow run a run is part of (none outside one)
 FAILURE_TAG = "crnn.failure"
 ALIVE_FILE = "alive.json"
 HEARTBEAT_S = 30.0
@@ -70,7 +71,7 @@ def liveness(
     Prefect flow run it is part of) is refreshed."""
     me = this_process()
     ctx.client().set_tag(run_id, FAILURE_TAG, "")  # a resumed run is no longer a failed one
-    for key, value in me.items():
+    for key, value in {**me, **({FLOW_RUN_TAG: flow_run_id} if flow_run_id else {})}.items():
         ctx.client().set_tag(run_id, key, value)
     record = {**me, "run_id": run_id, "flow_run_id": flow_run_id, "since": _now()}
     path = run_dir / ALIVE_FILE
@@ -169,3 +170,17 @@ def reap_dead_runs(
         ctx.client().set_tag(run.run_id, FAILURE_TAG, run.reason)
         ctx.client().set_terminated(run.run_id, "FAILED")
     return dead
+
+
+def fail_runs_of_flow_run(ctx: TrackingContext, flow_run_id: str, reason: str) -> list[str]:
+    """The runs of ``ctx``'s experiment still RUNNING that Prefect flow run ``flow_run_id``
+    (a lost one: :mod:`flows.runtime.lost_runs`) started: FAILED, with ``reason``; their ids."""
+    found = ctx.client().search_runs(
+        [ctx.experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{FLOW_RUN_TAG}` = '{flow_run_id}'",
+        max_results=1000,
+    )
+    for run in found:
+        ctx.client().set_tag(run.info.run_id, FAILURE_TAG, reason)
+        ctx.client().set_terminated(run.info.run_id, "FAILED")
+    return [run.info.run_id for run in found]

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from crnn.errors import UserError
+from crnn.errors import as_user_error, says_disk_full
 from crnn.lifetime import die_with_parent
 
 EPHEMERAL_SETTINGS = {
@@ -54,7 +54,7 @@ class UserErrorWithoutTraceback(logging.Filter):
     """Prefect logs a failed task with its traceback; for a user's error one line is enough."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], UserError):
+        if _users(record):
             record.exc_info = None
             record.exc_text = None
         return True
@@ -80,9 +80,15 @@ def quiet_pool_teardown() -> None:
         pool.propagate = False
 
 
-USER_ERROR_NAMES = tuple(
-    f"{name}(" for name in ("UserError", "ConfigError", "DataError", "ServiceError", "Interrupted")
-) + tuple(f"exception {name}:" for name in ("UserError", "DataError", "Interrupted"))
+USER_ERRORS = ("UserError", "ConfigError", "DataError", "ServiceError", "NoSpaceError")
+USER_ERROR_NAMES = tuple(f"{name}(" for name in (*USER_ERRORS, "Interrupted")) + tuple(
+    f"exception {name}:" for name in ("UserError", "DataError", "NoSpaceError", "Interrupted")
+)
+
+
+def _users(record: logging.LogRecord) -> bool:
+    """Whether the record's exception is a user's error (:func:`crnn.errors.as_user_error`)."""
+    return bool(record.exc_info and record.exc_info[1] and as_user_error(record.exc_info[1]))
 
 
 class QuietConsole(logging.Filter):
@@ -94,9 +100,10 @@ class QuietConsole(logging.Filter):
         self.verbose = verbose
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], UserError):
+        if _users(record):
             return False
-        if any(name in record.getMessage() for name in USER_ERROR_NAMES):
+        message = record.getMessage()
+        if any(name in message for name in USER_ERROR_NAMES) or says_disk_full(message):
             return False
         return self.verbose or record.levelno >= logging.WARNING
 

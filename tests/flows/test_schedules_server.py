@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -141,6 +141,41 @@ def test_unchanged_data_registers_nothing_and_a_new_file_retrains(stack: dict[st
     both = sorted(versions(stack["project"]), key=lambda v: int(v.version))
     assert len(both) == 2
     assert both[0].tags["crnn.shard_digest"] != both[1].tags["crnn.shard_digest"]
+
+
+def test_a_run_a_lost_worker_left_running_is_crashed_by_the_next_run(
+    stack: dict[str, Any],
+) -> None:
+    """A worker host lost mid-run leaves its flow run and its MLflow run RUNNING; once Prefect
+    has taken the slot back (the lease ran out), the next run of the deployment marks the flow
+    run Crashed and the MLflow run FAILED, each saying why, and runs. The lost run is made as
+    Prefect leaves it then: RUNNING and holding no slot (a running flow renews its lease for
+    300 s, hard-coded in Prefect: waiting one out would take over 5 minutes)."""
+    from prefect.states import Running, Scheduled
+
+    with client(stack["api"]) as c:
+        deployment = c.read_deployment_by_name("retrain/shapes")
+        later = Scheduled(scheduled_time=datetime.now(UTC) + timedelta(days=1))  # not picked up
+        lost = c.create_flow_run_from_deployment(deployment.id, state=later)
+        c.set_flow_run_state(lost.id, Running(), force=True)  # no slot: as after the lease
+    store = mlflow_client(stack["project"])
+    experiment_id = store.get_run(versions(stack["project"])[0].run_id).info.experiment_id
+    tags = {"crnn.flow_run": str(lost.id), "crnn.host": "lost-host", "crnn.pid": "1"}
+    left = store.create_run(experiment_id, tags=tags).info.run_id
+
+    [following] = run_deployment(stack["api"], "retrain/shapes")
+    assert following.state.type.value == "COMPLETED", following.state
+    with client(stack["api"]) as c:
+        crashed = c.read_flow_run(lost.id)
+    assert crashed.state.type.value == "CRASHED", crashed.state
+    assert "lease" in crashed.state.message and str(following.id) in crashed.state.message
+    run = store.get_run(left)
+    assert run.info.status == "FAILED"
+    assert str(following.id) in run.data.tags["crnn.failure"]
+    trained = store.get_run(versions(stack["project"])[0].run_id)  # how a run names its flow run
+    with client(stack["api"]) as c:
+        its_flow_run = c.read_flow_run(trained.data.tags["crnn.flow_run"])
+    assert its_flow_run.deployment_id == deployment.id
 
 
 def test_score_deployment_scores_with_the_champion(stack: dict[str, Any]) -> None:
