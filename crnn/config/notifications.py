@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -28,7 +28,8 @@ class NotificationsConfig(Frozen):
         "the environment where a notice is sent (keep a token there, not in this file).",
     )
     prefect_block: str | None = Field(
-        None, description="Name of a Prefect notification block (e.g. a Slack webhook block)."
+        None,
+        description="A Prefect notification block as TYPE/NAME, e.g. slack-webhook/team.",
     )
     on: tuple[NoticeKind, ...] = Field(
         NOTICE_KINDS,
@@ -42,6 +43,13 @@ class NotificationsConfig(Frozen):
         if url is not None and not re.match(r"^https?://[^/\s]+", url):
             raise ValueError("webhook must be an http:// or https:// URL")
         return url
+
+    @field_validator("prefect_block")
+    @classmethod
+    def _block_slug(cls, name: str | None) -> str | None:
+        if name is not None and not re.match(r"^[a-z0-9-]+/[^/\s]+$", name):
+            raise ValueError("prefect_block must be TYPE/NAME, e.g. slack-webhook/team")
+        return name
 
     @model_validator(mode="after")
     def _one_channel(self) -> NotificationsConfig:
@@ -63,3 +71,30 @@ def webhook_url(url: str) -> str:
 def referenced_env(url: str) -> list[str]:
     """The environment variables ``url`` refers to."""
     return ENV_REFERENCE.findall(url)
+
+
+def valid_notifications(raw: Any) -> bool:
+    """Whether a raw ``notifications:`` block is there and valid (the file's is given to each
+    pipeline only then: an invalid one is reported once, at its own key)."""
+    try:
+        NotificationsConfig.model_validate(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def check_drift_action(
+    action: str, has_schedule: bool, notifications: NotificationsConfig | None
+) -> None:
+    """``monitoring.on_drift`` needs what it acts through: a retrain deployment (made from
+    ``schedule:``) or a notices channel that tells drift; ValueError saying which."""
+    if action == "retrain" and not has_schedule:
+        raise ValueError(
+            "monitoring.on_drift: retrain starts the pipeline's retrain deployment, which "
+            "`crnn deploy` makes from schedule:; add a schedule (or on_drift: notify)"
+        )
+    if action == "notify" and (notifications is None or "drift" not in notifications.on):
+        raise ValueError(
+            "monitoring.on_drift: notify needs a notifications: block (webhook or "
+            "prefect_block) whose `on` has drift"
+        )

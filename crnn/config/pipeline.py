@@ -14,7 +14,11 @@ from crnn.config.data import DataConfig
 from crnn.config.evaluation import EvaluationConfig
 from crnn.config.execution import DistributedConfig, ExecutionConfig
 from crnn.config.monitoring import MonitoringConfig
-from crnn.config.notifications import NotificationsConfig
+from crnn.config.notifications import (
+    NotificationsConfig,
+    check_drift_action,
+    valid_notifications,
+)
 from crnn.config.registry import RegistryConfig, resolve_baseline
 from crnn.config.schedule import RetrainSchedule, ScoringJob
 from crnn.config.sweep import SweepConfig, resolve_sweep
@@ -249,20 +253,7 @@ class PipelineConfig(Frozen):
 
     @model_validator(mode="after")
     def _drift_action(self) -> PipelineConfig:
-        """``monitoring.on_drift`` needs what it acts through: a retrain deployment (made from
-        ``schedule:``) or a notices channel that tells drift."""
-        action = self.monitoring.on_drift
-        if action == "retrain" and self.schedule is None:
-            raise ValueError(
-                "monitoring.on_drift: retrain starts the pipeline's retrain deployment, which "
-                "`crnn deploy` makes from schedule:; add a schedule (or on_drift: notify)"
-            )
-        told = self.notifications is not None and "drift" in self.notifications.on
-        if action == "notify" and not told:
-            raise ValueError(
-                "monitoring.on_drift: notify needs a notifications: block (webhook or "
-                "prefect_block) whose `on` has drift"
-            )
+        check_drift_action(self.monitoring.on_drift, self.schedule is not None, self.notifications)
         return self
 
     @model_validator(mode="after")
@@ -393,7 +384,8 @@ class PipelinesFile(Frozen):
         """Each pipeline gets its name, and the file's notifications unless it has its own."""
         if isinstance(raw, dict) and isinstance(raw.get("pipelines"), dict):
             raw = dict(raw)
-            shared = {"notifications": raw["notifications"]} if _valid_notices(raw) else {}
+            notices = raw.get("notifications")
+            shared = {"notifications": notices} if valid_notifications(notices) else {}
             raw["pipelines"] = {
                 k: {**shared, **v, "name": k} if isinstance(v, dict) else v
                 for k, v in raw["pipelines"].items()
@@ -406,13 +398,3 @@ class PipelinesFile(Frozen):
             known = ", ".join(sorted(self.pipelines))
             raise ValueError(f"default_pipeline {self.default_pipeline!r} is not one of: {known}")
         return self
-
-
-def _valid_notices(raw: dict[str, Any]) -> bool:
-    """Whether the file's ``notifications:`` is there and valid (an invalid one is reported once,
-    at its own key, not again under every pipeline)."""
-    try:
-        NotificationsConfig.model_validate(raw.get("notifications"))
-    except ValueError:
-        return False
-    return True

@@ -21,6 +21,7 @@ from tests.flows.schedule_helpers import write_project
 
 pytestmark = pytest.mark.integration
 
+MODEL = "crnn-drift-trigger"
 DRIFT = {"detected": True, "moved": [{"feature": "input_mean"}, {"feature": "confidence"}]}
 
 
@@ -45,11 +46,15 @@ def test_a_drift_event_starts_a_run_of_the_retrain_deployment(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    schedule = {"cron": "0 9 * * 1"}
-    config = write_project(tmp_path, schedule=schedule, monitoring={"on_drift": "retrain"})
+    config = write_project(
+        tmp_path,
+        schedule={"cron": "0 9 * * 1"},
+        monitoring={"on_drift": "retrain"},
+        registry={"model_name": MODEL},  # its own: other tests on this server score crnn-shapes
+    )
     planned = plan(load_config(config), config, tmp_path)
     assert [p.triggers for p in planned] == [
-        [{"event": DRIFT_EVENT, "resource": "crnn.model.crnn-shapes"}]
+        [{"event": DRIFT_EVENT, "resource": f"crnn.model.{MODEL}"}]
     ]
     made = [str(c) for c in apply(planned, "drift-pool", tmp_path)]
     assert any(c.startswith("created   retrain/shapes") for c in made), made
@@ -58,7 +63,7 @@ def test_a_drift_event_starts_a_run_of_the_retrain_deployment(
 
     other = ModelVersionRef("crnn-other", "3", "run-b")
     act_on_drift(DRIFT, other, str(config), None)  # another model's drift: no retraining
-    act_on_drift(DRIFT, ModelVersionRef("crnn-shapes", "2", "run-a"), str(config), "shapes")
+    act_on_drift(DRIFT, ModelVersionRef(MODEL, "2", "run-a"), str(config), "shapes")
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("retrain/shapes")
         deadline = time.monotonic() + 30
@@ -68,12 +73,12 @@ def test_a_drift_event_starts_a_run_of_the_retrain_deployment(
         time.sleep(2)  # an event about another model would have started one by now
         [run] = triggered_runs(client, deployment.id)
         assert run.parameters["pipeline"] == "shapes"
-        while not (events := drift_events(client, "crnn.model.crnn-shapes")):  # stored in batches
+        while not (events := drift_events(client, f"crnn.model.{MODEL}")):  # stored in batches
             assert time.monotonic() < deadline + 30, "the drift event was not stored"
             time.sleep(0.5)
     [event] = events
     assert event.payload == {
-        "model": "crnn-shapes",
+        "model": MODEL,
         "version": "2",
         "pipeline": "shapes",
         "moved": ["confidence", "input_mean"],
