@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crnn.config import PipelineConfig
 from crnn.types.records import ModelVersionRef
-from flows.notices import Notice, pipeline_of, send_notice
+from flows.notices import Notice, pipeline_of, pipeline_of_model, send_notice
 
 DRIFT_EVENT = "crnn.drift.detected"
 
@@ -64,25 +63,16 @@ def act_on_drift(
     if not drift.get("detected"):
         return
     moved = sorted({str(t["feature"]) for t in drift.get("moved", [])})
-    cfg = pipeline_of(config_path, pipeline) if pipeline else pipeline_of_model(config_path, ref)
+    # a job run by hand names no pipeline: the one that registers the model
+    cfg = (
+        pipeline_of(config_path, pipeline) if pipeline else pipeline_of_model(config_path, ref.name)
+    )
     name = cfg.name if cfg is not None else pipeline
     emit_drift_event(ref, name, moved)
     if cfg is not None and cfg.monitoring.on_drift == "notify":
         message = f"drift in a scoring job of {ref.name} version {ref.version}: {', '.join(moved)}"
         notice = Notice("drift", name, message, model=ref.name, version=ref.version)
         send_notice(cfg.notifications, notice)
-
-
-def pipeline_of_model(config_path: str, ref: ModelVersionRef) -> PipelineConfig | None:
-    """The pipeline of the pipelines file that registers ``ref``'s model (a job run by hand
-    names no pipeline); None when none does."""
-    from crnn.config import load_pipeline
-
-    try:
-        pipelines = load_pipeline(config_path, None, ())[0].pipelines.values()
-    except Exception:
-        return None
-    return next((p for p in pipelines if p.registry.model_name == ref.name), None)
 
 
 def drift_trigger(model_name: str) -> Any:

@@ -133,6 +133,25 @@ def pipeline_of(config_path: str, pipeline: str | None) -> PipelineConfig | None
         return None
 
 
+def pipeline_of_model(config_path: str, model: str) -> PipelineConfig | None:
+    """The pipeline of the pipelines file that registers ``model`` (a command run by hand names
+    no pipeline); None when none does."""
+    try:
+        pipelines = load_pipeline(config_path, None, ())[0].pipelines.values()
+    except Exception:
+        return None
+    return next((p for p in pipelines if p.registry.model_name == model), None)
+
+
+def tell_promotion(config_path: str, model: str, version: str, why: str) -> None:
+    """A promotion by hand (`crnn promote`): a notice where the pipeline registering ``model``
+    says."""
+    cfg = pipeline_of_model(config_path, model)
+    if cfg is not None:
+        message = f"{model} version {version} promoted to champion by hand: {why}"
+        send_notice(cfg.notifications, Notice("promotion", cfg.name, message, model, version))
+
+
 def notify_failed_run(flow: Any, flow_run: Any, state: Any) -> None:
     """A flow hook (``on_failure``, ``on_crashed``) of the retrain and score flows: one failure
     notice, where the pipelines file of the run says. Never raises."""

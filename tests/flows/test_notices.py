@@ -127,3 +127,28 @@ def test_an_unreachable_webhook_warns_once_and_the_run_succeeds(
     line = warning.getMessage()
     assert f"drift notice not sent to http://127.0.0.1:{port}/…" in line and "\n" not in line
     assert no_token_in(caplog.records) and len(received.posts) == sent
+
+
+def test_a_prefect_notification_block_sends_the_notice(prefect_harness) -> None:
+    """`prefect_block: TYPE/NAME`: the block saved on the server sends it (here a custom webhook
+    block pointed at the receiver); outside a flow run, no flow run is named."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from crnn.config import NotificationsConfig
+    from flows.notices import Notice, send_notice
+
+    with notice_receiver() as received:
+        CustomWebhookNotificationBlock(
+            name="crnn-test",
+            url=f"{received.url}/block",
+            json_data={"title": "{{subject}}", "text": "{{body}}"},
+            allow_private_urls=True,  # the receiver is on 127.0.0.1
+        ).save("crnn-notices", overwrite=True)
+        cfg = NotificationsConfig(prefect_block="custom-webhook/crnn-notices", on=["promotion"])
+        notice = Notice("promotion", "shapes", "crnn-shapes version 4 promoted", "crnn-shapes", "4")
+        assert send_notice(cfg, notice)
+        assert not send_notice(cfg, Notice("failure", "shapes", "not told: not in on"))
+    [(path, body)] = received.posts
+    assert path == "/block" and body["title"] == "crnn promotion: shapes"
+    assert body["text"].startswith("crnn-shapes version 4 promoted\n")
+    assert '"version": "4"' in body["text"] and '"flow_run_id": null' in body["text"]
