@@ -84,3 +84,17 @@ def test_a_drift_event_starts_a_run_of_the_retrain_deployment(
         "moved": ["confidence", "input_mean"],
     }
     assert {r.role: r.id for r in event.related}["pipeline"] == "crnn.pipeline.shapes"
+
+
+def test_crnn_serve_gives_its_retrain_deployment_the_same_trigger(tmp_path: Path) -> None:
+    """`crnn serve` hands its deployments to Prefect's runner, which makes their triggers."""
+    from flows.runtime.serve_schedules import runner_deployment
+
+    config = write_project(
+        tmp_path, schedule={"cron": "0 9 * * 1"}, monitoring={"on_drift": "retrain"}
+    )
+    [trigger] = runner_deployment(plan(load_config(config), config, tmp_path)[0]).triggers
+    assert trigger.expect == {DRIFT_EVENT}
+    assert trigger.match.get("prefect.resource.id") == ["crnn.model.crnn-shapes"]
+    quiet = write_project(tmp_path, schedule={"cron": "0 9 * * 1"})  # on_drift: nothing
+    assert runner_deployment(plan(load_config(quiet), quiet, tmp_path)[0]).triggers == []
