@@ -157,15 +157,19 @@ def notify_failed_run(flow: Any, flow_run: Any, state: Any) -> None:
     notice, where the pipelines file of the run says. Never raises."""
     try:
         params = dict(flow_run.parameters or {})
-        cfg = pipeline_of(params.get("config_path", "pipelines.yaml"), params.get("pipeline"))
+        path, pipeline = params.get("config_path", "pipelines.yaml"), params.get("pipeline")
+        spec = params.get("model")  # a scoring run's NAME@ALIAS or NAME/VERSION
+        model = spec.split("@")[0].split("/")[0] if isinstance(spec, str) else None
+        # a job run by hand names no pipeline: the one that registers its model, else the default
+        cfg = pipeline_of_model(path, model) if model and not pipeline else None
+        cfg = cfg or pipeline_of(path, pipeline)
         what = state.type.value.lower() if state is not None else "failed"
         message = f"{flow.name} flow run {flow_run.name} {what}: {getattr(state, 'message', '')}"
-        model = params.get("model")
         notice = Notice(
             "failure",
-            cfg.name if cfg is not None else params.get("pipeline"),
+            cfg.name if cfg is not None else pipeline,
             message,
-            model=model.split("@")[0].split("/")[0] if isinstance(model, str) else None,
+            model=model,
             flow_run_id=str(flow_run.id),
             flow_run_name=flow_run.name,
         )

@@ -101,7 +101,7 @@ def test_drift_in_a_scoring_run_sends_one_notice(
     assert no_token_in(caplog.records)
 
 
-def test_a_failed_run_sends_one_failure_notice(
+def test_a_failed_run_sends_one_failure_notice_each(
     trained: tuple[Path, Received], caplog: pytest.LogCaptureFixture
 ) -> None:
     project, received = trained
@@ -110,6 +110,14 @@ def test_a_failed_run_sends_one_failure_notice(
     [notice] = received.of("failure")
     assert (notice["pipeline"], notice["model"]) == ("shapes", "crnn-missing")
     assert notice["flow_run_id"] and "failed" in notice["message"]
+    from flows.retrain import retrain
+
+    gone = ["data.path=no-such-folder"]
+    with pytest.raises(Exception, match="no-such-folder"):
+        retrain(pipeline="shapes", config_path=str(project / "pipelines.yaml"), overrides=gone)
+    [_, retraining] = received.of("failure")
+    assert retraining["message"].startswith("retrain flow run ") and retraining["model"] is None
+    assert retraining["pipeline"] == "shapes" and retraining["flow_run_id"] != notice["flow_run_id"]
     assert no_token_in(caplog.records)
 
 
