@@ -25,6 +25,7 @@ from crnn.errors import UserError
 from crnn.secrets import redact
 from crnn.tracking.ref import TrackingRef
 from crnn.workspace import Workspace, resolve_workspace
+from flows.notices import notify_failed_run
 from flows.runtime.local_prefect import current_flow_run_id
 from flows.summaries import RunSummary, run_summary, skipped_summary
 from flows.tasks import (
@@ -149,7 +150,9 @@ def unchanged_task(cfg: PipelineConfig, workspace: Workspace, shards: ShardSet) 
     )
 
 
-@flow(name="retrain", log_prints=False)
+@flow(
+    name="retrain", log_prints=False, on_failure=[notify_failed_run], on_crashed=[notify_failed_run]
+)
 def retrain(
     pipeline: str | None = None,
     config_path: str = "pipelines.yaml",

@@ -24,6 +24,8 @@ from crnn.config.schedule import fill, out_fields
 from crnn.errors import UserError
 from crnn.inference.scoring import ScoreSummary, input_chunks, job_plan, pinned_model, score
 from crnn.types.records import ModelVersionRef
+from flows.drift_events import act_on_drift
+from flows.notices import notify_failed_run
 
 SCORING_EXPERIMENT = "scoring"
 
@@ -96,7 +98,9 @@ def log_task(summary: ScoreSummary, tracking_uri: str, workspace: str, experimen
     return log_scoring_run(_ctx(tracking_uri, experiment, workspace), summary)
 
 
-@flow(name="score", log_prints=False)
+@flow(
+    name="score", log_prints=False, on_failure=[notify_failed_run], on_crashed=[notify_failed_run]
+)
 def score_flow(
     model: str,
     out: str,
@@ -145,14 +149,14 @@ def score_flow(
         cluster,
     )
     drift_artifact(summary.drift)
+    act_on_drift(summary.drift, ref, config_path, pipeline)  # the event; a notice if asked
     run_id = log_task(summary, tracking_uri, workspace, experiment)
     return {**summary.to_dict(), "mlflow_run_id": run_id}
 
 
 def drift_artifact(drift: dict[str, Any]) -> None:
     """The job's drift as a table artifact of the flow run (a row per test; none without a
-    reference), described by its one-line verdict. A notification or an event on detected drift
-    hooks in here."""
+    reference), described by its one-line verdict."""
     from prefect.artifacts import create_table_artifact
 
     from crnn.monitoring import drift_line

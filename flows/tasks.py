@@ -22,6 +22,7 @@ from crnn.tracking.ref import TrackingRef
 if TYPE_CHECKING:
     from crnn.tracking.registry import RegistrationResult
 from crnn.workspace import Workspace
+from flows.notices import Notice, send_notice
 
 # no task retries: MLflow's client retries transient failures by the one policy (crnn.retry)
 
@@ -139,7 +140,7 @@ def register_task(
     if cfg.registry.beat_baseline and cfg.evaluation.baseline:  # NaN: no baseline could be fit
         key = baseline_metric(cfg.evaluation.baseline, cfg.registry.metric)
         baseline = report.metrics.get(key, float("nan"))
-    return register_with_gate(
+    result = register_with_gate(
         ref.context(),
         ref.run_id,
         model_uri,
@@ -151,3 +152,14 @@ def register_task(
         trivial=report.metrics.get(f"trivial_{cfg.registry.metric}"),
         baseline=baseline,
     )
+    if result.decision.promote:
+        notice = Notice(
+            "promotion",
+            cfg.name,
+            f"{result.model_name} version {result.version} promoted to champion "
+            f"({result.decision.reason})",
+            model=result.model_name,
+            version=result.version,
+        )
+        send_notice(cfg.notifications, notice)
+    return result

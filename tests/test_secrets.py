@@ -1,6 +1,6 @@
-"""Credentials never leak: a password in the tracking URI and keys in the environment appear in
-no output, log, store, param, tag, artifact or summary of a training run and a scoring job
-against a real MLflow server."""
+"""Credentials never leak: a password in the tracking URI, keys in the environment and the token
+of the notices' webhook appear in no output, log, store, param, tag, artifact or summary of a
+training run and a scoring job against a real MLflow server."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from mlflow import MlflowClient
 
 from crnn.secrets import MASK, RedactingFilter, redact, register, split_userinfo
 from tests.conftest import run_cli, tiny_pipelines, write_config
+from tests.flows.notice_receiver import notice_receiver
 from tests.stack import mlflow_server
 
 PASSWORD = "pw-Zq81xKv9"
 AWS_SECRET = "aws-Wc93LmT0pQ"
 TOKEN = "tok-Bd27Ys5e"
+HOOK_TOKEN = "hook-Rm46Jw2c"  # the webhook's, in its URL's path
 
 
 def test_redact_masks_userinfo_query_and_known_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,15 +64,14 @@ def all_bytes_containing(root: Path, secret: str, skip: set[Path]) -> list[str]:
 
 @pytest.mark.integration
 def test_no_secret_anywhere_after_a_run_and_a_scoring_job(tmp_path: Path) -> None:
-    with mlflow_server(tmp_path / "server") as url:
+    with mlflow_server(tmp_path / "server") as url, notice_receiver() as received:
         secret_uri = url.replace("http://", f"http://trainer:{PASSWORD}@")
-        config = write_config(
-            tmp_path / "pipelines.yaml",
-            tiny_pipelines(tmp_path / "ws", tracking={"tracking_uri": secret_uri}),
-        )
+        mapping = tiny_pipelines(tmp_path / "ws", tracking={"tracking_uri": secret_uri})
+        mapping["notifications"] = {"webhook": received.url + "/hook/${CRNN_HOOK_TOKEN}"}
+        config = write_config(tmp_path / "pipelines.yaml", mapping)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
         env.update(AWS_ACCESS_KEY_ID="AKIAEXAMPLE", AWS_SECRET_ACCESS_KEY=AWS_SECRET)
-        env.update(MLFLOW_TRACKING_TOKEN=TOKEN)
+        env.update(MLFLOW_TRACKING_TOKEN=TOKEN, CRNN_HOOK_TOKEN=HOOK_TOKEN)
         outputs = []
         for args in (
             ["run"],
@@ -87,7 +88,11 @@ def test_no_secret_anywhere_after_a_run_and_a_scoring_job(tmp_path: Path) -> Non
                 logged_uris += [v for k, v in run.data.params.items() if k.endswith("tracking_uri")]
         for mv in client.search_model_versions():
             stored += [*mv.tags.values(), mv.source or ""]
-    for secret in (PASSWORD, AWS_SECRET, TOKEN):
+    # the promotion was told, the token read from the environment where it was sent
+    assert [path for path, body in received.posts if body["kind"] == "promotion"] == [
+        f"/hook/{HOOK_TOKEN}"
+    ]
+    for secret in (PASSWORD, AWS_SECRET, TOKEN, HOOK_TOKEN):
         assert not [o for o in outputs if secret in o], f"{secret} printed"
         assert not [s for s in stored if secret in s], f"{secret} in MLflow params / tags"
         assert all_bytes_containing(tmp_path, secret, skip={config}) == [], secret

@@ -214,6 +214,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     previous = promote(registry_context(args), args.name, args.version, args.reason)
     print(f"{args.name}: champion is version {args.version} (was {previous or 'none'})")
+    from flows.notices import tell_promotion
+
+    tell_promotion(str(args.config), args.name, str(args.version), args.reason)
     return 0
 
 

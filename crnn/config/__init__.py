@@ -45,6 +45,7 @@ from crnn.config.data import (
 from crnn.config.evaluation import DecoderConfig, EvaluationConfig
 from crnn.config.execution import ExecutionConfig
 from crnn.config.monitoring import MonitoringConfig
+from crnn.config.notifications import NotificationsConfig
 from crnn.config.pipeline import (
     AugmentationConfig,
     EarlyStoppingConfig,
@@ -85,6 +86,7 @@ __all__ = [
     "ModelConfig",
     "MonitoringConfig",
     "MovingDigitsData",
+    "NotificationsConfig",
     "PipelineConfig",
     "PipelinesFile",
     "PreprocessingConfig",

@@ -6,6 +6,8 @@ model version it scores, as it reads the normalization statistics, without pipel
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from crnn.config.base import Frozen
@@ -50,4 +52,10 @@ class MonitoringConfig(Frozen):
         ge=50,
         le=10_000,
         description="Permutations of the MMD test's p-value (its smallest is 1 / (1 + this)).",
+    )
+    on_drift: Literal["retrain", "notify", "nothing"] = Field(
+        "nothing",
+        description="When a scoring job finds drift (its flow run emits the Prefect event "
+        "crnn.drift.detected either way): retrain: `crnn deploy` makes the event start a run of "
+        "the pipeline's retrain deployment; notify: send a notice (`notifications:`); nothing.",
     )

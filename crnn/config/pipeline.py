@@ -14,6 +14,11 @@ from crnn.config.data import DataConfig
 from crnn.config.evaluation import EvaluationConfig
 from crnn.config.execution import DistributedConfig, ExecutionConfig
 from crnn.config.monitoring import MonitoringConfig
+from crnn.config.notifications import (
+    NotificationsConfig,
+    check_drift_action,
+    valid_notifications,
+)
 from crnn.config.registry import RegistryConfig, resolve_baseline
 from crnn.config.schedule import RetrainSchedule, ScoringJob
 from crnn.config.sweep import SweepConfig, resolve_sweep
@@ -240,6 +245,16 @@ class PipelineConfig(Frozen):
     sweep: SweepConfig | None = Field(
         None, description="A hyperparameter sweep of this pipeline (`crnn sweep`)."
     )
+    notifications: NotificationsConfig | None = Field(
+        None,
+        exclude=True,  # never in a run's params or config artifact (a webhook may hold a token)
+        description="Where this pipeline's notices go; default the file's `notifications:`.",
+    )
+
+    @model_validator(mode="after")
+    def _drift_action(self) -> PipelineConfig:
+        check_drift_action(self.monitoring.on_drift, self.schedule is not None, self.notifications)
+        return self
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> PipelineConfig:
@@ -358,14 +373,21 @@ class PipelinesFile(Frozen):
     pipelines: dict[Annotated[str, Field(pattern=NAME_PATTERN)], PipelineConfig] = Field(
         min_length=1
     )
+    notifications: NotificationsConfig | None = Field(
+        None,
+        description="Notices of failed runs, promotions and drift (a pipeline's own block wins).",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _inject_names(cls, raw: Any) -> Any:
+        """Each pipeline gets its name, and the file's notifications unless it has its own."""
         if isinstance(raw, dict) and isinstance(raw.get("pipelines"), dict):
             raw = dict(raw)
+            notices = raw.get("notifications")
+            shared = {"notifications": notices} if valid_notifications(notices) else {}
             raw["pipelines"] = {
-                k: {**v, "name": k} if isinstance(v, dict) else v
+                k: {**shared, **v, "name": k} if isinstance(v, dict) else v
                 for k, v in raw["pipelines"].items()
             }
         return raw

@@ -35,6 +35,15 @@ class Planned:
     collision: str  # cancel_new | enqueue
     parameters: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    retrain_on_drift_of: str | None = None  # a model whose drift event starts a run
+
+    @property
+    def triggers(self) -> list[dict[str, str]]:
+        """The events that start a run, in the terms deployments compare them in."""
+        from flows.drift_events import DRIFT_EVENT, model_resource
+
+        model = self.retrain_on_drift_of
+        return [{"event": DRIFT_EVENT, "resource": model_resource(model)}] if model else []
 
     @property
     def full_name(self) -> str:
@@ -89,6 +98,7 @@ class Planned:
             "parameters": self.parameters,
             "concurrency": {"limit": 1, "collision_strategy": COLLISION[self.collision]},
             "tags": self.tags,
+            "triggers": self.triggers,
         }
 
 
@@ -159,6 +169,9 @@ def _retrain(name: str, pipeline: PipelineConfig, config_path: str) -> Planned:
             **({"from_sweep": schedule.from_sweep} if schedule.from_sweep else {}),
         },
         description=f"Scheduled retraining of pipeline {name!r}: {pipeline.description}",
+        retrain_on_drift_of=pipeline.registry.model_name
+        if pipeline.monitoring.on_drift == "retrain"
+        else None,
     )
 
 
@@ -173,4 +186,5 @@ def describe(planned: list[Planned]) -> str:
         lines.append(f"    next: {nxt}")
         params = ", ".join(f"{k}={v!r}" for k, v in p.parameters.items() if v not in (None, []))
         lines.append(f"    parameters: {params}")
+        lines += [f"    also on: {t['event']} about {t['resource']}" for t in p.triggers]
     return "\n".join(lines)

@@ -45,6 +45,7 @@ def desired(p: Planned, pool: str, workdir: Path) -> dict[str, Any]:
         "tags": sorted(p.tags),
         "concurrency_limit": 1,
         "collision_strategy": COLLISION[p.collision],
+        "triggers": p.triggers,
         "schedules": [
             {
                 "cron": s.cron,
@@ -136,7 +137,7 @@ def _apply_one(client: Any, p: Planned, pool: str, workdir: Path) -> Change:
     except ObjectNotFound:
         existing = None
     if existing is not None:
-        have = current(existing)
+        have = {**current(existing), "triggers": _triggers_of(client, existing.id)}
         differs = sorted(k for k in want if want[k] != have.get(k))
         if not differs:
             return Change(p.full_name, "unchanged")
@@ -153,7 +154,7 @@ def _create_or_replace(client: Any, p: Planned, pool: str, workdir: Path) -> Non
     from prefect.utilities.importtools import import_object
 
     flow = import_object(p.entrypoint)
-    client.create_deployment(  # an upsert: the schedules are replaced as a whole
+    deployment_id = client.create_deployment(  # an upsert: the schedules are replaced whole
         flow_id=client.create_flow_from_name(p.flow),
         name=p.name,
         work_pool_name=pool,
@@ -175,6 +176,49 @@ def _create_or_replace(client: Any, p: Planned, pool: str, workdir: Path) -> Non
         ],
         paused=False,
     )
+    _replace_triggers(client, deployment_id, p)
+
+
+def _replace_triggers(client: Any, deployment_id: Any, p: Planned | None) -> None:
+    """The deployment's drift trigger as ``p`` has it (None: none): the automations made for it
+    earlier are deleted and made again, as Prefect's own ``deploy`` does."""
+    for automation in _drift_automations(client, deployment_id):
+        client.delete_automation(automation.id)
+    if p is None or p.retrain_on_drift_of is None:
+        return
+    from flows.drift_events import drift_trigger
+
+    trigger = drift_trigger(p.retrain_on_drift_of)
+    trigger.set_deployment_id(deployment_id)
+    client.create_automation(trigger.as_automation())
+
+
+def _drift_automations(client: Any, deployment_id: Any) -> list[Any]:
+    """The automations that run the deployment on a drift event (the server does not give back
+    which resource owns an automation: they are found by their action and event)."""
+    from flows.drift_events import DRIFT_EVENT
+
+    found = []
+    for automation in client.read_resource_related_automations(
+        f"prefect.deployment.{deployment_id}"
+    ):
+        runs_it = any(
+            getattr(a, "deployment_id", None) == deployment_id for a in automation.actions
+        )
+        if runs_it and DRIFT_EVENT in (getattr(automation.trigger, "expect", None) or ()):
+            found.append(automation)
+    return found
+
+
+def _triggers_of(client: Any, deployment_id: Any) -> list[dict[str, str]]:
+    """The deployment's drift triggers, in the terms of :attr:`Planned.triggers`."""
+    found = []
+    for automation in _drift_automations(client, deployment_id):
+        match = getattr(automation.trigger, "match", None)
+        resource = match.get("prefect.resource.id") if match is not None else None
+        shown = ",".join(resource) if isinstance(resource, list) else str(resource)
+        found += [{"event": e, "resource": shown} for e in sorted(automation.trigger.expect)]
+    return found
 
 
 def _clear_unplanned(client: Any, wanted: set[str]) -> list[Change]:
@@ -191,5 +235,6 @@ def _clear_unplanned(client: Any, wanted: set[str]) -> list[Change]:
             continue
         for schedule in dep.schedules:
             client.delete_deployment_schedule(dep.id, schedule.id)
+        _replace_triggers(client, dep.id, None)  # nor does a drift event start it
         changes.append(Change(name, "cleared", "no longer in the pipelines file"))
     return changes

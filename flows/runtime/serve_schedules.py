@@ -83,6 +83,8 @@ def runner_deployment(p: Planned) -> Any:
     from prefect.schedules import Cron, Interval
     from prefect.utilities.importtools import import_object
 
+    from flows.drift_events import drift_trigger
+
     s = p.schedule
     schedule = (
         Cron(s.cron, timezone=s.timezone, active=s.enabled)
@@ -103,4 +105,5 @@ def runner_deployment(p: Planned) -> Any:
         ),
         entrypoint_type=EntrypointType.MODULE_PATH,
         paused=False,  # serving again resumes what the last stop paused
+        triggers=[drift_trigger(p.retrain_on_drift_of)] if p.retrain_on_drift_of else [],
     )

@@ -10,6 +10,8 @@ import pytest
 from crnn.cli import main
 from crnn.data.preprocess import preprocess
 from crnn.errors import UserError
+from tests.conftest import tiny_pipelines, write_config
+from tests.flows.notice_receiver import notice_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +75,14 @@ def test_promote_and_rollback_from_the_cli_record_who_when_why(registry, tiny_co
     ctx, _cfg, register, _ = registry
     config_path = str(Path(tiny_config[0].workspace).parent / "pipelines.yaml")
     register(0.5), register(0.4), register(0.3)  # champion v1; v2, v3 rejected
-    assert main(["--config", config_path, "promote", "crnn-tiny", "3", "--reason", "hotfix"]) == 0
+    with notice_receiver() as received:  # a promotion by hand is told, as the gate's is
+        mapping = tiny_pipelines(Path(tiny_config[0].workspace))
+        write_config(Path(config_path), {**mapping, "notifications": {"webhook": received.url}})
+        args = ["--config", config_path, "promote", "crnn-tiny", "3", "--reason", "hotfix"]
+        assert main(args) == 0
+    [(_, notice)] = received.posts
+    assert (notice["kind"], notice["model"], notice["version"]) == ("promotion", "crnn-tiny", "3")
+    assert notice["pipeline"] == "tiny" and notice["message"].endswith("by hand: hotfix")
     assert champion(ctx) == "3"
     v3 = ctx.client().get_model_version("crnn-tiny", "3").tags
     assert v3["promote_reason"] == "hotfix" and v3["previous_champion"] == "1"
