@@ -53,12 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"crnn: error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # a full disk anywhere is a user's to fix: one line too
-        told = as_user_error(exc)
-        if told is None:
-            raise
-        print(f"crnn: error: {told}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("crnn: interrupted", file=sys.stderr)
         return 130
@@ -66,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
         return 141
+    except Exception as exc:  # last: a full disk anywhere is a user's to fix, one line too
+        told = as_user_error(exc)
+        if told is None:
+            raise
+        print(f"crnn: error: {told}", file=sys.stderr)
+        return 2
 
 
 def how_to_continue(command: str, argv: list[str], argv0: str | None = None) -> str:
