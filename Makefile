@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 # test processes (pytest-xdist): each file's tests stay in one process (module fixtures run once),
 # files handed out in the order tests/conftest.py gives (the end-to-end ones first). Three on two
 # cores: the end-to-end tests wait on servers and fresh processes a third of the time (two
-# processes kept 1.4 cores busy); 639 s against 676-683 s for two, in one tree on one day
+# processes kept 1.4 cores busy); 639 s against 676-683 s for two, in one tree on one day;
+# four were slower again: 850 s against 785 s for three, in fresh clones of one commit
 TEST_WORKERS ?= 3
 
 .PHONY: run test lint setup clean ui bench gpu-check gpu-wheels sweep
