@@ -43,6 +43,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path not in slow)
 
 
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One Prefect test server per test process (its start costs ~10 s), for flows run here."""
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def prefect_server(prefect_harness, tmp_path_factory) -> dict[str, str]:
+    """The environment that points a `crnn` command in another process at the test Prefect
+    server: for tests whose subject is not Prefect's temporary local server, which every such
+    command otherwise starts (migrating a fresh database: 10-40 s each on 2 busy cores). That
+    path stays tested where it is the subject (tests/reliability/test_hard_kill.py,
+    tests/flows/test_interrupt.py, tests/flows/test_retrain.py)."""
+    from prefect.settings import PREFECT_API_URL
+
+    home = tmp_path_factory.mktemp("prefect-client-home")
+    return {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_HOME": str(home)}
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """This environment less the servers in-process tests point at (a user's fresh shell),
+    plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    return {**env, **extra}
+
+
 TINY_LINES = {
     "source": "digit_strings",
     "seed": 0,

@@ -5,7 +5,6 @@ training run and a scoring job against a real MLflow server."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from crnn.secrets import MASK, RedactingFilter, redact, register, split_userinfo
-from tests.conftest import run_cli, tiny_pipelines, write_config
+from tests.conftest import run_cli, tiny_pipelines, user_env, write_config
 from tests.flows.notice_receiver import notice_receiver
 from tests.stack import mlflow_server
 
@@ -63,13 +62,18 @@ def all_bytes_containing(root: Path, secret: str, skip: set[Path]) -> list[str]:
 
 
 @pytest.mark.integration
-def test_no_secret_anywhere_after_a_run_and_a_scoring_job(tmp_path: Path) -> None:
+def test_no_secret_anywhere_after_a_run_and_a_scoring_job(
+    tmp_path: Path, prefect_server: dict[str, str]
+) -> None:
     with mlflow_server(tmp_path / "server") as url, notice_receiver() as received:
         secret_uri = url.replace("http://", f"http://trainer:{PASSWORD}@")
         mapping = tiny_pipelines(tmp_path / "ws", tracking={"tracking_uri": secret_uri})
         mapping["notifications"] = {"webhook": received.url + "/hook/${CRNN_HOOK_TOKEN}"}
+        tiny = mapping["pipelines"]["tiny"]  # where secrets go does not depend on how much
+        tiny["data"]["lines"] = {"train": 64, "val": 16, "test": 16}  # is trained
+        tiny["training"]["epochs"] = 1
         config = write_config(tmp_path / "pipelines.yaml", mapping)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+        env = user_env(**prefect_server)
         env.update(AWS_ACCESS_KEY_ID="AKIAEXAMPLE", AWS_SECRET_ACCESS_KEY=AWS_SECRET)
         env.update(MLFLOW_TRACKING_TOKEN=TOKEN, CRNN_HOOK_TOKEN=HOOK_TOKEN)
         outputs = []
@@ -88,6 +92,11 @@ def test_no_secret_anywhere_after_a_run_and_a_scoring_job(tmp_path: Path) -> Non
                 logged_uris += [v for k, v in run.data.params.items() if k.endswith("tracking_uri")]
         for mv in client.search_model_versions():
             stored += [*mv.tags.values(), mv.source or ""]
+    # the flow runs' parameters, states and logs: in the Prefect server's database
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    prefect_db = Path(PREFECT_SERVER_DATABASE_CONNECTION_URL.value().partition(":///")[2])
+    assert all_bytes_containing(prefect_db.parent, str(config), skip=set())  # the runs are there
     # the promotion was told, the token read from the environment where it was sent
     assert [path for path, body in received.posts if body["kind"] == "promotion"] == [
         f"/hook/{HOOK_TOKEN}"
@@ -96,6 +105,7 @@ def test_no_secret_anywhere_after_a_run_and_a_scoring_job(tmp_path: Path) -> Non
         assert not [o for o in outputs if secret in o], f"{secret} printed"
         assert not [s for s in stored if secret in s], f"{secret} in MLflow params / tags"
         assert all_bytes_containing(tmp_path, secret, skip={config}) == [], secret
+        assert all_bytes_containing(prefect_db.parent, secret, skip=set()) == [], secret
     assert logged_uris and all(
         u.startswith(f"http://trainer:{MASK}@127.0.0.1") for u in logged_uris
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         result: int = args.handler(args)
         return result
     except Interrupted as stopped:  # Ctrl-C / SIGTERM, stopped at a safe point
+        # Prefect drains its queued events at exit, with a "Still processing items" warning
+        logging.getLogger("EventsWorker").setLevel(logging.ERROR)
         print(f"crnn: {stopped}{how_to_continue(args.command, given)}", file=sys.stderr)
         return stopped.exit_status
     except UserError as exc:

@@ -5,7 +5,6 @@ from their files and agree with the evaluation on every test line."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 from crnn.metrics import sequence_metrics
-from tests.conftest import run_cli, write_config
+from tests.conftest import run_cli, user_env, write_config
 from tests.lines import render_lines
 
 pytestmark = pytest.mark.integration
@@ -31,7 +30,7 @@ def _pipelines(workspace: Path, data: Path) -> dict:
                 "data": {"source": "line_images", "path": str(data), "height": 24, "width": 160},
                 "preprocessing": {"augmentation": {"copies": 0}, "max_quarantine_fraction": 0.2},
                 "model": {"architecture": "crnn_small", "head": "ctc"},
-                "training": {"epochs": 6, "batch_size": 8, "lr": 0.005, "device": "cpu"},
+                "training": {"epochs": 4, "batch_size": 8, "lr": 0.005, "device": "cpu"},
                 "evaluation": {
                     "sample_predictions": 4,
                     "decoder": {"kind": "beam", "beam_width": 5},
@@ -42,11 +41,13 @@ def _pipelines(workspace: Path, data: Path) -> dict:
     }
 
 
-def test_pyfunc_and_scoring_read_the_line_files_as_evaluation_did(tmp_path: Path) -> None:
+def test_pyfunc_and_scoring_read_the_line_files_as_evaluation_did(
+    tmp_path: Path, prefect_server: dict[str, str]
+) -> None:
     data = tmp_path / "lines"
     render_lines(data, 240, seed=7, alphabet="abcd", words=(1, 2))  # quick to learn
     config = write_config(tmp_path / "pipelines.yaml", _pipelines(tmp_path / "ws", data))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    env = user_env(**prefect_server)
     proc = run_cli(["--config", str(config), "run", "--json"], env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = json.loads(proc.stdout)

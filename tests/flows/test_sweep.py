@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from crnn.errors import UserError
-from tests.conftest import run_cli, start_cli, tiny_pipelines, write_config
+from tests.conftest import run_cli, start_cli, tiny_pipelines, user_env, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,9 @@ def _runs(ws: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def swept(
+    tmp_path_factory: pytest.TempPathFactory, prefect_server: dict[str, str]
+) -> dict[str, Any]:
     """The sweep killed once it has finished a trial, then run again to the end."""
     from optuna.trial import TrialState
 
@@ -76,7 +78,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     mapping["pipelines"]["tiny"]["training"]["epochs"] = EPOCHS
     mapping["pipelines"]["tiny"]["data"]["lines"] = LINES
     config = write_config(tmp / "pipelines.yaml", mapping)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    env = user_env(**prefect_server)
     proc = start_cli(["--config", str(config), "sweep"], env)
     ws = tmp / "ws"
     deadline = time.monotonic() + 240
