@@ -1,10 +1,10 @@
 """How a metric is named in MLflow: grouped by what it measures, so the UI puts each group in a
-section of its own (``train/``, ``val/``, ``test/``, ``data/``, ``scoring/``, ``drift/``;
-MLflow's ``system/``).
+section of its own (``train/``, ``val/``, ``test/``, ``scoring/``, ``drift/``; MLflow's
+``system/``; ``data/``, the row and quarantine counts of runs logged before those became tags).
 
-The product names a metric ``val_cer``, ``test_sequence_accuracy``, ``data_train_rows`` (in the
+The product names a metric ``val_cer``, ``test_sequence_accuracy``, ``train_loss`` (in the
 console, ``test_metrics.json`` and the pipelines file); MLflow holds ``val/cer``,
-``test/sequence_accuracy``, ``data/train_rows``. This module is the one place that maps the two.
+``test/sequence_accuracy``, ``train/loss``. This module is the one place that maps the two.
 Both spellings are accepted wherever a user names a metric. Runs logged before the grouping hold
 the product names: :func:`mlflow_keys` lists both, so the gate still finds a champion's score.
 """

@@ -187,18 +187,25 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     if port_in_use(args.port):  # else MLflow's server would fail to bind, and exit 0
         raise UserError(f"port {args.port} on 127.0.0.1 is in use; pass --port with a free one")
+    from importlib.metadata import entry_points
+
+    from crnn.tracking.ui_app import APP_NAME
+
+    if not entry_points(group="mlflow.app", name=APP_NAME):  # a checkout not installed again
+        raise UserError("crnn's MLflow server app is not installed: run `make setup` here")
     # the UI opens in its GenAI mode unless told: this link opens it on model training (runs)
-    site = f"http://127.0.0.1:{args.port}/#/experiments"
-    print(f"MLflow UI on {redact(uri)}: {site}?workflowType=machine_learning  (Ctrl-C stops it)")
+    site = f"http://127.0.0.1:{args.port}"
+    home = f"{site}/#/experiments?workflowType=machine_learning"
+    print(f"MLflow UI on {redact(uri)}: {home}  (Ctrl-C stops it)")
     from crnn.tracking.health import runs_table_links
 
     links = runs_table_links(uri, site)
     for name, link in links:
         print(f"  {name}: {link}")
-    if links:  # the UI shows a shared view under a banner until a user keeps it
-        print("  (each opens the pipeline's view; 'Override saved view' keeps it as your own)")
+    if links:  # kept in the browser as the user's own view: no shared-view banner
+        print("  (each opens the runs table on the pipeline's view; a view you change is yours)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
-    command += ["--host", "127.0.0.1", "--port", str(args.port)]
+    command += ["--host", "127.0.0.1", "--port", str(args.port), "--app-name", APP_NAME]
     # no GenAI job runners: MLflow would start several worker processes no pipeline uses
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     # ahead of the user's own filters, so that theirs win

@@ -268,7 +268,7 @@ def epoch_metrics(
             f"training.early_stopping.monitor {monitor!r} is not a validation metric; "
             f"known: {', '.join(sorted(k for k in metrics if k.startswith('val_')))}"
         )
-    return metrics
+    return {monitor: metrics[monitor], **metrics}  # leads: in the console, the history, MLflow
 
 
 def record_epoch(trainer: Trainer, metrics: dict[str, float], sign: float) -> None:

@@ -23,7 +23,8 @@ from urllib.request import url2pathname
 from mlflow import MlflowClient
 
 from crnn.secrets import redact
-from crnn.tracking.runs_view import RUNS_VIEW, VIEW_TAG
+from crnn.tracking.runs_view import VIEW_TAG
+from crnn.tracking.ui_app import VIEW_ROUTE
 from crnn.types.records import Check
 
 DOCTOR_EXPERIMENT = "crnn-doctor"
@@ -109,7 +110,7 @@ def local_path(file_uri: str) -> Path:
 
 
 def runs_table_links(uri: str, site: str) -> list[tuple[str, str]]:
-    """Each pipeline experiment's runs table, opened on its view of the metrics that matter."""
+    """Each pipeline experiment's runs table on the view of the metrics that matter: a page of
+    `crnn ui`'s server (``site``) that keeps the view as the user's own (crnn.tracking.ui_app)."""
     found = MlflowClient(uri).search_experiments(filter_string=f"tags.`{VIEW_TAG}` != ''")
-    query = f"viewStateShareKey={RUNS_VIEW}&workflowType=machine_learning"
-    return [(e.name, f"{site}/{e.experiment_id}/runs?{query}") for e in found]
+    return [(e.name, f"{site}{VIEW_ROUTE}{e.experiment_id}") for e in found]

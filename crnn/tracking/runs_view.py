@@ -1,9 +1,9 @@
 """What the MLflow UI opens on: run names that lead with what differs, and the experiment's shared
-view (``mlflow.sharedViewState.crnn``, the link `crnn ui` prints) with the monitored metric first,
-the settings runs were changed by as columns, and charts that open on the metrics that matter,
-row counts last and folded.
+view (``mlflow.sharedViewState.crnn``: the page `crnn ui` links to keeps it as the user's own,
+crnn.tracking.ui_app) with the monitored metric first, the settings runs were changed by as
+columns, and charts that open on the metrics that matter, row counts (older runs') last, folded.
 
-The view is the UI's own state (its ``ExperimentPageUIState``: ``selectedColumns``,
+The view is the UI's own state (its ``ExperimentPageUIState``: ``selectedColumns``, ``columnOrder``,
 ``compareRunCharts``, ``compareRunSections``, ``isAccordionReordered``); metrics no chart names
 here are added by the UI in their sections, which keep the order given."""
 
@@ -18,7 +18,7 @@ from crnn.metric_names import tracked
 RUNS_VIEW = "crnn"  # the share key of the runs table's view (`crnn ui` links to it)
 VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW}"
 NAME_LIMIT = 240
-LAST_SECTIONS = ("data",)  # row and quarantine counts: not what a run is judged by
+LAST_SECTIONS = ("data",)  # row and quarantine counts of runs logged before they were tags
 PARAM_COLUMNS = 12  # the changed settings kept as columns, the newest last
 
 
@@ -66,6 +66,7 @@ def runs_view(
     columns += [f"metrics.`{m}`" for m in losses]
     state = {
         "selectedColumns": columns,
+        "columnOrder": columns,  # else the UI groups them: attributes, then metrics A to Z, params
         "compareRunSections": _sections([*metrics, *losses]),
         "compareRunCharts": [_chart(m) for m in [*metrics, *losses]],
         "isAccordionReordered": True,  # the UI keeps the sections' order, not A to Z

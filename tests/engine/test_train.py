@@ -62,6 +62,8 @@ def test_training_learns_and_writes_self_describing_checkpoints(tiny_config, tmp
     assert result.setup["device"] == "cpu" and result.setup["autocast"] == "off"
     assert rec.epochs[-1]["train_loss"] < rec.epochs[0]["train_loss"]
     assert {"val_loss", "val_cer", "val_sequence_accuracy"} <= set(rec.epochs[0])
+    # the monitored metric leads: in a run, the metric MLflow's compare page plots first
+    assert [next(iter(m)) for m in rec.epochs] == [cfg_train.early_stopping.monitor] * 3
     ckpt = load_checkpoint(result.best_checkpoint)  # weights_only=True
     assert ckpt.epoch == result.best_epoch
     assert ckpt.preprocessing.shard_digest == manifest.digest

@@ -2,7 +2,6 @@
 champion alone, and the human `promote` / `rollback` with who / when / why."""
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -276,7 +275,7 @@ def test_crnn_ui_serves_the_projects_store(registry, tiny_config) -> None:
     from flows.runtime.server_process import free_port
     from tests.conftest import start_cli
 
-    _, _, register, _ = registry
+    ctx, _, register, _ = registry
     register(0.5)
     port = free_port()
     config_path = str(Path(tiny_config[0].workspace).parent / "pipelines.yaml")
@@ -294,15 +293,27 @@ def test_crnn_ui_serves_the_projects_store(registry, tiny_config) -> None:
         url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/registered-models/search"
         with urllib.request.urlopen(f"{url}?max_results=10", timeout=10) as r:
             assert "crnn-tiny" in r.read().decode()  # this project's store, through the UI
+        experiment = ctx.client().get_experiment(ctx.experiment_id)
+        page_url = f"http://127.0.0.1:{port}/crnn/view/{experiment.experiment_id}"
+        with urllib.request.urlopen(page_url, timeout=10) as r:
+            page = r.read().decode()
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
     said = proc.stdout.read() if proc.stdout else ""
     assert f"http://127.0.0.1:{port}" in said
     assert "Warning" not in said, said  # MLflow's server warned of deprecations no user can fix
-    # the pipeline's runs table, on the view with its metric columns (set by each run)
-    runs = rf"tiny: http://127.0.0.1:{port}/#/experiments/\d+/runs\?viewStateShareKey=crnn"
-    assert re.search(runs, said), said
+    # the pipeline's runs table, through the page that keeps its view as the user's own (the
+    # UI's localStorage key of the experiment): no shared-view link, no banner
+    assert f"tiny: {page_url}\n" in said, said
+    assert "viewStateShareKey" not in said
+    ids = json.dumps([experiment.experiment_id])
+    key = f"MLflowLocalStorage-1.1-ExperimentPage-{ids}-ReactComponentState"
+    assert f"const key = {json.dumps(key)}" in page
+    view = json.loads(experiment.tags["mlflow.sharedViewState.crnn"])  # as each run wrote it
+    assert f"view = {json.dumps(view, separators=(',', ':'))};" in page
+    runs = f"/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    assert f"location.replace({json.dumps(runs)});" in page
 
 
 def test_logging_and_loading_the_model_warn_about_nothing(registry) -> None:

@@ -25,6 +25,7 @@ def test_the_view_leads_with_the_monitored_metric_and_keeps_every_changed_settin
     columns = second["selectedColumns"]
     monitored = f"metrics.`{cfg.training.early_stopping.monitor.replace('_', '/', 1)}`"
     assert columns[0] == monitored
+    assert second["columnOrder"] == columns  # shown in this order, not grouped by kind
     # both runs' changes, once each, ahead of the dataset and model columns
     assert columns.index("params.`training.lr`") < columns.index("params.`training.epochs`")
     assert columns.index("params.`training.epochs`") < columns.index("attributes.`Dataset`")

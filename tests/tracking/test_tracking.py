@@ -62,6 +62,31 @@ def test_quarantine_counts_and_file_reach_the_run(tmp_path: Path, monkeypatch) -
     client = ctx.client()
     run_id = client.create_run(ctx.experiment_id).info.run_id
     log_dataset_inputs(ctx, run_id, shards.manifest_path, load_manifest(shards.manifest_path))
-    metrics = client.get_run(run_id).data.metrics
-    assert metrics["data/quarantined"] == 3 and metrics["data/quarantined_label_out_of_range"] == 3
+    run = client.get_run(run_id).data
+    assert run.tags["crnn.data.quarantined"] == "3"
+    assert run.tags["crnn.data.quarantined_label_out_of_range"] == "3"
+    assert int(run.tags["crnn.data.train_rows"]) > 0
+    # counts of the data are no metrics: a run's first metric is what MLflow's compare page
+    # plots first (the store gives a run's metrics in the order first logged)
+    assert run.metrics == {}
     assert "data/quarantine.parquet" in {a.path for a in client.list_artifacts(run_id, "data")}
+
+
+def test_the_store_gives_a_runs_metrics_in_the_order_first_logged(tmp_path: Path) -> None:
+    """What MLflow's compare page plots first is the first metric of the first run compared, in
+    the store's order (its parallel coordinates: ``sharedMetricKeys.slice(0, 1)``): so the
+    training engine hands the monitored metric first, and counts of the data are tags."""
+    from mlflow.entities import Metric
+
+    ctx = open_tracking(TrackingConfig(experiment="order"), tmp_path / "ws")
+    client = ctx.client()
+    run_id = client.create_run(ctx.experiment_id).info.run_id
+    first = [Metric(k, 1.0, 0, 1) for k in ("val/cer", "train/loss", "data/rows")]
+    client.log_batch(run_id, metrics=first)
+    client.log_batch(run_id, metrics=[Metric("baseline/svc", 1.0, 0, 0), first[1]])
+    assert list(client.get_run(run_id).data.metrics) == [
+        "val/cer",
+        "train/loss",
+        "data/rows",
+        "baseline/svc",
+    ]
