@@ -131,7 +131,8 @@ def _stop_group(pid: int, grace: float = 20.0) -> None:
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # reap it when this process started it
-            if not _alive(pid):
+            # running, not _alive: an exiting process's cmdline reads empty before it is gone
+            if not running(pid):
                 return
             time.sleep(0.1)
 
