@@ -53,8 +53,8 @@ class DigitStringsData(Frozen):
         0.0,
         ge=0.0,
         le=1.0,
-        description="Share of the lines typed in a TrueType font (Pillow's own) instead of "
-        "handwritten, so that typed digits read too (crnn.data.typed).",
+        description="Share of the lines typed in a TrueType font (those Pillow and matplotlib "
+        "bundle) instead of handwritten, so that typed digits read too (crnn.data.typed).",
     )
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 from crnn.config import DigitsData, DigitStringsData
 from crnn.data.sources import SOURCES
 from crnn.data.splits import SPLITS, split_indices
-from crnn.data.typed import typed_line
+from crnn.data.typed import typed_line, with_repeats
 from crnn.types.kinds import TargetSpec
 from crnn.types.records import Chunk, SourceInfo
 
@@ -86,7 +86,7 @@ class DigitStringsSource:
             count = int(rng.integers(cfg.min_digits, cfg.max_digits + 1))
             chosen = rng.choice(pool, size=count)
             if cfg.typed_fraction and rng.random() < cfg.typed_fraction:
-                text = "".join(str(int(self.labels[d])) for d in chosen)
+                text = with_repeats("".join(str(int(self.labels[d])) for d in chosen), rng)
                 lines[i] = typed_line(text, self.height, self.width, rng)
                 texts.append(text)
                 used.append(chosen[:0])  # no handwritten image in it
