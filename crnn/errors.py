@@ -107,3 +107,8 @@ def _free(path: Path) -> int | None:
 
 def _size(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+class LostWork(Exception):
+    """Work handed to another machine that did not come back (its worker died, its task was
+    cancelled); the caller decides whether it runs again."""

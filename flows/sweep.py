@@ -7,6 +7,8 @@ Only the best trial ever sees the test split, and only the gate moves ``champion
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +83,9 @@ def trials_task(
     overrides: tuple[str, ...],
     progress: bool,
 ) -> None:
-    """The trials, ``sweep.parallel`` processes at a time, on the shards built above."""
+    """The trials, ``sweep.parallel`` processes at a time, on the shards built above: here, or
+    as tasks on the cluster CRNN_CLUSTER (``--cluster``), else ``execution.cluster``, names."""
+    from crnn.cluster import cluster_address
     from crnn.sweep.runner import Launcher, run_trials
 
     assert cfg.sweep is not None
@@ -102,7 +106,42 @@ def trials_task(
     folder = workspace.root / "sweeps" / sweep.study
     launcher = Launcher(common, list(overrides), cfg.training, folder, cfg.sweep.parallel)
     said = _say_trial(cfg.sweep.metric or "", sweep.finished) if progress else lambda *a: None
-    run_trials(_study(cfg, workspace, sweep.study), cfg.sweep, launcher, said)
+    study = _study(cfg, workspace, sweep.study)
+    address = cluster_address(None) or cfg.execution.cluster
+    if not address:
+        run_trials(study, cfg.sweep, launcher, said)
+        return
+    with cluster_pool(address, cfg, workspace, shards) as launcher.pool:
+        run_trials(study, cfg.sweep, launcher, said)
+
+
+@contextmanager
+def cluster_pool(
+    address: str, cfg: PipelineConfig, workspace: Workspace, shards: ShardSet
+) -> Iterator[Any]:
+    """The trials' processes on the cluster's workers; one line when a worker cannot see what
+    a trial reads and writes: the shards, the study's journal (a shared workspace) or its
+    database's file."""
+    from crnn.cluster.processes import tasks
+    from crnn.sweep.study import JOURNAL, storage_url
+
+    assert cfg.sweep is not None
+    url = storage_url(cfg.sweep)
+    needed = [shards.manifest_path]  # the workspace
+    if url is None:
+        needed.append(workspace.root / JOURNAL)
+    if url is not None and url.startswith("sqlite:///"):
+        needed.append(Path(url.removeprefix("sqlite:///")))
+    with tasks(address) as pool:
+        unseen = pool.unseen(needed)
+        if unseen:
+            worker, missing = next(iter(unseen.items()))
+            raise UserError(
+                f"--cluster {address}: worker {worker} cannot see {missing[0]}; a sweep on a "
+                "cluster needs the workspace on a file system its workers share and the study "
+                "there or in a database they reach (sweep.storage)"
+            )
+        yield pool
 
 
 def _say_trial(metric: str, before: int) -> Any:

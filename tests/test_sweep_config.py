@@ -119,7 +119,7 @@ def test_a_trials_values_reach_the_pipeline_as_overrides(tmp_path: Path) -> None
 
 def test_each_trial_gets_an_equal_share_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     from crnn.config import TrainingConfig
-    from crnn.sweep import runner
+    from crnn.sweep import launch as runner  # where the share is computed
 
     monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert runner.machine_share(2, TrainingConfig(device="cpu"), 0) == runner.Share(1, 0)

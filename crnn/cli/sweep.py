@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,13 @@ def add_sweep_command(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="override a key of the pipeline (sweep.* too), e.g. --set sweep.trials=4",
     )
+    sw.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the trials (and preprocessing) as tasks on a Dask cluster: tcp://HOST:PORT, or "
+        "local:N for N worker processes here (default: CRNN_CLUSTER, else execution.cluster, "
+        "else processes here); the workers need the workspace (README: Sweeps)",
+    )
     sw.add_argument("--json", action="store_true", help="print a machine-readable summary only")
     sw.add_argument("--verbose", action="store_true", help="show Prefect's own log lines too")
     sw.set_defaults(handler=cmd_sweep)
@@ -42,6 +50,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"pipeline {cfg.name!r} has no sweep: block in {args.config}; add one (README: Sweeps)"
         )
     workspace = resolve_workspace(config_file.workspace, Path(args.config))
+    if args.cluster:  # read where the work runs (crnn.cluster), above the config's own
+        os.environ["CRNN_CLUSTER"] = args.cluster
     with flow_command(cfg, args.config, workspace.root, "sweep", args.json, args.verbose) as sweep:
         summary = sweep(
             pipeline=cfg.name,

@@ -42,6 +42,14 @@ def cluster_address(given: str | None) -> str | None:
 def connect(address: str) -> Iterator[DaskMapper]:
     """A mapper over the cluster at ``address`` (see the module docstring); one line when it
     cannot be reached within :data:`CONNECT_SECONDS` or is not an address."""
+    with session(address) as client:
+        yield DaskMapper(client)
+
+
+@contextmanager
+def session(address: str) -> Iterator[Any]:
+    """A ``distributed.Client`` of the cluster at ``address`` (``local:N``: started here and
+    stopped after); one line when it cannot be reached or is not an address."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -66,7 +74,7 @@ def connect(address: str) -> Iterator[DaskMapper]:
             cluster.close()
         raise
     try:
-        yield DaskMapper(client)
+        yield client
     finally:
         client.close()
         if cluster is not None:

@@ -5,111 +5,39 @@ Each trial process gets an equal share of the machine (torch threads, loader wor
 each where there are several), dies with the sweep's process, and writes its output to a log of
 its own. A stop (Ctrl-C, SIGTERM) stops the running trials at their next step; they are queued
 again, so the next ``crnn sweep`` runs them anew. No trial starts after the time budget.
+
+Where a trial runs is the launcher's business (:mod:`crnn.sweep.launch`): here, or as a task on
+a cluster's workers, the study (its storage) coordinating either way. A trial whose worker died
+is lost like one of a killed sweep: FAIL, ``crnn.lost``, and queued again, here at once.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from crnn import interrupt
-from crnn.config import SweepConfig, TrainingConfig
-from crnn.lifetime import die_with_parent
-from crnn.sweep.space import distributions, overrides
+from crnn.config import SweepConfig
+from crnn.sweep.launch import Launcher, Share, TrialRun, machine_share
+from crnn.sweep.space import distributions
 from crnn.sweep.study import DEFAULT, LOST, OWNER, RETRY_OF, finished, this_owner, waiting
 
 POLL_S = 0.2
-WORKERS = "training.loader.workers"  # set for each trial from its share of the machine
 STOP_WAIT_S = 60.0  # for a stopped trial to reach its next step and end its run
-
-
-@dataclass(frozen=True)
-class Share:
-    """What one trial process gets of the machine."""
-
-    threads: int
-    workers: int
-    gpu: str | None = None  # CUDA_VISIBLE_DEVICES of the trial, where there are several GPUs
-
-
-def machine_share(parallel: int, training: TrainingConfig, slot: int) -> Share:
-    """An equal share of the CPUs for each of ``parallel`` trials: torch threads, and loader
-    workers only where a share has cores to spare (1 thread, 0 workers each on 2 cores)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per = max(1, (cores or 1) // parallel)
-    workers = min(training.loader.workers, per // 4)
-    gpus = _gpus() if training.device in ("auto", "cuda") else 0
-    return Share(max(1, per - workers), workers, str(slot % gpus) if gpus > 1 else None)
-
-
-def _gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+__all__ = ["Launcher", "Share", "machine_share", "run_trials"]
 
 
 @dataclass
 class Running:
     trial: optuna.Trial
-    proc: subprocess.Popen[bytes]
-    result: Path
+    run: TrialRun
     slot: int
     started: float = field(default_factory=time.perf_counter)
-
-
-@dataclass
-class Launcher:
-    """How to start a trial process: what every trial shares (the spec's common part), where
-    its files go, and the training config that sizes its share of the machine."""
-
-    common: dict[str, Any]
-    user_overrides: list[str]
-    training: TrainingConfig
-    folder: Path
-    parallel: int
-
-    def start(self, trial: optuna.Trial, slot: int) -> Running:
-        share = machine_share(self.parallel, self.training, slot)
-        params = overrides(trial.params)
-        spec = {
-            **self.common,
-            "trial_id": trial._trial_id,
-            "number": trial.number,
-            "params_overrides": params,
-            # the user's --set, then the trial's values, then its share of the machine
-            "overrides": [*self.user_overrides, *params, f"{WORKERS}={share.workers}"],
-            "threads": share.threads,
-            "parent_pid": os.getpid(),
-            "result": str(self.folder / f"trial-{trial.number}.result.json"),
-        }
-        self.folder.mkdir(parents=True, exist_ok=True)
-        spec_path = self.folder / f"trial-{trial.number}.json"
-        spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
-        Path(spec["result"]).unlink(missing_ok=True)
-        env = {**os.environ, "OMP_NUM_THREADS": str(share.threads), "PYTHONUNBUFFERED": "1"}
-        if share.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = share.gpu
-        parent = os.getpid()
-        with open(self.folder / f"trial-{trial.number}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "crnn.sweep.trial", str(spec_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                preexec_fn=lambda: die_with_parent(signal.SIGTERM, parent),
-            )
-        return Running(trial, proc, Path(spec["result"]), slot)
 
 
 def run_trials(
@@ -130,11 +58,14 @@ def run_trials(
                 trial = study.ask(space)
                 trial.set_user_attr(OWNER, owner)
                 slot = min(set(range(sweep.parallel)) - {r.slot for r in running.values()})
-                running[trial.number] = launcher.start(trial, slot)
+                running[trial.number] = Running(trial, launcher.start(trial, slot), slot)
             if not running:
                 return
-            for number in [n for n, r in running.items() if r.proc.poll() is not None]:
-                said(*_tell(study, running.pop(number)))
+            for number, run in list(running.items()):
+                outcome = run.run.poll()
+                if outcome is not None:
+                    del running[number]
+                    said(*_tell(study, run, outcome))
             interrupt.check("a sweep trial")
             time.sleep(POLL_S)
     except BaseException:
@@ -155,16 +86,11 @@ def _may_start(
     return done + len(running) < sweep.trials
 
 
-def _tell(study: Any, run: Running) -> tuple[FrozenTrial, dict[str, Any]]:
-    """What the trial's process wrote, told to the study."""
-    try:
-        result = json.loads(run.result.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        code = run.proc.returncode
-        result = {"state": "failed", "error": f"the trial process ended with exit code {code}"}
+def _tell(study: Any, run: Running, result: dict[str, Any]) -> tuple[FrozenTrial, dict[str, Any]]:
+    """What became of the trial (its process's result), told to the study."""
     result["wall_s"] = round(time.perf_counter() - run.started, 1)
     trial, state = run.trial, result["state"]
-    for key in ("run_id", "checkpoint", "best_epoch", "epochs_run", "wall_s", "error"):
+    for key in ("run_id", "checkpoint", "best_epoch", "epochs_run", "wall_s", "error", "worker"):
         if key in result:
             trial.set_user_attr(f"crnn.{key}", result[key])
     if state == "complete":
@@ -173,6 +99,8 @@ def _tell(study: Any, run: Running) -> tuple[FrozenTrial, dict[str, Any]]:
         frozen = study.tell(trial, state=TrialState.PRUNED)
     elif state == "interrupted":
         frozen = _lose(study, trial, "stopped with the sweep")
+    elif state == "lost":  # its cluster worker died: it runs again, as after a killed sweep
+        frozen = _lose(study, trial, str(result.get("error", "lost")))
     else:
         frozen = study.tell(trial, state=TrialState.FAIL)
     return frozen, result
@@ -190,14 +118,9 @@ def _lose(study: Any, trial: optuna.Trial, why: str) -> FrozenTrial:
 def _stop(
     study: Any, running: dict[int, Running], said: Callable[[FrozenTrial, dict[str, Any]], None]
 ) -> None:
-    """The sweep stops: its running trials stop at their next step and are queued again."""
+    """The sweep stops: its running trials stop at their next step (a cluster's tasks are
+    cancelled) and are queued again."""
     for run in running.values():
-        if run.proc.poll() is None:
-            run.proc.send_signal(signal.SIGTERM)
+        run.run.stop()
     for run in running.values():
-        try:
-            run.proc.wait(timeout=STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            run.proc.kill()
-            run.proc.wait()
-        said(*_tell(study, run))
+        said(*_tell(study, run, run.run.stopped(STOP_WAIT_S)))

@@ -4,14 +4,17 @@ parent run, reporting each epoch's validation metric to the study's pruner.
 
 It never builds shards (the parent did, once) and never reads the test split. It writes what
 became of it to the spec's ``result`` file: ``complete`` (with the score), ``pruned``,
-``interrupted`` (the sweep stopped it: it runs again next time) or ``failed`` (with why).
+``interrupted`` (the sweep stopped it: it runs again next time), ``failed`` (with why) or
+``lost`` (started a second time: a cluster ran it again after its worker died; it is queued).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from crnn.sweep.study import DEFAULT
 
 PARENT_TAG, TRIAL_TAG = "mlflow.parentRunId", "crnn.sweep.trial"
 PRUNED_TAG = "pruned"
+STARTED = "crnn.started"  # where the trial's process started: a second start is a lost trial
 OBJECTIVE = "sweep/objective"  # a trial's score, on its own run
 
 
@@ -60,6 +64,10 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     storage = open_storage(storage_url(cfg.sweep), workspace.root)
     study = optuna.load_study(study_name=spec["study"], storage=storage, pruner=pruner(cfg.sweep))
     trial = optuna.trial.Trial(study, spec["trial_id"])
+    if STARTED in trial.user_attrs:  # run again by a cluster whose worker died: lost, queued anew
+        before = trial.user_attrs[STARTED]
+        return {"state": "lost", "error": f"its process on {before['host']} died with its worker"}
+    trial.set_user_attr(STARTED, {"host": socket.gethostname(), "pid": os.getpid()})
     ctx = TrackingContext(**spec["tracking"])
     run_id = start_trial_run(ctx, cfg, spec)
     trial.set_user_attr("crnn.run_id", run_id)
