@@ -23,7 +23,7 @@ _EXPORTS = {
     "RegistrationResult": "crnn.tracking.registry",
     "TrackingContext": "crnn.tracking.runs",
     "finish_run": "crnn.tracking.runs",
-    "log_dataset_inputs": "crnn.tracking.runs",
+    "log_dataset_inputs": "crnn.tracking.datasets",
     "log_evaluation": "crnn.tracking.runs",
     "log_pyfunc_model": "crnn.tracking.runs",
     "open_tracking": "crnn.tracking.runs",
@@ -44,11 +44,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from crnn.tracking.datasets import log_dataset_inputs
     from crnn.tracking.registry import RegistrationResult, register_with_gate
     from crnn.tracking.runs import (
         TrackingContext,
         finish_run,
-        log_dataset_inputs,
         log_evaluation,
         log_pyfunc_model,
         open_tracking,

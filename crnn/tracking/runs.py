@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema, TensorSpec
 from mlflow.types.schema import Array
@@ -41,7 +41,6 @@ PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 CRNN_PACKAGE = Path(crnn.__file__).parent
 MLFLOW_BATCH = 100  # params per log_batch call
 MLFLOW_METRICS_BATCH = 1000  # metrics per log_batch call (the REST limit)
-DATA_TAG = "crnn.data."  # the shard set's row and quarantine counts: crnn.data.train_rows, ...
 
 
 @dataclass(frozen=True)
@@ -237,38 +236,6 @@ def find_resumable_run(ctx: TrackingContext, pipeline: str) -> str | None:
 
 def reopen_run(ctx: TrackingContext, run_id: str) -> None:
     ctx.client().update_run(run_id, status="RUNNING")
-
-
-def log_dataset_inputs(
-    ctx: TrackingContext, run_id: str, manifest_path: Path, manifest: Manifest
-) -> None:
-    """Record train/val/test as dataset inputs, named by the shard-set digest (one identity),
-    the manifest (and quarantine file) as artifacts, the row and quarantine counts as tags."""
-    client = ctx.client()
-    digest = manifest.digest[:16]
-    inputs = []
-    for split, counts in manifest.splits.items():
-        ds = Dataset(
-            name=f"{manifest.source['name']}-{split}",
-            digest=digest,
-            source_type="local",
-            source=f'{{"uri": "{manifest_path.resolve().as_posix()}"}}',
-            profile=f'{{"num_rows": {counts["rows"]}}}',
-        )
-        inputs.append(DatasetInput(ds, tags=[InputTag("mlflow.data.context", split)]))
-    client.log_inputs(run_id, datasets=inputs)
-    client.set_tag(run_id, "crnn.shard_digest", manifest.digest)
-    client.log_artifact(run_id, str(manifest_path), "data")
-    quarantine = manifest.quarantine
-    if quarantine.file and (manifest_path.parent / quarantine.file).is_file():
-        client.log_artifact(run_id, str(manifest_path.parent / quarantine.file), "data")
-    # counts of the shard set, not measures of the run: tags. As metrics (data/*, runs logged
-    # before) they were the first metrics a run logged, so what MLflow's compare page plots
-    # first, and the first section of its default charts (sections A to Z)
-    counts = {f"{split}_rows": c["rows"] for split, c in manifest.splits.items()}
-    counts["quarantined"] = quarantine.total
-    counts |= {f"quarantined_{reason}": n for reason, n in quarantine.by_reason.items()}
-    client.log_batch(run_id, tags=[RunTag(DATA_TAG + k, str(n)) for k, n in counts.items()])
 
 
 def as_metrics(values: dict[str, float], ts: int, step: int = 0) -> list[Metric]:

@@ -1,6 +1,7 @@
 """MLflow edge: a real SQLite store in a temporary workspace."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,46 @@ def test_the_store_gives_a_runs_metrics_in_the_order_first_logged(tmp_path: Path
         "data/rows",
         "baseline/svc",
     ]
+
+
+def test_runs_starting_at_once_link_the_same_new_datasets(tmp_path: Path, monkeypatch) -> None:
+    """A sweep's parallel trials log the same shard set's datasets as they start: both create
+    them, and one insert broke the store's unique constraint (the trial failed). Eight threads,
+    each its own client, log the same new datasets at once, in rounds: every run gets them."""
+    import threading
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    from crnn.tracking.datasets import log_inputs
+
+    monkeypatch.setattr("crnn.tracking.uri.USER_TRACKING_URI", None)
+    monkeypatch.setattr("crnn.tracking.uri.USER_REGISTRY_URI", None)
+    ctx = open_tracking(TrackingConfig(experiment="at-once"), tmp_path / "ws")
+    threads, failed = 8, []
+
+    def start(barrier: Any, client: Any, run_id: str, inputs: list[Any]) -> None:
+        barrier.wait()
+        try:
+            log_inputs(client, run_id, inputs)
+        except Exception as exc:  # collected: a thread's exception would be lost
+            failed.append(f"{type(exc).__name__}: {str(exc)[:120]}")
+
+    for round_ in range(4):
+        clients = [MlflowClient(ctx.tracking_uri) for _ in range(threads)]
+        runs = [c.create_run(ctx.experiment_id).info.run_id for c in clients]
+        data = Dataset(f"lines-{round_}", f"digest{round_}", "local", '{"uri": "m.json"}')
+        inputs = [DatasetInput(data, tags=[InputTag("mlflow.data.context", "train")])]
+        barrier = threading.Barrier(threads)
+        workers = [
+            threading.Thread(target=start, args=(barrier, c, r, inputs))
+            for c, r in zip(clients, runs, strict=True)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        for run_id in runs:
+            linked = clients[0].get_run(run_id).inputs.dataset_inputs
+            assert [d.dataset.name for d in linked] == [f"lines-{round_}"], (run_id, failed)
+    assert failed == []
