@@ -40,13 +40,15 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`crnn ARGS` in a fresh process, as a user would run it."""
+def run_cli(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`crnn ARGS` in a fresh process, as a user would run it (with ``env`` added)."""
     return subprocess.run(
         [sys.executable, "-m", "crnn.cli", *args],
         capture_output=True,
         text=True,
-        env=clean_env(tmp_path),
+        env={**clean_env(tmp_path), **(env or {})},
         cwd=tmp_path,
         timeout=300,
         check=False,
@@ -216,13 +218,16 @@ def test_repo_default_pipeline_is_the_one_make_run_uses() -> None:
 
 
 def test_user_error_inside_a_task_is_one_line_without_traceback(
-    tmp_path: Path, config_path: Path
+    tmp_path: Path, config_path: Path, prefect_server: dict[str, str]
 ) -> None:
+    """On a Prefect server (the test server: a temporary one is the subject of the CLI test
+    above), a task's user error is one line, and the run is marked failed."""
     import torch
 
     if torch.backends.mps.is_available():
         pytest.skip("this machine has MPS, so device=mps is not an error here")
-    proc = run_cli(tmp_path, "--config", str(config_path), "run", "--set", "training.device=mps")
+    args = ["--config", str(config_path), "run", "--set", "training.device=mps"]
+    proc = run_cli(tmp_path, *args, env=prefect_server)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("crnn: error:")]
