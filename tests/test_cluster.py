@@ -69,14 +69,11 @@ def cluster(tmp_path_factory) -> Iterator[tuple[str, list[subprocess.Popen[bytes
     try:
         _wait_for_workers(address, 2)
         yield address, workers
-    finally:
+    finally:  # killed: a worker given SIGTERM waits for its tasks' end, 15 s and more here
         for proc in [*workers, scheduler]:
-            proc.terminate()
+            proc.kill()
         for proc in [*workers, scheduler]:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.wait(timeout=15)
 
 
 def _wait_for_workers(address: str, count: int, within: float = 60.0) -> None:
