@@ -13,9 +13,11 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 # resolved here, in the parent: a child between fork and exec must not search for libraries
@@ -35,6 +37,22 @@ def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> boo
             os._exit(1)  # the parent died before the request was made: nothing will signal
         return True
     return False
+
+
+def start_logged(
+    argv: list[str], env: dict[str, str], log: Path, mode: str = "wb"
+) -> subprocess.Popen[bytes]:
+    """``argv`` started with its output (stdout and stderr) in ``log`` (``mode``: "wb" or "ab"),
+    SIGTERMed when this process ends."""
+    parent = os.getpid()
+    with open(log, mode) as out:
+        return subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=lambda: die_with_parent(signal.SIGTERM, parent),
+        )
 
 
 def running(pid: int) -> bool:

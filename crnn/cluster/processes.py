@@ -16,7 +16,6 @@ where they must be read here, they are on a shared file system.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from crnn.errors import LostWork
-from crnn.lifetime import die_with_parent
+from crnn.lifetime import start_logged
 
 POLL_S = 0.2
 STOP_WAIT_S = 60.0
@@ -103,23 +102,15 @@ def run_isolated(job: ProcessJob) -> dict[str, Any]:
     worker, key = get_worker(), thread_state.key
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     share = max(1, (cores or 1) // max(1, worker.state.nthreads))
-    here = os.getpid()
-    argv, env, log = job.command(share, f"{socket.gethostname()}-{here}")
+    argv, env, log = job.command(share, f"{socket.gethostname()}-{os.getpid()}")
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=lambda: die_with_parent(signal.SIGTERM, here),
-        )
+    proc = start_logged(argv, env, log, "ab")
     while proc.poll() is None:
         task = worker.state.tasks.get(key)
         if task is None or task.state in ("cancelled", "released", "forgotten"):
             _stop(proc)
         time.sleep(POLL_S)
-    where = {"host": socket.gethostname(), "pid": here, "address": worker.address}
+    where = {"host": socket.gethostname(), "pid": os.getpid(), "address": worker.address}
     return {**job.outcome(proc.returncode), "worker": where}
 
 

@@ -23,7 +23,7 @@ import optuna
 
 from crnn.config import TrainingConfig
 from crnn.errors import LostWork
-from crnn.lifetime import die_with_parent
+from crnn.lifetime import start_logged
 from crnn.sweep.space import overrides
 
 WORKERS = "training.loader.workers"  # set for each trial from its share of the machine
@@ -129,16 +129,7 @@ class LocalRun:
     @classmethod
     def start(cls, job: TrialJob, cores: int) -> LocalRun:
         argv, env, log = job.command(cores)
-        parent = os.getpid()
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                preexec_fn=lambda: die_with_parent(signal.SIGTERM, parent),
-            )
-        return cls(job, proc)
+        return cls(job, start_logged(argv, env, log))
 
     def poll(self) -> dict[str, Any] | None:
         code = self.proc.poll()
